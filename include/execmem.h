@@ -1,0 +1,330 @@
+/*
+ * execmem.h - typed, placed, never-W+X executable memory for programs that
+ * make machine code at run time.
+ *
+ * OVERVIEW
+ *   execmem hands out memory for generated code and its data.  Every
+ *   allocation has a type (enum execmem_type) that fixes where the memory may
+ *   lie and how it is protected.  Small allocations of every type are packed
+ *   at a fine granularity (64 bytes by default) into shared 2 MiB chunks that
+ *   are backed by huge pages where the kernel allows.  Memory where nothing
+ *   lives holds the architecture's trap instruction.  No page is ever
+ *   writable and executable at the same time: code bytes are put in place
+ *   only through execmem_write() or a write window (execmem_write_begin() /
+ *   execmem_write_end()), which also make the instruction cache coherent.
+ *
+ * MODES
+ *   EXECMEM_MODE_DUAL      each chunk is a sealed memfd mapped twice: read +
+ *                          execute where code runs and read + write at an
+ *                          unrelated, randomised address.  Steady-state
+ *                          allocation, write and free make no system call.
+ *   EXECMEM_MODE_MPROTECT  one private mapping, toggled RW <-> RX by
+ *                          mprotect() under a lock for every write.  Used
+ *                          when memfd or a shared executable mapping is
+ *                          refused (hardened kernels, SELinux) or when asked
+ *                          for.  Threads that execute code on a page while it
+ *                          is being rewritten wait in a SIGSEGV handler that
+ *                          execmem installs for this mode, then continue.
+ *   The default arena takes its mode from the environment variable
+ *   EXECMEM_MODE ("dual", "mprotect" or "auto", the default: dual, falling
+ *   back to mprotect when the kernel refuses).
+ *
+ * ERRORS
+ *   Allocation functions return NULL and set errno: EINVAL for a bad type,
+ *   size, target, reach or arena; ENOMEM when no memory or no address inside
+ *   the allowed range is available.  Every other function returns 0 or a
+ *   negative errno value.  execmem_last_error() gives a sentence explaining
+ *   the last configuration or placement failure of the calling thread.
+ *
+ * THREADS
+ *   Every function may be called from any thread at any time, except where
+ *   its description says otherwise.  Work on different allocations proceeds
+ *   in parallel: allocation and free use per-thread shards, copies are made
+ *   outside any allocator lock.
+ *
+ * PUBLISHING CODE TO OTHER THREADS
+ *   execmem_write() and execmem_write_end() make the instruction cache of the
+ *   whole machine coherent with the bytes written.  Before another thread
+ *   jumps to freshly written code it must see the code's address through a
+ *   release/acquire pair (an atomic store/load, a mutex, a queue).
+ *   - x86-64: nothing more is needed.
+ *   - aarch64: the other thread must also execute a context synchronisation
+ *     (ISB) after it acquires the address, or the writer calls
+ *     execmem_sync_cores() once after a batch of writes and before
+ *     publishing the batch.  Rewriting code that other threads may be
+ *     running at that moment always needs execmem_sync_cores().
+ *   - riscv64: the writes flush the instruction caches of all harts (the
+ *     riscv_flush_icache system call); execmem_sync_cores() is needed only
+ *     when rewriting code other threads may be running.
+ *
+ * FORK
+ *   After fork() neither process can change the other's code.  In dual mode
+ *   the child gives every chunk its own copy while the parent waits, which
+ *   costs one copy of the live chunks per fork.  Code allocated before the
+ *   fork keeps running in both processes.  Children created with raw
+ *   clone(2), which skips pthread_atfork() handlers, are not covered.
+ */
+#ifndef EXECMEM_H
+#define EXECMEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define EXECMEM_API __attribute__((visibility("default")))
+#else
+#define EXECMEM_API
+#endif
+
+#define EXECMEM_VERSION_MAJOR 0
+#define EXECMEM_VERSION_MINOR 1
+#define EXECMEM_VERSION_PATCH 0
+
+struct execmem_arena;
+
+/* Size of the chunks that small allocations share (and their alignment). */
+#define EXECMEM_CHUNK_SIZE ((size_t)2 << 20)
+
+enum execmem_type {
+	EXECMEM_CODE,          /* generated code, placed anywhere the architecture allows */
+	EXECMEM_CODE_NEAR,     /* code that must reach the host program's image with direct branches */
+	EXECMEM_DATA,          /* read-write data within PC-relative reach of CODE_NEAR */
+	EXECMEM_RODATA,        /* read-only data, filled through execmem_write() */
+	EXECMEM_RO_AFTER_INIT, /* plainly writable until execmem_seal(), read-only after */
+	EXECMEM_TYPE_MAX
+};
+
+enum execmem_mode {
+	EXECMEM_MODE_AUTO,     /* dual, falling back to mprotect when refused */
+	EXECMEM_MODE_DUAL,     /* memfd mapped twice: RX (or R) view + RW alias */
+	EXECMEM_MODE_MPROTECT  /* one mapping toggled RW <-> RX for each write */
+};
+
+/* Bits of struct execmem_range.protection (same values as PROT_*). */
+#define EXECMEM_PROT_READ  0x1
+#define EXECMEM_PROT_WRITE 0x2
+#define EXECMEM_PROT_EXEC  0x4
+
+/* Bits of struct execmem_range.flags. */
+#define EXECMEM_RANGE_SET       0x1 /* entry is given; an unset entry inherits EXECMEM_CODE's */
+#define EXECMEM_RANGE_ANYWHERE  0x2 /* no address constraint: start/end ignored */
+
+/*
+ * Where memory of one type may lie and how it is protected, like the
+ * kernel's struct execmem_range.  Allocations lie inside [start, end), or,
+ * when that range is full, inside [fallback_start, fallback_end) if the
+ * fallback is not empty.  protection is the protection of the view that
+ * code runs from or data is read from; it never holds both WRITE and EXEC.
+ * alignment is the minimum alignment of every allocation of the type (a
+ * power of two; 0 means the arena's granularity).
+ */
+struct execmem_range {
+	uintptr_t start, end;
+	uintptr_t fallback_start, fallback_end;
+	unsigned protection;
+	size_t alignment;
+	unsigned flags;
+};
+
+/*
+ * Parameters of an arena.  Fill with execmem_params_init(), then change what
+ * you need.
+ *   granularity      allocation unit, a power of two from 16 to 4096 (default 64)
+ *   retained_chunks  wholly free chunks kept for reuse before chunks are
+ *                    returned to the system (default 8)
+ *   mode             see MODES
+ *   ranges           NULL for the architecture's table computed around the
+ *                    image, or EXECMEM_TYPE_MAX entries; entries without
+ *                    EXECMEM_RANGE_SET inherit EXECMEM_CODE's
+ *   image_start/end  the image that CODE_NEAR code must reach; 0/0 means the
+ *                    main program, found automatically
+ */
+struct execmem_params {
+	size_t granularity;
+	size_t retained_chunks;
+	enum execmem_mode mode;
+	const struct execmem_range *ranges;
+	uintptr_t image_start, image_end;
+};
+
+/* Counters of the system calls made through execmem's OS layer. */
+enum execmem_os_call {
+	EXECMEM_OS_MEMFD,
+	EXECMEM_OS_FTRUNCATE,
+	EXECMEM_OS_FCNTL,
+	EXECMEM_OS_MMAP,
+	EXECMEM_OS_MUNMAP,
+	EXECMEM_OS_MPROTECT,
+	EXECMEM_OS_MADVISE,
+	EXECMEM_OS_MEMBARRIER,
+	EXECMEM_OS_FLUSH_ICACHE,
+	EXECMEM_OS_OTHER,      /* close, pipe, read, write, sigaction, ... */
+	EXECMEM_OS_CALL_MAX
+};
+
+struct execmem_stats {
+	enum execmem_mode mode;          /* mode new chunks are made in (never AUTO) */
+	size_t bytes_reserved;           /* bytes of chunks and large mappings (one view) */
+	size_t bytes_in_use;             /* sum of execmem_usable_size() of live allocations */
+	size_t live_allocations;
+	size_t chunks;                   /* 2 MiB chunks, including retained ones */
+	size_t retained_chunks;          /* wholly free chunks kept for reuse */
+	size_t large_mappings;           /* allocations with a mapping of their own */
+	size_t bytes_huge;               /* bytes the kernel confirmed are in 2 MiB pages */
+	uint64_t os_calls[EXECMEM_OS_CALL_MAX]; /* process-wide, since start */
+	uint64_t os_calls_total;
+};
+
+/*
+ * execmem_alloc - allocate memory of a type from the default arena.
+ * Code types come filled with trap instructions, data types with zeros.
+ * Returns the address (aligned to the granularity and the type's alignment),
+ * or NULL with errno EINVAL (bad type, size 0 or too large) or ENOMEM.
+ */
+EXECMEM_API void *execmem_alloc(enum execmem_type type, size_t size);
+
+/*
+ * execmem_alloc_near - like execmem_alloc(), but every byte of the result
+ * lies within reach bytes of target (|byte - target| <= reach).  The
+ * type's own range must also hold unless the type is EXECMEM_CODE or
+ * EXECMEM_DATA... types with a range are placed inside both.
+ * Returns NULL with errno EINVAL for a NULL target or a reach smaller than
+ * the size, ENOMEM when no address within reach is free.
+ */
+EXECMEM_API void *execmem_alloc_near(enum execmem_type type, size_t size,
+				     const void *target, size_t reach);
+
+/*
+ * execmem_free - return an allocation of any arena.  Code memory is refilled
+ * with trap instructions, data memory with zeros, before it can be reused.
+ * Returns 0 (also for NULL), or -EINVAL for a pointer that is not the start
+ * of a live allocation (unknown, interior, already freed); nothing is
+ * touched then.
+ */
+EXECMEM_API int execmem_free(void *addr);
+
+/*
+ * execmem_write - copy len bytes from src to dst, where [dst, dst + len) lies
+ * inside one live allocation, then make the instruction cache coherent.
+ * Returns 0, -EINVAL when the range is not inside one live allocation or src
+ * is NULL with len > 0 (nothing is written), -EPERM for a sealed
+ * RO_AFTER_INIT allocation, or an error of the OS layer in mprotect mode.
+ * Writes to distinct allocations may run concurrently.
+ */
+EXECMEM_API int execmem_write(void *dst, const void *src, size_t len);
+
+/*
+ * execmem_invalidate - fill [dst, dst + len), inside one live allocation,
+ * with trap instructions (zeros for data types).  Errors as execmem_write().
+ */
+EXECMEM_API int execmem_invalidate(void *dst, size_t len);
+
+/*
+ * execmem_write_begin - open a write window on the allocation that starts at
+ * addr and return a writable pointer to its first byte (valid for
+ * execmem_usable_size(addr) bytes) until execmem_write_end(addr).  For DATA
+ * and unsealed RO_AFTER_INIT memory this is addr itself.  In mprotect mode
+ * the pages stay non-executable while the window is open.
+ * Returns NULL with errno EINVAL (not the start of a live allocation),
+ * EBUSY (a window is already open on it), EPERM (sealed) or an OS error.
+ */
+EXECMEM_API void *execmem_write_begin(void *addr);
+
+/*
+ * execmem_write_end - close the window opened on addr and publish its bytes
+ * as execmem_write() does.  Returns 0, -EINVAL when no window is open on
+ * addr, or an OS error in mprotect mode.
+ */
+EXECMEM_API int execmem_write_end(void *addr);
+
+/*
+ * execmem_seal - make an EXECMEM_RO_AFTER_INIT allocation read-only for good
+ * (it becomes writable again only once freed and reallocated).  Sealing
+ * changes page protections, so RO_AFTER_INIT allocations take whole pages.
+ * Returns 0, -EINVAL for another type or a pointer that is not a live
+ * allocation, -EALREADY if already sealed, or an OS error.
+ */
+EXECMEM_API int execmem_seal(void *addr);
+
+/*
+ * execmem_usable_size - bytes usable at addr, the start of a live
+ * allocation (its size rounded up to the granularity); 0 for memory execmem
+ * does not own or that is not the start of a live allocation.
+ */
+EXECMEM_API size_t execmem_usable_size(const void *addr);
+
+/*
+ * execmem_sync_cores - make every thread of the process execute a context
+ * synchronising instruction (membarrier SYNC_CORE) on architectures that
+ * need it for cross-modified code (aarch64, riscv64); a no-op returning 0 on
+ * x86-64.  Call it once after a batch of writes, not after each.
+ * Returns 0 or -ENOSYS/-EPERM when the kernel does not offer it.
+ */
+EXECMEM_API int execmem_sync_cores(void);
+
+/*
+ * execmem_stats - fill *out for the default arena (OS call counts are
+ * process-wide).  Returns 0 or -EINVAL for NULL.
+ */
+EXECMEM_API int execmem_stats(struct execmem_stats *out);
+
+/* execmem_params_init - fill *params with the defaults. */
+EXECMEM_API void execmem_params_init(struct execmem_params *params);
+
+/*
+ * execmem_configure - set the parameters of the default arena.  Only before
+ * its first use.  Returns 0, -EINVAL for parameters that make no sense
+ * (execmem_last_error() says which), -EBUSY after the default arena has been
+ * used.
+ */
+EXECMEM_API int execmem_configure(const struct execmem_params *params);
+
+/*
+ * execmem_get_ranges - copy the range table in force for arena (NULL: the
+ * default arena) into out[EXECMEM_TYPE_MAX].  Returns 0 or a negative errno.
+ */
+EXECMEM_API int execmem_get_ranges(struct execmem_arena *arena,
+				   struct execmem_range out[EXECMEM_TYPE_MAX]);
+
+/*
+ * execmem_arena_create - make an independent allocator (NULL: defaults).
+ * Returns NULL with errno EINVAL (bad parameters; see execmem_last_error())
+ * or ENOMEM.
+ */
+EXECMEM_API struct execmem_arena *execmem_arena_create(const struct execmem_params *params);
+
+/* execmem_arena_alloc - execmem_alloc() from a given arena. */
+EXECMEM_API void *execmem_arena_alloc(struct execmem_arena *arena,
+				      enum execmem_type type, size_t size);
+
+/* execmem_arena_alloc_near - execmem_alloc_near() from a given arena. */
+EXECMEM_API void *execmem_arena_alloc_near(struct execmem_arena *arena,
+					   enum execmem_type type, size_t size,
+					   const void *target, size_t reach);
+
+/* execmem_arena_stats - execmem_stats() of a given arena. */
+EXECMEM_API int execmem_arena_stats(struct execmem_arena *arena,
+				    struct execmem_stats *out);
+
+/*
+ * execmem_arena_destroy - free all memory of the arena at once; its
+ * allocations become invalid.  Must not race with other calls on the same
+ * arena or its allocations.  Returns 0, or -EINVAL for NULL, the default
+ * arena or an arena already destroyed.
+ */
+EXECMEM_API int execmem_arena_destroy(struct execmem_arena *arena);
+
+/* execmem_mode_name - "dual", "mprotect" or "auto". */
+EXECMEM_API const char *execmem_mode_name(enum execmem_mode mode);
+
+/* execmem_last_error - why the calling thread's last failed call failed, or "". */
+EXECMEM_API const char *execmem_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

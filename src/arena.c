@@ -1,0 +1,777 @@
+/*
+ * arena.c - arenas, their pools and per-thread shards: where allocations
+ * are carved out of chunks, freed, sealed and looked up.
+ *
+ * Locking: a shard's lock guards its chunk list, the free-space trackers of
+ * those chunks and its counters; a pool's lock guards its retained and large
+ * lists and its counters.  Order: shard, then pool, then toggle lock.  The
+ * write path takes no lock in dual mode: it validates through atomic reads
+ * of the tracker (see freespace.h).
+ */
+#include "internal.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+static _Thread_local unsigned thread_shard = UINT_MAX;
+static atomic_uint next_thread_shard;
+
+unsigned em_thread_slot(void)
+{
+	if (thread_shard == UINT_MAX)
+		thread_shard = atomic_fetch_add(&next_thread_shard, 1);
+	return thread_shard;
+}
+
+static struct em_shard *my_shard(struct em_pool *pool)
+{
+	return &pool->shards[em_thread_slot() & pool->arena->shard_mask];
+}
+
+unsigned em_type_prot(enum execmem_type type)
+{
+	switch (type) {
+	case EXECMEM_CODE:
+	case EXECMEM_CODE_NEAR:
+		return EXECMEM_PROT_READ | EXECMEM_PROT_EXEC;
+	case EXECMEM_RODATA:
+		return EXECMEM_PROT_READ;
+	default:
+		return EXECMEM_PROT_READ | EXECMEM_PROT_WRITE;
+	}
+}
+
+bool em_type_is_code(enum execmem_type type)
+{
+	return type == EXECMEM_CODE || type == EXECMEM_CODE_NEAR;
+}
+
+/* ---------------------------------------------------------------- ranges */
+
+static void default_ranges(struct em_arena *a, uintptr_t image_lo, uintptr_t image_hi)
+{
+	size_t far_code = em_arch.code_fallback_reach ? em_arch.code_fallback_reach : em_arch.code_reach;
+	size_t data = em_arch.data_reach < far_code ? em_arch.data_reach : far_code;
+	for (int t = 0; t < EXECMEM_TYPE_MAX; t++) {
+		struct execmem_range *r = &a->ranges[t];
+		memset(r, 0, sizeof *r);
+		r->flags = EXECMEM_RANGE_SET;
+		r->protection = em_type_prot(t);
+		if (t == EXECMEM_CODE) {
+			r->flags |= EXECMEM_RANGE_ANYWHERE;
+		} else if (t == EXECMEM_CODE_NEAR) {
+			em_near_window(image_lo, image_hi, em_arch.code_reach, &r->start, &r->end);
+			if (em_arch.code_fallback_reach)
+				em_near_window(image_lo, image_hi, em_arch.code_fallback_reach,
+					       &r->fallback_start, &r->fallback_end);
+		} else {
+			em_near_window(image_lo, image_hi, data, &r->start, &r->end);
+		}
+	}
+}
+
+static bool span_ok(uintptr_t start, uintptr_t end, uintptr_t top)
+{
+	return start < end && end - start >= EM_CHUNK && end <= top;
+}
+
+static int check_range(int type, const struct execmem_range *r)
+{
+	uintptr_t top = em_user_va_top();
+	if (r->flags & ~(unsigned)(EXECMEM_RANGE_SET | EXECMEM_RANGE_ANYWHERE)) {
+		em_set_error("range %d: unknown flags 0x%x", type, r->flags);
+		return -EINVAL;
+	}
+	if (r->protection && r->protection != em_type_prot(type)) {
+		em_set_error("range %d: protection 0x%x does not match the type (0x%x)",
+			     type, r->protection, em_type_prot(type));
+		return -EINVAL;
+	}
+	if (r->alignment & (r->alignment - 1) || r->alignment > EM_CHUNK) {
+		em_set_error("range %d: alignment %zu is not a power of two up to 2 MiB",
+			     type, r->alignment);
+		return -EINVAL;
+	}
+	if (r->flags & EXECMEM_RANGE_ANYWHERE)
+		return 0;
+	if (!span_ok(r->start, r->end, top)) {
+		em_set_error("range %d: [%#lx, %#lx) is empty, smaller than a chunk or beyond the "
+			     "user address space", type, (unsigned long)r->start, (unsigned long)r->end);
+		return -EINVAL;
+	}
+	if ((r->fallback_start || r->fallback_end) &&
+	    !span_ok(r->fallback_start, r->fallback_end, top)) {
+		em_set_error("range %d: fallback [%#lx, %#lx) is empty, smaller than a chunk or "
+			     "beyond the user address space", type,
+			     (unsigned long)r->fallback_start, (unsigned long)r->fallback_end);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Host ranges replace the defaults; unset entries inherit EXECMEM_CODE's. */
+static int apply_ranges(struct em_arena *a, const struct execmem_range *given)
+{
+	for (int t = 0; t < EXECMEM_TYPE_MAX; t++) {
+		const struct execmem_range *r = &given[t];
+		if (!(r->flags & EXECMEM_RANGE_SET)) {
+			if (!(given[EXECMEM_CODE].flags & EXECMEM_RANGE_SET))
+				continue;
+			r = &given[EXECMEM_CODE];
+		}
+		int rc = check_range(t, r);
+		if (rc)
+			return rc;
+		a->ranges[t] = *r;
+		a->ranges[t].protection = em_type_prot(t);
+		a->ranges[t].flags |= EXECMEM_RANGE_SET;
+	}
+	return 0;
+}
+
+static int check_params(const struct execmem_params *p)
+{
+	size_t g = p->granularity;
+	if (g < 16 || g > 4096 || (g & (g - 1))) {
+		em_set_error("granularity %zu is not a power of two from 16 to 4096", g);
+		return -EINVAL;
+	}
+	if (p->mode != EXECMEM_MODE_AUTO && p->mode != EXECMEM_MODE_DUAL &&
+	    p->mode != EXECMEM_MODE_MPROTECT) {
+		em_set_error("unknown mode %d", (int)p->mode);
+		return -EINVAL;
+	}
+	if (p->image_start > p->image_end || (!p->image_start) != (!p->image_end)) {
+		em_set_error("image [%#lx, %#lx) is not a range", (unsigned long)p->image_start,
+			     (unsigned long)p->image_end);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* ----------------------------------------------------------------- pools */
+
+static bool same_pool(const struct em_arena *a, int t, int u)
+{
+	const struct execmem_range *x = &a->ranges[t], *y = &a->ranges[u];
+	return x->start == y->start && x->end == y->end && x->fallback_start == y->fallback_start &&
+	       x->fallback_end == y->fallback_end && x->alignment == y->alignment &&
+	       x->flags == y->flags && x->protection == y->protection &&
+	       em_type_is_code(t) == em_type_is_code(u) &&
+	       (t == EXECMEM_RO_AFTER_INIT) == (u == EXECMEM_RO_AFTER_INIT);
+}
+
+static void pool_init(struct em_arena *a, struct em_pool *pool, enum execmem_type type)
+{
+	memset(pool, 0, sizeof *pool);
+	pool->arena = a;
+	pool->type = type;
+	pool->range = a->ranges[type];
+	pool->prot = em_type_prot(type);
+	pool->code = em_type_is_code(type);
+	pool->sealable = type == EXECMEM_RO_AFTER_INIT;
+	/* Sealing changes page protection: sealable allocations own their pages. */
+	pool->granule = pool->sealable ? (uint32_t)em_os_page_size() : (uint32_t)a->params.granularity;
+	size_t align = pool->range.alignment;
+	pool->align = align > pool->granule ? (uint32_t)align : pool->granule;
+}
+
+static unsigned shard_mask_for_cpus(void)
+{
+	unsigned n = 1;
+	while (n < (unsigned)em_os_cpu_count() && n < EM_MAX_SHARDS)
+		n <<= 1;
+	return n - 1;
+}
+
+int em_arena_init(struct em_arena *a, const struct execmem_params *params)
+{
+	memset(a, 0, sizeof *a);
+	execmem_params_init(&a->params);
+	if (params)
+		a->params = *params;
+	int rc = check_params(&a->params);
+	if (rc)
+		return rc;
+	uintptr_t lo = a->params.image_start, hi = a->params.image_end;
+	if (!hi)
+		em_image_bounds(&lo, &hi);
+	default_ranges(a, lo, hi);
+	if (a->params.ranges && (rc = apply_ranges(a, a->params.ranges)))
+		return rc;
+	a->params.ranges = NULL; /* the caller's table need not outlive the call */
+	a->mode_forced = a->params.mode != EXECMEM_MODE_AUTO;
+	atomic_store(&a->mode, a->params.mode == EXECMEM_MODE_MPROTECT ? EXECMEM_MODE_MPROTECT
+									: EXECMEM_MODE_DUAL);
+	a->shard_mask = shard_mask_for_cpus();
+	for (int t = 0; t < EXECMEM_TYPE_MAX; t++) {
+		a->pool_of[t] = &a->pools[t];
+		for (int u = 0; u < t; u++) {
+			if (a->pool_of[u] == &a->pools[u] && same_pool(a, t, u)) {
+				a->pool_of[t] = &a->pools[u];
+				break;
+			}
+		}
+		if (a->pool_of[t] == &a->pools[t])
+			pool_init(a, &a->pools[t], t);
+	}
+	atomic_store(&a->alive, 1);
+	return 0;
+}
+
+#define FOR_EACH_POOL(a, pool)                                                        \
+	for (struct em_pool *pool = (a)->pools; pool < (a)->pools + EXECMEM_TYPE_MAX; pool++) \
+		if ((a)->pool_of[pool - (a)->pools] == pool)
+
+/* --------------------------------------------------------- chunk lists */
+
+static void push(struct em_chunk **head, struct em_chunk *c)
+{
+	c->prev = NULL;
+	c->next = *head;
+	if (*head)
+		(*head)->prev = c;
+	*head = c;
+}
+
+static void unlink_chunk(struct em_chunk **head, struct em_chunk *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		*head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->next = c->prev = NULL;
+}
+
+static struct em_shard *lock_owner(struct em_chunk *c)
+{
+	struct em_shard *s = atomic_load(&c->shard);
+	if (!s)
+		return NULL;
+	em_lock(&s->lock);
+	if (atomic_load(&c->shard) != s) {
+		em_unlock(&s->lock);
+		return NULL;
+	}
+	return s;
+}
+
+static struct em_chunk *new_descriptor(struct em_pool *pool, bool large)
+{
+	em_lock(&pool->lock);
+	struct em_chunk *c = pool->spare;
+	if (c && c->large == large)
+		unlink_chunk(&pool->spare, c);
+	else
+		c = NULL;
+	em_unlock(&pool->lock);
+	if (c)
+		return c;
+	uint32_t granules = large ? 1 : (uint32_t)(EM_CHUNK / pool->granule);
+	c = calloc(1, sizeof *c);
+	void *storage = c ? malloc(em_fs_storage_size(granules)) : NULL;
+	if (!storage) {
+		free(c);
+		return NULL;
+	}
+	c->pool = pool;
+	c->large = large;
+	c->fs_storage = storage;
+	c->unit_shift = large ? 63 : (unsigned)__builtin_ctz(pool->granule);
+	em_fs_init(&c->fs, granules, storage);
+	return c;
+}
+
+static void free_descriptor(struct em_chunk *c)
+{
+	free(c->fs_storage);
+	free(c);
+}
+
+static enum em_chunk_kind kind_for(struct em_pool *pool)
+{
+	if (pool->prot & EXECMEM_PROT_WRITE)
+		return EM_CHUNK_PLAIN;
+	return atomic_load(&pool->arena->mode) == EXECMEM_MODE_DUAL ? EM_CHUNK_ALIASED
+								    : EM_CHUNK_TOGGLED;
+}
+
+/* Map a chunk, falling back to mprotect mode when dual mapping is refused. */
+static int map_with_fallback(struct em_chunk *c, const struct em_window *w)
+{
+	struct em_arena *a = c->pool->arena;
+	enum em_chunk_kind kind = kind_for(c->pool);
+	int rc = em_chunk_map(c, w, kind);
+	if (kind == EM_CHUNK_ALIASED && (rc == -EPERM || rc == -EACCES) && !a->mode_forced) {
+		atomic_store(&a->mode, EXECMEM_MODE_MPROTECT);
+		kind = EM_CHUNK_TOGGLED;
+		rc = em_chunk_map(c, w, kind);
+	}
+	if (!rc && kind == EM_CHUNK_TOGGLED && (rc = em_toggle_guard_install()))
+		em_chunk_unmap(c);
+	return rc;
+}
+
+static void count_chunk(struct em_pool *pool, struct em_chunk *c, int sign)
+{
+	em_lock(&pool->lock);
+	if (c->large)
+		pool->nlarge += sign;
+	else
+		pool->chunks += sign;
+	pool->bytes_reserved += sign * c->size;
+	if (c->huge)
+		pool->bytes_huge += sign * c->size;
+	em_unlock(&pool->lock);
+}
+
+/* A mapped, registered chunk spanning `span` bytes, or NULL with *err. */
+static struct em_chunk *create_chunk(struct em_pool *pool, const struct em_window *w,
+				     size_t size, bool large, int *err)
+{
+	struct em_chunk *c = new_descriptor(pool, large);
+	if (!c) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	size_t page = (size_t)em_os_page_size();
+	c->size = (size + page - 1) & ~(page - 1);
+	c->span = (size + EM_CHUNK - 1) & ~(EM_CHUNK - 1);
+	*err = map_with_fallback(c, w);
+	if (!*err && (*err = em_addrmap_set(c->base, c->span, c)))
+		em_chunk_unmap(c);
+	if (*err) {
+		free_descriptor(c);
+		return NULL;
+	}
+	em_fs_init(&c->fs, c->fs.granules, c->fs_storage);
+	count_chunk(pool, c, 1);
+	return c;
+}
+
+static void release_chunk(struct em_pool *pool, struct em_chunk *c)
+{
+	count_chunk(pool, c, -1);
+	em_addrmap_set(c->base, c->span, NULL);
+	em_chunk_unmap(c);
+	em_lock(&pool->lock);
+	push(&pool->spare, c);
+	em_unlock(&pool->lock);
+}
+
+/* --------------------------------------------------------------- alloc */
+
+static bool overlaps(const struct em_chunk *c, const struct em_window *w)
+{
+	return c->base < w->hi && c->base + c->size > w->lo;
+}
+
+static void *alloc_in(struct em_shard *s, struct em_chunk *c, uint32_t n, uint32_t align,
+		      const struct em_window *w)
+{
+	if (c->fs.free < n || !overlaps(c, w))
+		return NULL;
+	unsigned shift = c->unit_shift;
+	uint32_t lo = 0, hi = c->fs.granules;
+	if (w->lo > c->base)
+		lo = (uint32_t)((w->lo - c->base + (1u << shift) - 1) >> shift);
+	if (w->hi < c->base + c->size)
+		hi = (uint32_t)((w->hi - c->base) >> shift);
+	long at = em_fs_alloc(&c->fs, n, align, lo, hi);
+	if (at < 0)
+		return NULL;
+	s->live++;
+	s->bytes_in_use += (size_t)n << shift;
+	s->current = c;
+	return (void *)(c->base + ((uintptr_t)at << shift));
+}
+
+/* Widen the window so that a chunk overlapping it by `need` bytes fits. */
+static struct em_window chunk_window(const struct em_window *w, size_t need)
+{
+	size_t slack = EM_CHUNK - need;
+	struct em_window cw = { w->lo > slack ? w->lo - slack : 0,
+				w->hi < UINTPTR_MAX - slack ? w->hi + slack : UINTPTR_MAX };
+	if (w->lo == 0 && w->hi == UINTPTR_MAX)
+		cw = *w;
+	return cw;
+}
+
+static struct em_chunk *take_retained(struct em_pool *pool, const struct em_window *w)
+{
+	em_lock(&pool->lock);
+	struct em_chunk *c = pool->retained;
+	while (c && !overlaps(c, w))
+		c = c->next;
+	if (c) {
+		unlink_chunk(&pool->retained, c);
+		pool->nretained--;
+		atomic_fetch_sub(&pool->arena->nretained, 1);
+	}
+	em_unlock(&pool->lock);
+	return c;
+}
+
+static void *alloc_small(struct em_pool *pool, size_t size, const struct em_window *w, int *err)
+{
+	unsigned shift = (unsigned)__builtin_ctz(pool->granule);
+	uint32_t n = (uint32_t)((size + pool->granule - 1) >> shift);
+	uint32_t align = pool->align >> shift;
+	struct em_shard *s = my_shard(pool);
+	em_lock(&s->lock);
+	void *p = s->current ? alloc_in(s, s->current, n, align, w) : NULL;
+	for (struct em_chunk *c = s->chunks; !p && c; c = c->next)
+		if (c != s->current)
+			p = alloc_in(s, c, n, align, w);
+	if (!p) {
+		struct em_window cw = chunk_window(w, (size_t)n << shift);
+		struct em_chunk *c = take_retained(pool, &cw);
+		if (!c)
+			c = create_chunk(pool, &cw, EM_CHUNK, false, err);
+		if (c) {
+			atomic_store(&c->shard, s);
+			push(&s->chunks, c);
+			p = alloc_in(s, c, n, align, w);
+			*err = p ? 0 : -ENOMEM; /* the chunk barely missed the window */
+		}
+	}
+	em_unlock(&s->lock);
+	return p;
+}
+
+static void *alloc_large(struct em_pool *pool, size_t size, const struct em_window *w, int *err)
+{
+	struct em_chunk *c = create_chunk(pool, w, size, true, err);
+	if (!c)
+		return NULL;
+	struct em_shard *s = my_shard(pool);
+	em_lock(&s->lock);
+	em_fs_alloc(&c->fs, 1, 1, 0, 1);
+	s->live++;
+	s->bytes_in_use += c->size;
+	atomic_store(&c->shard, s);
+	em_lock(&pool->lock);
+	push(&pool->large, c);
+	em_unlock(&pool->lock);
+	em_unlock(&s->lock);
+	return (void *)c->base;
+}
+
+void *em_pool_alloc(struct em_pool *pool, size_t size, const struct em_window *w)
+{
+	int err = -ENOMEM;
+	void *p = size > EM_LARGE_THRESHOLD ? alloc_large(pool, size, w, &err)
+					    : alloc_small(pool, size, w, &err);
+	if (!p)
+		errno = -err;
+	return p;
+}
+
+/* ------------------------------------------------------- lookup, free */
+
+static size_t alloc_bytes(const struct em_chunk *c, uint32_t granules)
+{
+	return c->large ? c->size : (size_t)granules << c->unit_shift;
+}
+
+/* Index of the allocation starting exactly at addr, or -1. */
+static long start_index(struct em_chunk *c, uintptr_t addr, uint32_t *granules)
+{
+	if (addr < c->base || addr >= c->base + c->size)
+		return -1;
+	uintptr_t off = addr - c->base;
+	if (c->large ? off != 0 : (off & ((1ul << c->unit_shift) - 1)) != 0)
+		return -1;
+	uint32_t index = (uint32_t)(off >> c->unit_shift);
+	*granules = em_fs_size(&c->fs, index);
+	return *granules ? (long)index : -1;
+}
+
+int em_locate(struct em_chunk *c, uintptr_t addr, size_t len, uintptr_t *start, size_t *size)
+{
+	if (!atomic_load_explicit(&c->shard, memory_order_acquire) || addr < c->base ||
+	    addr >= c->base + c->size)
+		return -EINVAL;
+	long first = em_fs_find(&c->fs, (uint32_t)((addr - c->base) >> c->unit_shift));
+	if (first < 0)
+		return -EINVAL;
+	*start = c->base + ((uintptr_t)first << c->unit_shift);
+	*size = alloc_bytes(c, em_fs_size(&c->fs, (uint32_t)first));
+	if (len > *start + *size - addr)
+		return -EINVAL;
+	if (em_fs_flag(&c->fs, EM_FS_SEALED, (uint32_t)first))
+		return -EPERM;
+	return 0;
+}
+
+size_t em_usable(struct em_chunk *c, uintptr_t addr)
+{
+	struct em_shard *s = lock_owner(c);
+	if (!s)
+		return 0;
+	uint32_t n;
+	size_t size = start_index(c, addr, &n) >= 0 ? alloc_bytes(c, n) : 0;
+	em_unlock(&s->lock);
+	return size;
+}
+
+/* Retain a wholly free chunk, or release it beyond the arena's limit. */
+static void chunk_emptied(struct em_shard *s, struct em_chunk *c)
+{
+	struct em_pool *pool = c->pool;
+	struct em_arena *a = pool->arena;
+	unlink_chunk(&s->chunks, c);
+	if (s->current == c)
+		s->current = NULL;
+	atomic_store(&c->shard, NULL);
+	if (atomic_fetch_add(&a->nretained, 1) < a->params.retained_chunks) {
+		em_lock(&pool->lock);
+		push(&pool->retained, c);
+		pool->nretained++;
+		em_unlock(&pool->lock);
+		return;
+	}
+	atomic_fetch_sub(&a->nretained, 1);
+	release_chunk(pool, c);
+}
+
+static int unseal(struct em_chunk *c, uintptr_t addr, size_t size, uint32_t index)
+{
+	if (!em_fs_flag(&c->fs, EM_FS_SEALED, index))
+		return 0;
+	int rc = em_os_protect((void *)addr, size, PROT_READ | PROT_WRITE);
+	if (!rc)
+		em_fs_set_flag(&c->fs, EM_FS_SEALED, index, 0);
+	return rc;
+}
+
+int em_pool_free(struct em_chunk *c, uintptr_t addr)
+{
+	struct em_shard *s = lock_owner(c);
+	if (!s)
+		return -EINVAL;
+	uint32_t n;
+	long index = start_index(c, addr, &n);
+	int rc = index < 0 ? -EINVAL : 0;
+	if (!rc && em_fs_flag(&c->fs, EM_FS_WINDOW, (uint32_t)index))
+		rc = -EBUSY;
+	size_t size = rc ? 0 : alloc_bytes(c, n);
+	if (!rc)
+		rc = unseal(c, addr, size, (uint32_t)index);
+	if (!rc && !c->large)
+		rc = em_chunk_put(c, addr, NULL, size);
+	if (rc) {
+		em_unlock(&s->lock);
+		return rc;
+	}
+	em_fs_free(&c->fs, (uint32_t)index);
+	s->live--;
+	s->bytes_in_use -= size;
+	if (c->large) {
+		struct em_pool *pool = c->pool;
+		atomic_store(&c->shard, NULL);
+		em_lock(&pool->lock);
+		unlink_chunk(&pool->large, c);
+		em_unlock(&pool->lock);
+		em_unlock(&s->lock);
+		release_chunk(pool, c);
+		return 0;
+	}
+	if (c->fs.free == c->fs.granules)
+		chunk_emptied(s, c);
+	em_unlock(&s->lock);
+	return 0;
+}
+
+/* --------------------------------------------------- windows and seals */
+
+int em_window_begin(struct em_chunk *c, uintptr_t addr, void **writable)
+{
+	struct em_shard *s = lock_owner(c);
+	if (!s)
+		return -EINVAL;
+	uint32_t n;
+	long index = start_index(c, addr, &n);
+	int rc = 0;
+	if (index < 0)
+		rc = -EINVAL;
+	else if (em_fs_flag(&c->fs, EM_FS_SEALED, (uint32_t)index))
+		rc = -EPERM;
+	else if (em_fs_flag(&c->fs, EM_FS_WINDOW, (uint32_t)index))
+		rc = -EBUSY;
+	else if (c->kind == EM_CHUNK_TOGGLED)
+		rc = em_chunk_open_pages(c, addr, alloc_bytes(c, n));
+	if (!rc) {
+		em_fs_set_flag(&c->fs, EM_FS_WINDOW, (uint32_t)index, 1);
+		*writable = em_chunk_writable(c, addr);
+	}
+	em_unlock(&s->lock);
+	return rc;
+}
+
+int em_window_end(struct em_chunk *c, uintptr_t addr)
+{
+	struct em_shard *s = lock_owner(c);
+	if (!s)
+		return -EINVAL;
+	uint32_t n;
+	long index = start_index(c, addr, &n);
+	int rc = 0;
+	if (index < 0 || !em_fs_flag(&c->fs, EM_FS_WINDOW, (uint32_t)index)) {
+		rc = -EINVAL;
+	} else {
+		size_t size = alloc_bytes(c, n);
+		em_fs_set_flag(&c->fs, EM_FS_WINDOW, (uint32_t)index, 0);
+		if (c->kind == EM_CHUNK_TOGGLED)
+			rc = em_chunk_close_pages(c, addr, size);
+		if (!rc && c->pool->code)
+			rc = em_arch.publish((void *)addr, size);
+	}
+	em_unlock(&s->lock);
+	return rc;
+}
+
+int em_seal(struct em_chunk *c, uintptr_t addr)
+{
+	struct em_shard *s = lock_owner(c);
+	if (!s)
+		return -EINVAL;
+	uint32_t n;
+	long index = start_index(c, addr, &n);
+	int rc = 0;
+	if (index < 0 || !c->pool->sealable)
+		rc = -EINVAL;
+	else if (em_fs_flag(&c->fs, EM_FS_SEALED, (uint32_t)index))
+		rc = -EALREADY;
+	else if (em_fs_flag(&c->fs, EM_FS_WINDOW, (uint32_t)index))
+		rc = -EBUSY;
+	else
+		rc = em_os_protect((void *)addr, alloc_bytes(c, n), PROT_READ);
+	if (!rc)
+		em_fs_set_flag(&c->fs, EM_FS_SEALED, (uint32_t)index, 1);
+	em_unlock(&s->lock);
+	return rc;
+}
+
+/* ------------------------------------------------ stats, fork, destroy */
+
+void em_arena_stats(struct em_arena *a, struct execmem_stats *out)
+{
+	memset(out, 0, sizeof *out);
+	out->mode = atomic_load(&a->mode);
+	FOR_EACH_POOL(a, pool) {
+		for (unsigned i = 0; i <= a->shard_mask; i++) {
+			struct em_shard *s = &pool->shards[i];
+			em_lock(&s->lock);
+			out->live_allocations += s->live;
+			out->bytes_in_use += s->bytes_in_use;
+			em_unlock(&s->lock);
+		}
+		em_lock(&pool->lock);
+		out->bytes_reserved += pool->bytes_reserved;
+		out->chunks += pool->chunks;
+		out->retained_chunks += pool->nretained;
+		out->large_mappings += pool->nlarge;
+		out->bytes_huge += pool->bytes_huge;
+		em_unlock(&pool->lock);
+	}
+	em_os_counts(out->os_calls);
+	for (int i = 0; i < EXECMEM_OS_CALL_MAX; i++)
+		out->os_calls_total += out->os_calls[i];
+}
+
+void em_arena_lock_all(struct em_arena *a)
+{
+	FOR_EACH_POOL(a, pool) {
+		for (unsigned i = 0; i <= a->shard_mask; i++)
+			em_lock(&pool->shards[i].lock);
+		em_lock(&pool->lock);
+		em_lock(&pool->toggle_lock);
+	}
+}
+
+void em_arena_unlock_all(struct em_arena *a)
+{
+	FOR_EACH_POOL(a, pool) {
+		em_unlock(&pool->toggle_lock);
+		em_unlock(&pool->lock);
+		for (unsigned i = 0; i <= a->shard_mask; i++)
+			em_unlock(&pool->shards[i].lock);
+	}
+}
+
+/* Call fn on every mapped chunk of the arena (locks held or not needed). */
+static void each_chunk(struct em_arena *a, void *ctx,
+		       void (*fn)(struct em_pool *, struct em_chunk *, void *))
+{
+	FOR_EACH_POOL(a, pool) {
+		struct em_chunk *lists[EM_MAX_SHARDS + 2];
+		unsigned n = 0;
+		for (unsigned i = 0; i <= a->shard_mask; i++)
+			lists[n++] = pool->shards[i].chunks;
+		lists[n++] = pool->retained;
+		lists[n++] = pool->large;
+		for (unsigned i = 0; i < n; i++) {
+			for (struct em_chunk *c = lists[i], *next; c; c = next) {
+				next = c->next;
+				fn(pool, c, ctx);
+			}
+		}
+	}
+}
+
+static void note_alias(struct em_pool *pool, struct em_chunk *c, void *found)
+{
+	(void)pool;
+	*(bool *)found |= c->kind == EM_CHUNK_ALIASED;
+}
+
+bool em_arena_has_aliases(struct em_arena *a)
+{
+	bool found = false;
+	each_chunk(a, &found, note_alias);
+	return found;
+}
+
+static void privatize(struct em_pool *pool, struct em_chunk *c, void *unused)
+{
+	(void)unused;
+	if (c->kind != EM_CHUNK_ALIASED)
+		return;
+	bool was_huge = c->huge;
+	if (em_chunk_privatize(c))
+		abort(); /* neither a copy nor a private mapping: cannot keep W^X apart */
+	if (was_huge != c->huge)
+		pool->bytes_huge += c->huge ? c->size : -c->size;
+}
+
+void em_arena_privatize(struct em_arena *a)
+{
+	each_chunk(a, NULL, privatize);
+}
+
+static void destroy_chunk(struct em_pool *pool, struct em_chunk *c, void *unused)
+{
+	(void)pool;
+	(void)unused;
+	em_addrmap_set(c->base, c->span, NULL);
+	em_chunk_unmap(c);
+	free_descriptor(c);
+}
+
+void em_arena_release(struct em_arena *a)
+{
+	atomic_store(&a->alive, 0);
+	each_chunk(a, NULL, destroy_chunk);
+	FOR_EACH_POOL(a, pool) {
+		for (struct em_chunk *c = pool->spare, *next; c; c = next) {
+			next = c->next;
+			free_descriptor(c);
+		}
+		pool->spare = NULL;
+	}
+}

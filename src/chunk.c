@@ -1,0 +1,237 @@
+/*
+ * chunk.c - one chunk of memory (2 MiB for small allocations, more for a
+ * large one): mapping its views, huge pages, trap fill, and putting bytes
+ * into it without ever making a page writable and executable at once.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
+void em_fill(struct em_pool *pool, void *dst, size_t len)
+{
+	if (!pool->code) {
+		memset(dst, 0, len);
+		return;
+	}
+	unsigned n = em_arch.trap_len;
+	if (n == 1) {
+		memset(dst, em_arch.trap[0], len);
+		return;
+	}
+	/* Keep instructions at their natural alignment: the byte at address a
+	 * is byte a % n of the trap instruction. */
+	uint8_t *p = dst;
+	uintptr_t phase = (uintptr_t)p % n;
+	for (size_t i = 0; i < len; i++)
+		p[i] = em_arch.trap[(phase + i) % n];
+}
+
+/* Huge pages where the kernel allows; returns whether it confirmed them. */
+static bool make_huge(void *addr, size_t len)
+{
+	if (len % EM_CHUNK)
+		return false;
+	em_os_advise(addr, len, MADV_HUGEPAGE);
+	return em_os_advise(addr, len, MADV_COLLAPSE) == 0;
+}
+
+static int map_fixed(void *addr, size_t len, int prot, int flags, int fd)
+{
+	void *out;
+	return em_os_map(&out, addr, len, prot, flags | MAP_FIXED, fd);
+}
+
+/*
+ * Give the aliased chunk a fresh sealed memfd: an RW alias at a random
+ * address, filled with `initial` (or traps), then the executable view at
+ * c->base.  The view is mapped only once its bytes are final.
+ */
+static int map_aliased(struct em_chunk *c, const void *initial)
+{
+	int fd = em_os_memfd("execmem");
+	if (fd < 0)
+		return fd;
+	void *alias = NULL;
+	int rc = em_os_ftruncate(fd, c->size);
+	if (!rc)
+		rc = em_os_seal_size(fd);
+	if (!rc)
+		rc = em_place_random(c->size, c->base, &alias);
+	if (!rc && (rc = map_fixed(alias, c->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd))) {
+		em_os_unmap(alias, c->size);
+		alias = NULL;
+	}
+	if (!rc) {
+		/* Shared memory collapses only once its pages exist: fill first. */
+		if (initial)
+			memcpy(alias, initial, c->size);
+		else
+			em_fill(c->pool, alias, c->size);
+		c->huge = make_huge(alias, c->size);
+		rc = map_fixed((void *)c->base, c->size, (int)c->pool->prot, MAP_SHARED, fd);
+	}
+	if (!rc && c->huge)
+		c->huge = make_huge((void *)c->base, c->size);
+	em_os_close(fd);
+	if (rc) {
+		if (alias)
+			em_os_unmap(alias, c->size);
+		return rc;
+	}
+	c->alias = alias;
+	return 0;
+}
+
+/* A private mapping at c->base holding `initial` (or the pool's fill). */
+static int map_private(struct em_chunk *c, const void *initial)
+{
+	int rc = map_fixed((void *)c->base, c->size, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	if (rc)
+		return rc;
+	if (c->kind == EM_CHUNK_PLAIN) {
+		em_os_advise((void *)c->base, c->size, MADV_HUGEPAGE);
+		return 0;
+	}
+	if (initial)
+		memcpy((void *)c->base, initial, c->size);
+	else
+		em_fill(c->pool, (void *)c->base, c->size);
+	c->huge = make_huge((void *)c->base, c->size);
+	rc = em_os_protect((void *)c->base, c->size, (int)c->pool->prot);
+	if (rc)
+		return rc;
+	size_t pages = c->size / (size_t)em_os_page_size();
+	if (!c->rw_refs && !(c->rw_refs = calloc(pages, sizeof *c->rw_refs)))
+		return -ENOMEM;
+	return 0;
+}
+
+int em_chunk_map(struct em_chunk *c, const struct em_window *window, enum em_chunk_kind kind)
+{
+	void *base;
+	int rc = em_place(&c->pool->range, window, c->span, &base);
+	if (rc)
+		return rc;
+	c->base = (uintptr_t)base;
+	c->kind = kind;
+	c->alias = NULL;
+	c->huge = false;
+	rc = kind == EM_CHUNK_ALIASED ? map_aliased(c, NULL) : map_private(c, NULL);
+	if (rc) {
+		em_os_unmap(base, c->span);
+		return rc;
+	}
+	return 0;
+}
+
+void em_chunk_unmap(struct em_chunk *c)
+{
+	if (c->alias)
+		em_os_unmap(c->alias, c->size);
+	em_os_unmap((void *)c->base, c->span);
+	c->alias = NULL;
+	free(c->rw_refs);
+	c->rw_refs = NULL;
+}
+
+/*
+ * After fork, in the child: the memfd is shared with the parent, so give
+ * the chunk memory of its own with the same contents.  A private copy in
+ * mprotect mode is the fallback when a new memfd cannot be had.
+ */
+int em_chunk_privatize(struct em_chunk *c)
+{
+	void *copy = malloc(c->size);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, (void *)c->base, c->size);
+	uint8_t *old_alias = c->alias;
+	int rc = map_aliased(c, copy);
+	if (rc) {
+		c->alias = NULL;
+		c->kind = EM_CHUNK_TOGGLED;
+		rc = map_private(c, copy);
+		if (!rc)
+			rc = em_toggle_guard_install();
+	}
+	free(copy);
+	em_os_unmap(old_alias, c->size);
+	return rc;
+}
+
+static void page_span(uintptr_t addr, size_t len, uintptr_t *first, uintptr_t *end)
+{
+	uintptr_t page = (uintptr_t)em_os_page_size();
+	*first = addr & ~(page - 1);
+	*end = (addr + len + page - 1) & ~(page - 1);
+}
+
+/* Make pages of a toggled chunk writable (counted, so windows nest). */
+int em_chunk_open_pages(struct em_chunk *c, uintptr_t addr, size_t len)
+{
+	uintptr_t first, end, page = (uintptr_t)em_os_page_size();
+	page_span(addr, len, &first, &end);
+	em_lock(&c->pool->toggle_lock);
+	int rc = em_os_protect((void *)first, end - first, PROT_READ | PROT_WRITE);
+	if (!rc)
+		for (uintptr_t p = first; p < end; p += page)
+			atomic_fetch_add(&c->rw_refs[(p - c->base) / page], 1);
+	em_unlock(&c->pool->toggle_lock);
+	return rc;
+}
+
+/* Pages whose last writer left go back to the pool's protection, in runs. */
+int em_chunk_close_pages(struct em_chunk *c, uintptr_t addr, size_t len)
+{
+	uintptr_t first, end, page = (uintptr_t)em_os_page_size();
+	page_span(addr, len, &first, &end);
+	int rc = 0;
+	uintptr_t run = 0;
+	em_lock(&c->pool->toggle_lock);
+	for (uintptr_t p = first; p <= end; p += page) {
+		bool idle = p < end && atomic_fetch_sub(&c->rw_refs[(p - c->base) / page], 1) == 1;
+		if (idle && !run)
+			run = p;
+		if (!idle && run) {
+			/* On failure the run stays writable, never executable. */
+			int err = em_os_protect((void *)run, p - run, (int)c->pool->prot);
+			rc = rc ? rc : err;
+			run = 0;
+		}
+	}
+	atomic_fetch_add(&c->toggle_gen, 1);
+	em_unlock(&c->pool->toggle_lock);
+	return rc;
+}
+
+void *em_chunk_writable(struct em_chunk *c, uintptr_t addr)
+{
+	return c->alias ? c->alias + (addr - c->base) : (void *)addr;
+}
+
+/* Copy src (or the pool's fill when src is NULL) to dst and publish it. */
+int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len)
+{
+	bool toggled = c->kind == EM_CHUNK_TOGGLED;
+	if (toggled) {
+		int rc = em_chunk_open_pages(c, dst, len);
+		if (rc)
+			return rc;
+	}
+	void *to = em_chunk_writable(c, dst);
+	if (src)
+		memcpy(to, src, len);
+	else
+		em_fill(c->pool, to, len);
+	int rc = toggled ? em_chunk_close_pages(c, dst, len) : 0;
+	if (!rc && c->pool->code)
+		rc = em_arch.publish((void *)dst, len);
+	return rc;
+}

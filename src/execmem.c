@@ -1,0 +1,326 @@
+/*
+ * execmem.c - the public entry points: argument checks, the default arena,
+ * routing from a type to its arena's pool and from an address to its chunk.
+ */
+#include "internal.h"
+
+#include <linux/membarrier.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local char last_error[256];
+
+void em_set_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof last_error, fmt, ap);
+	va_end(ap);
+}
+
+const char *execmem_last_error(void)
+{
+	return last_error;
+}
+
+const char *execmem_mode_name(enum execmem_mode mode)
+{
+	switch (mode) {
+	case EXECMEM_MODE_DUAL:
+		return "dual";
+	case EXECMEM_MODE_MPROTECT:
+		return "mprotect";
+	default:
+		return "auto";
+	}
+}
+
+void execmem_params_init(struct execmem_params *params)
+{
+	memset(params, 0, sizeof *params);
+	params->granularity = 64;
+	params->retained_chunks = 8;
+	params->mode = EXECMEM_MODE_AUTO;
+}
+
+/* ------------------------------------------------------ the default arena */
+
+enum { DEFAULT_UNSET, DEFAULT_BUSY, DEFAULT_READY, DEFAULT_FAILED };
+
+static struct em_arena default_arena;
+static struct execmem_params default_params;
+static struct execmem_range default_ranges[EXECMEM_TYPE_MAX];
+static bool default_configured;
+static struct em_lock default_lock;
+static atomic_int default_state;
+static int default_error;
+
+static enum execmem_mode mode_from_env(void)
+{
+	const char *mode = getenv("EXECMEM_MODE");
+	if (mode && !strcmp(mode, "dual"))
+		return EXECMEM_MODE_DUAL;
+	if (mode && !strcmp(mode, "mprotect"))
+		return EXECMEM_MODE_MPROTECT;
+	return EXECMEM_MODE_AUTO;
+}
+
+static int register_arena(struct em_arena *a)
+{
+	int rc = em_fork_guard_install();
+	if (!rc)
+		em_registry_add(a);
+	return rc;
+}
+
+/* The default arena, set up on first use; NULL with errno on failure. */
+static struct em_arena *default_get(void)
+{
+	if (atomic_load_explicit(&default_state, memory_order_acquire) == DEFAULT_READY)
+		return &default_arena;
+	em_lock(&default_lock);
+	if (atomic_load(&default_state) == DEFAULT_UNSET) {
+		struct execmem_params p;
+		if (default_configured) {
+			p = default_params;
+		} else {
+			execmem_params_init(&p);
+			p.mode = mode_from_env();
+		}
+		int rc = em_arena_init(&default_arena, &p);
+		if (!rc)
+			rc = register_arena(&default_arena);
+		default_error = -rc;
+		atomic_store_explicit(&default_state, rc ? DEFAULT_FAILED : DEFAULT_READY,
+				      memory_order_release);
+	}
+	em_unlock(&default_lock);
+	if (atomic_load(&default_state) == DEFAULT_READY)
+		return &default_arena;
+	errno = default_error;
+	return NULL;
+}
+
+int execmem_configure(const struct execmem_params *params)
+{
+	if (!params)
+		return -EINVAL;
+	struct em_arena probe; /* validates the parameters as an arena would */
+	int rc = em_arena_init(&probe, params);
+	if (rc)
+		return rc;
+	em_lock(&default_lock);
+	if (atomic_load(&default_state) != DEFAULT_UNSET) {
+		em_unlock(&default_lock);
+		em_set_error("the default arena is already in use");
+		return -EBUSY;
+	}
+	default_params = *params;
+	if (params->ranges) {
+		memcpy(default_ranges, params->ranges, sizeof default_ranges);
+		default_params.ranges = default_ranges;
+	}
+	default_configured = true;
+	em_unlock(&default_lock);
+	return 0;
+}
+
+/* ------------------------------------------------------------ allocation */
+
+static bool type_ok(enum execmem_type type)
+{
+	return (unsigned)type < EXECMEM_TYPE_MAX;
+}
+
+static void *fail(int err)
+{
+	errno = err;
+	return NULL;
+}
+
+static void *arena_alloc(struct em_arena *a, enum execmem_type type, size_t size,
+			 const struct em_window *w)
+{
+	if (!a || !atomic_load(&a->alive) || !type_ok(type) || size == 0 || size > EM_MAX_SIZE)
+		return fail(EINVAL);
+	return em_pool_alloc(a->pool_of[type], size, w);
+}
+
+static const struct em_window everywhere = { 0, UINTPTR_MAX };
+
+/* [target - reach, target + reach], saturating at both ends. */
+static struct em_window reach_window(const void *target, size_t reach)
+{
+	uintptr_t t = (uintptr_t)target;
+	struct em_window w = { t > reach ? t - reach : 0,
+			       t < UINTPTR_MAX - reach ? t + reach + 1 : UINTPTR_MAX };
+	return w;
+}
+
+static void *arena_alloc_near(struct em_arena *a, enum execmem_type type, size_t size,
+			      const void *target, size_t reach)
+{
+	if (!target || reach < size)
+		return fail(EINVAL);
+	struct em_window w = reach_window(target, reach);
+	return arena_alloc(a, type, size, &w);
+}
+
+void *execmem_alloc(enum execmem_type type, size_t size)
+{
+	return arena_alloc(default_get(), type, size, &everywhere);
+}
+
+void *execmem_alloc_near(enum execmem_type type, size_t size, const void *target, size_t reach)
+{
+	return arena_alloc_near(default_get(), type, size, target, reach);
+}
+
+void *execmem_arena_alloc(struct execmem_arena *arena, enum execmem_type type, size_t size)
+{
+	return arena_alloc((struct em_arena *)arena, type, size, &everywhere);
+}
+
+void *execmem_arena_alloc_near(struct execmem_arena *arena, enum execmem_type type, size_t size,
+			       const void *target, size_t reach)
+{
+	return arena_alloc_near((struct em_arena *)arena, type, size, target, reach);
+}
+
+/* ------------------------------------------------ operations by address */
+
+int execmem_free(void *addr)
+{
+	if (!addr)
+		return 0;
+	struct em_chunk *c = em_addrmap_get(addr);
+	return c ? em_pool_free(c, (uintptr_t)addr) : -EINVAL;
+}
+
+/* Copy src, or fill when src is NULL, into one live allocation. */
+static int put(void *dst, const void *src, size_t len)
+{
+	struct em_chunk *c = em_addrmap_get(dst);
+	uintptr_t start;
+	size_t size;
+	if (!c)
+		return -EINVAL;
+	int rc = em_locate(c, (uintptr_t)dst, len, &start, &size);
+	if (rc || len == 0)
+		return rc;
+	if (c->kind != EM_CHUNK_ALIASED)
+		return em_chunk_put(c, (uintptr_t)dst, src, len);
+	unsigned slot = em_write_enter();
+	rc = em_chunk_put(c, (uintptr_t)dst, src, len);
+	em_write_exit(slot);
+	return rc;
+}
+
+int execmem_write(void *dst, const void *src, size_t len)
+{
+	if (!src && len)
+		return -EINVAL;
+	return put(dst, src, len);
+}
+
+int execmem_invalidate(void *dst, size_t len)
+{
+	return put(dst, NULL, len);
+}
+
+void *execmem_write_begin(void *addr)
+{
+	struct em_chunk *c = em_addrmap_get(addr);
+	void *writable = NULL;
+	int rc = c ? em_window_begin(c, (uintptr_t)addr, &writable) : -EINVAL;
+	return rc ? fail(-rc) : writable;
+}
+
+int execmem_write_end(void *addr)
+{
+	struct em_chunk *c = em_addrmap_get(addr);
+	return c ? em_window_end(c, (uintptr_t)addr) : -EINVAL;
+}
+
+int execmem_seal(void *addr)
+{
+	struct em_chunk *c = em_addrmap_get(addr);
+	return c ? em_seal(c, (uintptr_t)addr) : -EINVAL;
+}
+
+size_t execmem_usable_size(const void *addr)
+{
+	struct em_chunk *c = em_addrmap_get(addr);
+	return c ? em_usable(c, (uintptr_t)addr) : 0;
+}
+
+int execmem_sync_cores(void)
+{
+	static atomic_int registered;
+	if (!em_arch.needs_sync_cores)
+		return 0;
+	if (!atomic_load(&registered)) {
+		int rc = em_os_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE);
+		if (rc)
+			return rc;
+		atomic_store(&registered, 1);
+	}
+	return em_os_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE);
+}
+
+/* ------------------------------------------------------ arenas and stats */
+
+struct execmem_arena *execmem_arena_create(const struct execmem_params *params)
+{
+	/* Shards are cache-line aligned, so the arena must be too. */
+	size_t bytes = (sizeof(struct em_arena) + 63) & ~(size_t)63;
+	struct em_arena *a = aligned_alloc(64, bytes);
+	if (!a)
+		return fail(ENOMEM);
+	int rc = em_arena_init(a, params);
+	if (!rc)
+		rc = register_arena(a);
+	if (rc) {
+		free(a);
+		return fail(-rc);
+	}
+	return (struct execmem_arena *)a;
+}
+
+int execmem_arena_destroy(struct execmem_arena *arena)
+{
+	struct em_arena *a = (struct em_arena *)arena;
+	if (!a || a == &default_arena || !em_registry_remove(a))
+		return -EINVAL;
+	em_arena_release(a);
+	free(a);
+	return 0;
+}
+
+int execmem_arena_stats(struct execmem_arena *arena, struct execmem_stats *out)
+{
+	struct em_arena *a = (struct em_arena *)arena;
+	if (!a || !out || !atomic_load(&a->alive))
+		return -EINVAL;
+	em_arena_stats(a, out);
+	return 0;
+}
+
+int execmem_stats(struct execmem_stats *out)
+{
+	struct em_arena *a = default_get();
+	if (!a)
+		return -errno;
+	return execmem_arena_stats((struct execmem_arena *)a, out);
+}
+
+int execmem_get_ranges(struct execmem_arena *arena, struct execmem_range out[EXECMEM_TYPE_MAX])
+{
+	struct em_arena *a = arena ? (struct em_arena *)arena : default_get();
+	if (!out || !a || !atomic_load(&a->alive))
+		return -EINVAL;
+	memcpy(out, a->ranges, sizeof a->ranges);
+	return 0;
+}

@@ -1,0 +1,195 @@
+/*
+ * freespace.c - bitmap free-space tracker (see freespace.h).
+ */
+#include "freespace.h"
+
+#include <string.h>
+
+#define WORD_BITS 64u
+
+static uint32_t words_for(uint32_t bits)
+{
+	return (bits + WORD_BITS - 1) / WORD_BITS;
+}
+
+/* Bitmap words are read by the lock-free lookups: access them atomically. */
+static uint64_t load(const uint64_t *word)
+{
+	return __atomic_load_n(word, __ATOMIC_RELAXED);
+}
+
+static void store(uint64_t *word, uint64_t value)
+{
+	__atomic_store_n(word, value, __ATOMIC_RELAXED);
+}
+
+static int test_bit(const uint64_t *map, uint32_t i)
+{
+	return (int)((load(&map[i / WORD_BITS]) >> (i % WORD_BITS)) & 1);
+}
+
+static void put_bit(uint64_t *map, uint32_t i, int on)
+{
+	uint64_t w = load(&map[i / WORD_BITS]);
+	uint64_t bit = 1ULL << (i % WORD_BITS);
+	store(&map[i / WORD_BITS], on ? (w | bit) : (w & ~bit));
+}
+
+/* Set (on) or clear the bits [from, from + n). */
+static void put_run(uint64_t *map, uint32_t from, uint32_t n, int on)
+{
+	while (n) {
+		uint32_t shift = from % WORD_BITS;
+		uint32_t take = WORD_BITS - shift < n ? WORD_BITS - shift : n;
+		uint64_t mask = (take == WORD_BITS ? ~0ULL : ((1ULL << take) - 1)) << shift;
+		uint64_t *w = &map[from / WORD_BITS];
+		store(w, on ? (load(w) | mask) : (load(w) & ~mask));
+		from += take;
+		n -= take;
+	}
+}
+
+/*
+ * First index in [from, limit) whose bit equals `want`, or limit.  Words
+ * are inverted when looking for zeros, so one scan serves both.
+ */
+static uint32_t next_bit(const uint64_t *map, uint32_t from, uint32_t limit, int want)
+{
+	uint64_t flip = want ? 0 : ~0ULL;
+	while (from < limit) {
+		uint64_t w = (load(&map[from / WORD_BITS]) ^ flip) >> (from % WORD_BITS);
+		if (w) {
+			uint32_t at = from + (uint32_t)__builtin_ctzll(w);
+			return at < limit ? at : limit;
+		}
+		from = (from / WORD_BITS + 1) * WORD_BITS;
+	}
+	return limit;
+}
+
+/* Last set bit at or below index, or -1. */
+static long prev_set_bit(const uint64_t *map, uint32_t index)
+{
+	long word = index / WORD_BITS;
+	uint32_t keep = index % WORD_BITS;
+	uint64_t w = load(&map[word]) & (keep == WORD_BITS - 1 ? ~0ULL : ((2ULL << keep) - 1));
+	for (;;) {
+		if (w)
+			return word * (long)WORD_BITS + 63 - __builtin_clzll(w);
+		if (--word < 0)
+			return -1;
+		w = load(&map[word]);
+	}
+}
+
+size_t em_fs_storage_size(uint32_t granules)
+{
+	return (size_t)words_for(granules) * sizeof(uint64_t) * (3 + EM_FS_FLAGS);
+}
+
+void em_fs_init(struct em_freespace *fs, uint32_t granules, void *storage)
+{
+	uint32_t words = words_for(granules);
+	memset(storage, 0, em_fs_storage_size(granules));
+	fs->granules = granules;
+	fs->free = granules;
+	fs->cursor = 0;
+	fs->fail_min = 0;
+	fs->used = storage;
+	fs->start = fs->used + words;
+	fs->end = fs->start + words;
+	for (int i = 0; i < EM_FS_FLAGS; i++)
+		fs->flags[i] = fs->end + words * (uint32_t)(i + 1);
+}
+
+/* First fit of an aligned run of n free granules inside [lo, hi). */
+static long search(const struct em_freespace *fs, uint32_t n, uint32_t align,
+		   uint32_t lo, uint32_t hi)
+{
+	uint32_t pos = lo;
+	while (pos < hi) {
+		pos = next_bit(fs->used, pos, hi, 0);
+		uint32_t aligned = (pos + align - 1) & ~(align - 1);
+		if (aligned >= hi || hi - aligned < n)
+			return -1;
+		uint32_t run_end = next_bit(fs->used, pos, hi, 1);
+		if (run_end >= aligned && run_end - aligned >= n)
+			return aligned;
+		pos = run_end;
+	}
+	return -1;
+}
+
+long em_fs_alloc(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_t lo, uint32_t hi)
+{
+	if (hi > fs->granules)
+		hi = fs->granules;
+	if (n == 0 || n > fs->free || lo >= hi || hi - lo < n)
+		return -1;
+	int whole = lo == 0 && hi == fs->granules;
+	if (whole && fs->fail_min && n >= fs->fail_min)
+		return -1;
+	long at = -1;
+	if (fs->cursor > lo && fs->cursor < hi)
+		at = search(fs, n, align, fs->cursor, hi);
+	if (at < 0)
+		at = search(fs, n, align, lo, hi);
+	if (at < 0) {
+		if (whole && (!fs->fail_min || n < fs->fail_min))
+			fs->fail_min = n;
+		return -1;
+	}
+	uint32_t first = (uint32_t)at;
+	/* start and end before used: a concurrent em_fs_find never sees used
+	 * granules without the boundaries that delimit them. */
+	put_bit(fs->start, first, 1);
+	put_bit(fs->end, first + n - 1, 1);
+	put_run(fs->used, first, n, 1);
+	fs->free -= n;
+	fs->cursor = first + n;
+	return at;
+}
+
+uint32_t em_fs_size(const struct em_freespace *fs, uint32_t index)
+{
+	if (index >= fs->granules || !test_bit(fs->start, index) || !test_bit(fs->used, index))
+		return 0;
+	uint32_t last = next_bit(fs->end, index, fs->granules, 1);
+	return last < fs->granules ? last - index + 1 : 0;
+}
+
+long em_fs_find(const struct em_freespace *fs, uint32_t index)
+{
+	if (index >= fs->granules || !test_bit(fs->used, index))
+		return -1;
+	long first = prev_set_bit(fs->start, index);
+	if (first < 0)
+		return -1;
+	uint32_t size = em_fs_size(fs, (uint32_t)first);
+	return size && index < (uint32_t)first + size ? first : -1;
+}
+
+uint32_t em_fs_free(struct em_freespace *fs, uint32_t index)
+{
+	uint32_t n = em_fs_size(fs, index);
+	if (!n)
+		return 0;
+	put_run(fs->used, index, n, 0);
+	put_bit(fs->start, index, 0);
+	put_bit(fs->end, index + n - 1, 0);
+	for (int i = 0; i < EM_FS_FLAGS; i++)
+		put_bit(fs->flags[i], index, 0);
+	fs->free += n;
+	fs->fail_min = 0;
+	return n;
+}
+
+int em_fs_flag(const struct em_freespace *fs, enum em_fs_flag flag, uint32_t index)
+{
+	return index < fs->granules && test_bit(fs->flags[flag], index);
+}
+
+void em_fs_set_flag(struct em_freespace *fs, enum em_fs_flag flag, uint32_t index, int on)
+{
+	put_bit(fs->flags[flag], index, on);
+}

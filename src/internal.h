@@ -1,0 +1,197 @@
+/*
+ * internal.h - what the parts of execmem share.  Nothing here is exported:
+ * the library is built with hidden visibility.
+ */
+#ifndef EXECMEM_INTERNAL_H
+#define EXECMEM_INTERNAL_H
+
+#include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "execmem.h"
+#include "freespace.h"
+#include "os.h"
+
+#define EM_CHUNK EXECMEM_CHUNK_SIZE
+#define EM_MAX_SHARDS 16
+/* Allocations above this get a mapping of their own. */
+#define EM_LARGE_THRESHOLD (EM_CHUNK / 2)
+/* No allocation can be this large on any supported architecture. */
+#define EM_MAX_SIZE ((size_t)1 << 46)
+
+/* ---- a small spinlock: critical sections are short and never sleep ---- */
+struct em_lock {
+	atomic_int held;
+};
+
+static inline void em_lock(struct em_lock *l)
+{
+	for (unsigned spins = 0;; spins++) {
+		if (!atomic_load_explicit(&l->held, memory_order_relaxed) &&
+		    !atomic_exchange_explicit(&l->held, 1, memory_order_acquire))
+			return;
+		if (spins > 64)
+			sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+		else
+			__builtin_ia32_pause();
+#endif
+	}
+}
+
+static inline void em_unlock(struct em_lock *l)
+{
+	atomic_store_explicit(&l->held, 0, memory_order_release);
+}
+
+/* ---- per-architecture facts (src/arch/<arch>.c) ---- */
+struct em_arch {
+	const char *name;
+	uint8_t trap[4];          /* one trap instruction */
+	unsigned trap_len;
+	size_t code_reach;        /* direct branch: max distance between caller and callee */
+	size_t code_fallback_reach; /* through veneers; 0 when none */
+	size_t data_reach;        /* PC-relative data access */
+	bool needs_sync_cores;    /* other threads need a context synchronisation */
+	/* Make instruction fetch at [exec, exec + len) see the bytes written. */
+	int (*publish)(void *exec, size_t len);
+};
+extern const struct em_arch em_arch;
+
+/* ---- chunks ---- */
+enum em_chunk_kind {
+	EM_CHUNK_ALIASED, /* memfd, executable/readable view + RW alias */
+	EM_CHUNK_TOGGLED, /* private mapping toggled to RW for each write */
+	EM_CHUNK_PLAIN    /* private read-write data */
+};
+
+struct em_pool;
+struct em_shard;
+
+struct em_chunk {
+	uintptr_t base;            /* the view code runs from / data is read from */
+	uint8_t *alias;            /* RW alias (ALIASED), else NULL */
+	size_t size;               /* bytes mapped (a multiple of the page size) */
+	size_t span;               /* bytes of address space owned (multiple of EM_CHUNK) */
+	enum em_chunk_kind kind;
+	bool large;                /* one allocation covering the whole mapping */
+	bool huge;                 /* the kernel confirmed 2 MiB pages */
+	unsigned unit_shift;       /* log2 of the granule; 63 for a large mapping */
+	struct em_pool *pool;
+	_Atomic(struct em_shard *) shard; /* owner while in use; NULL when retained */
+	struct em_freespace fs;    /* small-allocation chunks only */
+	void *fs_storage;
+	_Atomic uint16_t *rw_refs;  /* TOGGLED: open writes per page */
+	atomic_uint toggle_gen;     /* TOGGLED: bumped whenever a page goes back to RX */
+	struct em_chunk *next, *prev;
+};
+
+/* ---- pools: one per distinct (range, protection) of an arena ---- */
+struct em_shard {
+	struct em_lock lock;
+	struct em_chunk *chunks;   /* chunks this shard allocates from */
+	struct em_chunk *current;  /* where the last allocation succeeded */
+	size_t live, bytes_in_use;
+} __attribute__((aligned(64)));
+
+struct em_window {
+	uintptr_t lo, hi; /* allocation must lie in [lo, hi) */
+};
+
+struct em_pool {
+	struct em_arena *arena;
+	enum execmem_type type;    /* first type served; fixes protection and fill */
+	struct execmem_range range;
+	unsigned prot;
+	bool code;                 /* trap fill; otherwise zero fill */
+	bool sealable;
+	uint32_t granule;
+	uint32_t align;            /* allocation alignment, >= granule */
+	struct em_lock lock;       /* retained list, counters, large list */
+	struct em_lock toggle_lock; /* page toggles in mprotect mode */
+	struct em_chunk *retained;
+	struct em_chunk *large;    /* large mappings */
+	struct em_chunk *spare;    /* descriptors of released chunks, reused */
+	size_t chunks, nretained, nlarge, bytes_reserved, bytes_huge;
+	struct em_shard shards[EM_MAX_SHARDS];
+};
+
+struct em_arena {
+	struct execmem_params params;
+	struct execmem_range ranges[EXECMEM_TYPE_MAX];
+	_Atomic enum execmem_mode mode;  /* DUAL or MPROTECT: how new chunks are made */
+	bool mode_forced;          /* no automatic fallback */
+	unsigned shard_mask;
+	atomic_size_t nretained;   /* arena-wide count against params.retained_chunks */
+	atomic_int alive;
+	struct em_pool *pool_of[EXECMEM_TYPE_MAX];
+	struct em_pool pools[EXECMEM_TYPE_MAX];
+	struct em_arena *next;     /* registry */
+};
+
+/* A small number naming the calling thread (shard choice, write gate). */
+unsigned em_thread_slot(void);
+
+/* Type facts. */
+unsigned em_type_prot(enum execmem_type type);
+bool em_type_is_code(enum execmem_type type);
+
+/* addrmap.c */
+struct em_chunk *em_addrmap_get(const void *addr);
+int em_addrmap_set(uintptr_t base, size_t size, struct em_chunk *chunk);
+
+/* image.c */
+void em_image_bounds(uintptr_t *lo, uintptr_t *hi);
+
+/* placement.c */
+uintptr_t em_user_va_top(void);
+int em_place(const struct execmem_range *range, const struct em_window *window,
+	     size_t span, void **out);
+int em_place_random(size_t span, uintptr_t avoid, void **out);
+void em_near_window(uintptr_t image_lo, uintptr_t image_hi, size_t reach,
+		    uintptr_t *lo, uintptr_t *hi);
+
+/* chunk.c */
+int em_chunk_map(struct em_chunk *c, const struct em_window *window, enum em_chunk_kind kind);
+void em_chunk_unmap(struct em_chunk *c);
+int em_chunk_privatize(struct em_chunk *c);
+int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len);
+int em_chunk_open_pages(struct em_chunk *c, uintptr_t addr, size_t len);
+int em_chunk_close_pages(struct em_chunk *c, uintptr_t addr, size_t len);
+void *em_chunk_writable(struct em_chunk *c, uintptr_t addr);
+void em_fill(struct em_pool *pool, void *dst, size_t len);
+
+/* arena.c */
+int em_arena_init(struct em_arena *a, const struct execmem_params *params);
+void em_arena_release(struct em_arena *a);
+void *em_pool_alloc(struct em_pool *pool, size_t size, const struct em_window *window);
+int em_pool_free(struct em_chunk *c, uintptr_t addr);
+int em_locate(struct em_chunk *c, uintptr_t addr, size_t len, uintptr_t *start, size_t *size);
+int em_window_begin(struct em_chunk *c, uintptr_t addr, void **writable);
+int em_window_end(struct em_chunk *c, uintptr_t addr);
+int em_seal(struct em_chunk *c, uintptr_t addr);
+size_t em_usable(struct em_chunk *c, uintptr_t addr);
+void em_arena_stats(struct em_arena *a, struct execmem_stats *out);
+void em_arena_lock_all(struct em_arena *a);
+void em_arena_unlock_all(struct em_arena *a);
+bool em_arena_has_aliases(struct em_arena *a);
+void em_arena_privatize(struct em_arena *a);
+
+/* fork.c: the registry of live arenas, and fork handling */
+int em_fork_guard_install(void);
+void em_registry_add(struct em_arena *a);
+bool em_registry_remove(struct em_arena *a);
+unsigned em_write_enter(void);
+void em_write_exit(unsigned slot);
+
+/* toggle_guard.c */
+int em_toggle_guard_install(void);
+
+/* execmem.c */
+void em_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,53 @@
+/*
+ * os.h - the only door to the kernel.  Every system call execmem makes that
+ * touches memory goes through these functions, which count the calls (for
+ * execmem_stats()) and can be told to fail (for the fault-injection tests).
+ * All return 0 (or a descriptor) on success and a negative errno on failure.
+ */
+#ifndef EXECMEM_OS_H
+#define EXECMEM_OS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <signal.h>
+#include <sys/types.h>
+#include "execmem.h"
+
+#define EM_HIDDEN __attribute__((visibility("hidden")))
+
+EM_HIDDEN int em_os_memfd(const char *name);
+EM_HIDDEN int em_os_ftruncate(int fd, size_t size);
+EM_HIDDEN int em_os_seal_size(int fd);
+EM_HIDDEN int em_os_close(int fd);
+/* mmap: *out receives the address.  A non-NULL hint without fixed is only
+ * accepted when the kernel placed the mapping exactly there (-EEXIST
+ * otherwise, nothing left mapped). */
+EM_HIDDEN int em_os_map(void **out, void *hint, size_t len, int prot, int flags, int fd);
+EM_HIDDEN int em_os_unmap(void *addr, size_t len);
+EM_HIDDEN int em_os_protect(void *addr, size_t len, int prot);
+EM_HIDDEN int em_os_advise(void *addr, size_t len, int advice);
+EM_HIDDEN int em_os_membarrier(int cmd);
+EM_HIDDEN int em_os_flush_icache(void *start, void *end);
+EM_HIDDEN int em_os_pipe(int fds[2]);
+EM_HIDDEN int em_os_read_byte(int fd);
+EM_HIDDEN int em_os_write_byte(int fd);
+EM_HIDDEN int em_os_install_fault_handler(void (*handler)(int, siginfo_t *, void *),
+					 struct sigaction *previous);
+EM_HIDDEN long em_os_page_size(void);
+EM_HIDDEN int em_os_cpu_count(void);
+EM_HIDDEN uint64_t em_os_random(void);
+
+/* Process-wide counters of the calls above, by kind. */
+EM_HIDDEN void em_os_counts(uint64_t out[EXECMEM_OS_CALL_MAX]);
+
+/*
+ * Fault injection for tests: the nth call of kind `call` made from now on
+ * fails with -err (nth >= 1); with `sticky`, every later call of that kind
+ * fails too.  em_os_fail_clear() disarms; em_os_failures() counts the
+ * failures injected since the last arming.
+ */
+EM_HIDDEN void em_os_fail_nth(enum execmem_os_call call, uint64_t nth, int err, int sticky);
+EM_HIDDEN void em_os_fail_clear(void);
+EM_HIDDEN uint64_t em_os_failures(void);
+
+#endif

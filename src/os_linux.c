@@ -1,0 +1,236 @@
+/*
+ * os_linux.c - the thin OS layer: the only file that calls mmap, memfd,
+ * madvise, mprotect, membarrier and friends.  Each call is counted and can
+ * be made to fail on demand, so that tests reach every error path.
+ */
+#include "os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/membarrier.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+
+static _Atomic uint64_t call_counts[EXECMEM_OS_CALL_MAX];
+
+/* Fault injection state; armed only by tests. */
+static _Atomic int fail_call = -1;
+static _Atomic uint64_t fail_countdown;
+static _Atomic int fail_errno;
+static _Atomic int fail_sticky;
+static _Atomic uint64_t failures_injected;
+
+static int should_fail(enum execmem_os_call call)
+{
+	if (atomic_load_explicit(&fail_call, memory_order_relaxed) != (int)call)
+		return 0;
+	uint64_t left = atomic_load(&fail_countdown);
+	while (left > 1) {
+		if (atomic_compare_exchange_weak(&fail_countdown, &left, left - 1))
+			return 0;
+	}
+	if (left == 0)
+		return 0;
+	if (!atomic_load(&fail_sticky))
+		atomic_store(&fail_countdown, 0);
+	atomic_fetch_add(&failures_injected, 1);
+	return atomic_load(&fail_errno);
+}
+
+/* Counts the call; returns the injected -errno, or 0 to go ahead. */
+static int enter(enum execmem_os_call call)
+{
+	atomic_fetch_add_explicit(&call_counts[call], 1, memory_order_relaxed);
+	int err = should_fail(call);
+	return err ? -err : 0;
+}
+
+static int result(long rc)
+{
+	return rc < 0 ? -errno : (int)rc;
+}
+
+int em_os_memfd(const char *name)
+{
+	int rc = enter(EXECMEM_OS_MEMFD);
+	if (rc)
+		return rc;
+	/* MFD_EXEC says we mean to execute it (newer kernels warn otherwise);
+	 * older kernels do not know the flag and refuse it with EINVAL. */
+	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+	if (fd < 0 && errno == EINVAL)
+		fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	return result(fd);
+}
+
+int em_os_ftruncate(int fd, size_t size)
+{
+	int rc = enter(EXECMEM_OS_FTRUNCATE);
+	return rc ? rc : result(ftruncate(fd, (off_t)size));
+}
+
+int em_os_seal_size(int fd)
+{
+	int rc = enter(EXECMEM_OS_FCNTL);
+	return rc ? rc : result(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL));
+}
+
+int em_os_close(int fd)
+{
+	atomic_fetch_add_explicit(&call_counts[EXECMEM_OS_OTHER], 1, memory_order_relaxed);
+	return result(close(fd));
+}
+
+int em_os_map(void **out, void *hint, size_t len, int prot, int flags, int fd)
+{
+	int rc = enter(EXECMEM_OS_MMAP);
+	if (rc)
+		return rc;
+	if (hint && !(flags & MAP_FIXED))
+		flags |= MAP_FIXED_NOREPLACE;
+	void *p = mmap(hint, len, prot, flags, fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	if (hint && p != hint) {
+		/* A kernel without MAP_FIXED_NOREPLACE took the hint as a hint. */
+		munmap(p, len);
+		return -EEXIST;
+	}
+	*out = p;
+	return 0;
+}
+
+int em_os_unmap(void *addr, size_t len)
+{
+	int rc = enter(EXECMEM_OS_MUNMAP);
+	return rc ? rc : result(munmap(addr, len));
+}
+
+int em_os_protect(void *addr, size_t len, int prot)
+{
+	int rc = enter(EXECMEM_OS_MPROTECT);
+	return rc ? rc : result(mprotect(addr, len, prot));
+}
+
+int em_os_advise(void *addr, size_t len, int advice)
+{
+	int rc = enter(EXECMEM_OS_MADVISE);
+	return rc ? rc : result(madvise(addr, len, advice));
+}
+
+int em_os_membarrier(int cmd)
+{
+	int rc = enter(EXECMEM_OS_MEMBARRIER);
+	return rc ? rc : result(syscall(__NR_membarrier, cmd, 0, 0));
+}
+
+int em_os_flush_icache(void *start, void *end)
+{
+	int rc = enter(EXECMEM_OS_FLUSH_ICACHE);
+	if (rc)
+		return rc;
+#if defined(__riscv) && defined(__NR_riscv_flush_icache)
+	return result(syscall(__NR_riscv_flush_icache, start, end, 0UL));
+#else
+	(void)start;
+	(void)end;
+	return -ENOSYS;
+#endif
+}
+
+int em_os_pipe(int fds[2])
+{
+	int rc = enter(EXECMEM_OS_OTHER);
+	return rc ? rc : result(pipe2(fds, O_CLOEXEC));
+}
+
+int em_os_read_byte(int fd)
+{
+	char byte;
+	ssize_t n;
+	do
+		n = read(fd, &byte, 1);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : (int)n;
+}
+
+int em_os_write_byte(int fd)
+{
+	char byte = 1;
+	ssize_t n;
+	do
+		n = write(fd, &byte, 1);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : (int)n;
+}
+
+int em_os_install_fault_handler(void (*handler)(int, siginfo_t *, void *),
+				struct sigaction *previous)
+{
+	int rc = enter(EXECMEM_OS_OTHER);
+	if (rc)
+		return rc;
+	struct sigaction sa = { 0 };
+	sa.sa_sigaction = handler;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+	sigemptyset(&sa.sa_mask);
+	return result(sigaction(SIGSEGV, &sa, previous));
+}
+
+long em_os_page_size(void)
+{
+	return sysconf(_SC_PAGESIZE);
+}
+
+int em_os_cpu_count(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (int)n : 1;
+}
+
+uint64_t em_os_random(void)
+{
+	uint64_t value;
+	if (getrandom(&value, sizeof value, GRND_NONBLOCK) == (ssize_t)sizeof value)
+		return value;
+	/* No entropy yet (early boot): still vary between processes. */
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	value = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ ((uint64_t)getpid() << 16);
+	return value * 0x9e3779b97f4a7c15ULL;
+}
+
+void em_os_counts(uint64_t out[EXECMEM_OS_CALL_MAX])
+{
+	for (int i = 0; i < EXECMEM_OS_CALL_MAX; i++)
+		out[i] = atomic_load_explicit(&call_counts[i], memory_order_relaxed);
+}
+
+void em_os_fail_nth(enum execmem_os_call call, uint64_t nth, int err, int sticky)
+{
+	atomic_store(&fail_call, -1);
+	atomic_store(&fail_countdown, nth);
+	atomic_store(&fail_errno, err);
+	atomic_store(&fail_sticky, sticky);
+	atomic_store(&failures_injected, 0);
+	atomic_store(&fail_call, (int)call);
+}
+
+void em_os_fail_clear(void)
+{
+	atomic_store(&fail_call, -1);
+	atomic_store(&fail_countdown, 0);
+}
+
+uint64_t em_os_failures(void)
+{
+	return atomic_load(&failures_injected);
+}

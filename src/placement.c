@@ -1,0 +1,123 @@
+/*
+ * placement.c - finding address space.  Memory with a range is reserved
+ * (PROT_NONE) inside it at 2 MiB-aligned slots; the first probe is random
+ * so that placement differs between processes, later probes walk every
+ * slot so that a free slot is found whenever one exists.  RW aliases go to
+ * random addresses away from their executable view.
+ */
+#include "internal.h"
+
+#include <sys/mman.h>
+
+/* Probes before giving up on a range; bounds the cost of a full range. */
+#define MAX_PROBES 8192
+#define ALIAS_TRIES 32
+
+static uintptr_t align_up(uintptr_t v, uintptr_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+uintptr_t em_user_va_top(void)
+{
+	/* The stack lives near the top of the user address space. */
+	uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+	unsigned bits = 64 - (unsigned)__builtin_clzll((unsigned long long)sp);
+	return (uintptr_t)1 << bits;
+}
+
+void em_near_window(uintptr_t image_lo, uintptr_t image_hi, size_t reach,
+		    uintptr_t *lo, uintptr_t *hi)
+{
+	/* Any two bytes of the window and the image are at most reach apart. */
+	size_t image = image_hi - image_lo;
+	size_t half = reach > image ? (reach - image) / 2 : 0;
+	*lo = image_lo > half ? image_lo - half : 0;
+	*hi = image_hi + half;
+	uintptr_t top = em_user_va_top();
+	if (*hi > top || *hi < image_hi)
+		*hi = top;
+}
+
+static int reserve_at(uintptr_t addr, size_t span, void **out)
+{
+	return em_os_map(out, (void *)addr, span, PROT_NONE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1);
+}
+
+/* Reserve span bytes, 2 MiB-aligned, wholly inside [lo, hi). */
+static int reserve_inside(uintptr_t lo, uintptr_t hi, size_t span, void **out)
+{
+	lo = align_up(lo < EM_CHUNK ? EM_CHUNK : lo, EM_CHUNK);
+	if (hi <= lo || hi - lo < span)
+		return -ENOMEM;
+	uintptr_t slots = (hi - lo - span) / EM_CHUNK + 1;
+	uintptr_t first = em_os_random() % slots;
+	uintptr_t probes = slots < MAX_PROBES ? slots : MAX_PROBES;
+	for (uintptr_t i = 0; i < probes; i++) {
+		uintptr_t addr = lo + ((first + i) % slots) * EM_CHUNK;
+		int rc = reserve_at(addr, span, out);
+		if (rc != -EEXIST && rc != -ENOMEM && rc != -EPERM)
+			return rc;
+	}
+	return -ENOMEM;
+}
+
+/* Reserve anywhere the kernel likes, trimmed to 2 MiB alignment. */
+static int reserve_anywhere(size_t span, void **out)
+{
+	void *raw;
+	int rc = em_os_map(&raw, NULL, span + EM_CHUNK, PROT_NONE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1);
+	if (rc)
+		return rc;
+	uintptr_t start = (uintptr_t)raw, aligned = align_up(start, EM_CHUNK);
+	if (aligned > start)
+		em_os_unmap(raw, aligned - start);
+	if (start + EM_CHUNK > aligned)
+		em_os_unmap((void *)(aligned + span), start + EM_CHUNK - aligned);
+	*out = (void *)aligned;
+	return 0;
+}
+
+static void clip(uintptr_t *lo, uintptr_t *hi, const struct em_window *w)
+{
+	if (w->lo > *lo)
+		*lo = w->lo;
+	if (w->hi < *hi)
+		*hi = w->hi;
+}
+
+int em_place(const struct execmem_range *range, const struct em_window *window,
+	     size_t span, void **out)
+{
+	bool anywhere = range->flags & EXECMEM_RANGE_ANYWHERE;
+	if (anywhere && window->lo == 0 && window->hi == UINTPTR_MAX)
+		return reserve_anywhere(span, out);
+	uintptr_t lo = anywhere ? 0 : range->start, hi = anywhere ? UINTPTR_MAX : range->end;
+	clip(&lo, &hi, window);
+	int rc = reserve_inside(lo, hi, span, out);
+	if (rc != -ENOMEM || anywhere || range->fallback_start >= range->fallback_end)
+		return rc;
+	lo = range->fallback_start;
+	hi = range->fallback_end;
+	clip(&lo, &hi, window);
+	return reserve_inside(lo, hi, span, out);
+}
+
+int em_place_random(size_t span, uintptr_t avoid, void **out)
+{
+	/* Stay off the lowest 4 GiB and the top eighth (stack, vdso). */
+	uintptr_t top = em_user_va_top();
+	uintptr_t lo = (uintptr_t)1 << 32, hi = top - top / 8;
+	for (int i = 0; hi > lo + span && i < ALIAS_TRIES; i++) {
+		uintptr_t addr = lo + (em_os_random() % ((hi - lo - span) / EM_CHUNK)) * EM_CHUNK;
+		if (addr + span + EM_CHUNK > avoid && avoid + span + EM_CHUNK > addr)
+			continue; /* would touch the executable view */
+		int rc = reserve_at(addr, span, out);
+		if (rc != -EEXIST && rc != -ENOMEM && rc != -EPERM)
+			return rc;
+	}
+	/* A small or crowded address space: let the kernel choose. */
+	return reserve_anywhere(span, out);
+}

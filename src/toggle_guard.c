@@ -1,0 +1,74 @@
+/*
+ * toggle_guard.c - in mprotect mode a page is briefly RW (not executable)
+ * while it is written, and other threads may be running code on it.  Their
+ * faults land here: the handler waits until the page is executable again
+ * and returns, so the instruction is retried.  Faults that are not ours go
+ * to the handler that was installed before.
+ */
+#include "internal.h"
+
+#include <signal.h>
+#include <string.h>
+
+static struct sigaction previous;
+static struct em_lock install_lock;
+static bool installed;
+
+/* The last fault this thread let through as "transient", to spot real ones. */
+static _Thread_local uintptr_t last_addr;
+static _Thread_local unsigned last_gen;
+
+static bool page_in_flux(struct em_chunk *c, uintptr_t addr)
+{
+	size_t page = (size_t)em_os_page_size();
+	return atomic_load(&c->pool->toggle_lock.held) ||
+	       atomic_load(&c->rw_refs[(addr - c->base) / page]) != 0;
+}
+
+static bool ours_and_transient(siginfo_t *si)
+{
+	uintptr_t addr = (uintptr_t)si->si_addr;
+	struct em_chunk *c = em_addrmap_get(si->si_addr);
+	if (si->si_code != SEGV_ACCERR || !c || c->kind != EM_CHUNK_TOGGLED || !c->rw_refs ||
+	    addr < c->base || addr >= c->base + c->size)
+		return false;
+	unsigned gen = atomic_load(&c->toggle_gen);
+	if (page_in_flux(c, addr)) {
+		while (page_in_flux(c, addr))
+			sched_yield();
+		return true;
+	}
+	/* Settled: the page may have been restored between the fault and now;
+	 * retry once, and call a second fault with nothing changed real. */
+	if (last_addr == addr && last_gen == gen)
+		return false;
+	last_addr = addr;
+	last_gen = gen;
+	return true;
+}
+
+static void guard(int sig, siginfo_t *si, void *context)
+{
+	if (ours_and_transient(si))
+		return;
+	if (previous.sa_flags & SA_SIGINFO) {
+		previous.sa_sigaction(sig, si, context);
+	} else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
+		previous.sa_handler(sig);
+	} else {
+		/* Restore the default action; returning re-executes and dies. */
+		signal(sig, SIG_DFL);
+	}
+}
+
+int em_toggle_guard_install(void)
+{
+	if (__atomic_load_n(&installed, __ATOMIC_ACQUIRE))
+		return 0;
+	em_lock(&install_lock);
+	int rc = installed ? 0 : em_os_install_fault_handler(guard, &previous);
+	if (!rc)
+		__atomic_store_n(&installed, true, __ATOMIC_RELEASE);
+	em_unlock(&install_lock);
+	return rc;
+}

@@ -1,0 +1,468 @@
+/*
+ * test_core - behaviour of the core library in both modes: code runs, traps
+ * fill what is free, placement holds, bad input is refused, the steady state
+ * makes no system call, fork keeps processes apart, nothing is ever W+X.
+ */
+#include "internal.h"
+#include "test_util.h"
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef int (*fn_t)(void);
+
+static const enum execmem_mode modes[] = { EXECMEM_MODE_DUAL, EXECMEM_MODE_MPROTECT };
+
+static struct execmem_arena *arena_in(enum execmem_mode mode)
+{
+	struct execmem_params p;
+	execmem_params_init(&p);
+	p.mode = mode;
+	struct execmem_arena *a = execmem_arena_create(&p);
+	CHECK(a != NULL);
+	return a;
+}
+
+/* Allocate code of `size` bytes returning value; NULL on failure. */
+static void *jit(struct execmem_arena *a, enum execmem_type type, size_t size, int32_t value)
+{
+	uint8_t code[16];
+	size_t len = tu_emit_return(code, value);
+	void *p = execmem_arena_alloc(a, type, size < len ? len : size);
+	if (p && execmem_write(p, code, len) != 0)
+		return NULL;
+	return p;
+}
+
+static bool is_trap(const void *p, size_t len)
+{
+	uint8_t trap[4];
+	size_t n = tu_trap(trap);
+	const uint8_t *b = p;
+	for (size_t i = 0; i < len; i++)
+		if (b[i] != trap[((uintptr_t)(b + i)) % n])
+			return false;
+	return true;
+}
+
+static size_t program_size(unsigned i)
+{
+	/* Half small, a quarter medium, a quarter up to 16 KiB. */
+	unsigned r = (i * 2654435761u) >> 8;
+	switch (i % 4) {
+	case 0:
+	case 1:
+		return 16 + r % 484;
+	case 2:
+		return 500 + r % 1548;
+	default:
+		return 2048 + r % 14336;
+	}
+}
+
+static void many_programs(enum execmem_mode mode)
+{
+	enum { N = 4000 };
+	struct execmem_arena *a = arena_in(mode);
+	static void *prog[N];
+	int wrong = 0;
+	for (unsigned i = 0; i < N; i++) {
+		prog[i] = jit(a, EXECMEM_CODE, program_size(i), (int32_t)(i * 7 + 1));
+		if (!prog[i]) {
+			wrong++;
+			continue;
+		}
+		/* Fresh memory past the code holds traps. */
+		wrong += !is_trap((uint8_t *)prog[i] + 16, program_size(i) - 16);
+	}
+	for (unsigned i = 0; i < N; i++)
+		wrong += prog[i] && ((fn_t)prog[i])() != (int)(i * 7 + 1);
+	CHECK_EQ(wrong, 0);
+	for (unsigned i = 0; i < N; i += 2) {
+		size_t size = execmem_usable_size(prog[i]);
+		CHECK_EQ(execmem_free(prog[i]), 0);
+		wrong += !is_trap(prog[i], size); /* freed code reads as traps */
+	}
+	CHECK_EQ(wrong, 0);
+	for (unsigned i = 0; i < N; i += 2)
+		prog[i] = jit(a, EXECMEM_CODE, program_size(i + 1), (int32_t)(i * 3));
+	for (unsigned i = 0; i < N; i++)
+		wrong += !prog[i] || ((fn_t)prog[i])() != (int)(i % 2 ? i * 7 + 1 : i * 3);
+	CHECK_EQ(wrong, 0);
+	struct execmem_stats st;
+	CHECK_EQ(execmem_arena_stats(a, &st), 0);
+	CHECK_EQ(st.mode, mode);
+	CHECK_EQ(st.live_allocations, N);
+	CHECK(st.bytes_in_use >= N * 16 && st.bytes_in_use <= st.bytes_reserved);
+	CHECK(st.chunks >= 1 && st.bytes_huge % EXECMEM_CHUNK_SIZE == 0);
+	CHECK_EQ(tu_wx_mappings(), 0);
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+	CHECK_EQ(execmem_usable_size(prog[1]), 0); /* gone with its arena */
+}
+
+static bool thp_possible(void)
+{
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+	char line[128] = "";
+	if (!f)
+		return false;
+	if (!fgets(line, sizeof line, f))
+		line[0] = 0;
+	fclose(f);
+	return strstr(line, "[never]") == NULL && line[0];
+}
+
+static void huge_pages_and_steady_state(enum execmem_mode mode)
+{
+	struct execmem_arena *a = arena_in(mode);
+	void *keep = jit(a, EXECMEM_CODE, 64, 5);
+	struct execmem_stats before, after;
+	CHECK_EQ(execmem_arena_stats(a, &before), 0);
+	if (mode == EXECMEM_MODE_DUAL && thp_possible())
+		CHECK(before.bytes_huge >= EXECMEM_CHUNK_SIZE);
+	uint8_t code[16];
+	size_t len = tu_emit_return(code, 9);
+	int wrong = 0;
+	for (int i = 0; i < 20000; i++) {
+		void *p = execmem_arena_alloc(a, EXECMEM_CODE, 64 + (size_t)(i % 7) * 64);
+		wrong += !p || execmem_write(p, code, len) != 0 || ((fn_t)p)() != 9 ||
+			 execmem_free(p) != 0;
+	}
+	CHECK_EQ(wrong, 0);
+	CHECK_EQ(execmem_arena_stats(a, &after), 0);
+	if (mode == EXECMEM_MODE_DUAL)
+		CHECK_EQ(after.os_calls_total - before.os_calls_total, 0);
+	else /* two toggles per write and per trap fill on free */
+		CHECK(after.os_calls[EXECMEM_OS_MPROTECT] - before.os_calls[EXECMEM_OS_MPROTECT] >= 40000);
+	CHECK_EQ(after.live_allocations, 1);
+	CHECK_EQ(((fn_t)keep)(), 5);
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
+static uintptr_t distance(uintptr_t a, uintptr_t b)
+{
+	return a > b ? a - b : b - a;
+}
+
+static void placement(void)
+{
+	uintptr_t lo, hi;
+	em_image_bounds(&lo, &hi);
+	size_t reach = em_arch.code_fallback_reach ? em_arch.code_fallback_reach : em_arch.code_reach;
+	for (int t = EXECMEM_CODE_NEAR; t < EXECMEM_TYPE_MAX; t++) {
+		uint8_t *p = execmem_alloc((enum execmem_type)t, 4096);
+		CHECK(p != NULL);
+		if (!p)
+			continue;
+		uintptr_t end = (uintptr_t)p + 4096;
+		CHECK(distance((uintptr_t)p, lo) < reach && distance(end, hi) < reach &&
+		      distance((uintptr_t)p, hi) < reach && distance(end, lo) < reach);
+		CHECK_EQ(execmem_free(p), 0);
+	}
+	/* near an arbitrary target */
+	static char anchor;
+	size_t want = 64 << 20;
+	uint8_t *p = execmem_alloc_near(EXECMEM_CODE, 1000, &anchor, want);
+	CHECK(p && distance((uintptr_t)p, (uintptr_t)&anchor) <= want &&
+	      distance((uintptr_t)p + 999, (uintptr_t)&anchor) <= want);
+	CHECK_EQ(execmem_free(p), 0);
+	uint8_t *q = execmem_alloc_near(EXECMEM_CODE, 1 << 20, &anchor, 48 << 20);
+	CHECK(q && distance((uintptr_t)q, (uintptr_t)&anchor) <= (48 << 20) &&
+	      distance((uintptr_t)q + (1 << 20) - 1, (uintptr_t)&anchor) <= (48 << 20));
+	CHECK_EQ(execmem_free(q), 0);
+	/* impossible: nothing can be mapped in the first page */
+	errno = 0;
+	CHECK(execmem_alloc_near(EXECMEM_CODE, 64, (void *)4096, 4096) == NULL && errno == ENOMEM);
+	errno = 0;
+	CHECK(execmem_alloc_near(EXECMEM_CODE, 64, &anchor, 0) == NULL && errno == EINVAL);
+	errno = 0;
+	CHECK(execmem_alloc_near(EXECMEM_CODE, 64, NULL, 1 << 30) == NULL && errno == EINVAL);
+	struct execmem_range r[EXECMEM_TYPE_MAX];
+	CHECK_EQ(execmem_get_ranges(NULL, r), 0);
+	CHECK(r[EXECMEM_CODE].flags & EXECMEM_RANGE_ANYWHERE);
+	CHECK(r[EXECMEM_CODE_NEAR].start < lo && r[EXECMEM_CODE_NEAR].end > hi);
+}
+
+static void bad_inputs(void)
+{
+	errno = 0;
+	CHECK(execmem_alloc(EXECMEM_TYPE_MAX, 64) == NULL && errno == EINVAL);
+	errno = 0;
+	CHECK(execmem_alloc((enum execmem_type)-1, 64) == NULL && errno == EINVAL);
+	errno = 0;
+	CHECK(execmem_alloc(EXECMEM_CODE, 0) == NULL && errno == EINVAL);
+	errno = 0;
+	CHECK(execmem_alloc(EXECMEM_CODE, SIZE_MAX) == NULL && errno == EINVAL);
+	CHECK_EQ(execmem_free(NULL), 0);
+	int on_stack = 0;
+	CHECK_EQ(execmem_free(&on_stack), -EINVAL);
+	CHECK_EQ(execmem_usable_size(&on_stack), 0);
+	CHECK_EQ(execmem_write(&on_stack, "x", 1), -EINVAL);
+	CHECK_EQ(on_stack, 0);
+
+	uint8_t *p = execmem_alloc(EXECMEM_CODE, 100);
+	CHECK(p != NULL);
+	CHECK_EQ(execmem_usable_size(p), 128);
+	CHECK_EQ(execmem_usable_size(p + 64), 0);
+	CHECK_EQ(execmem_free(p + 64), -EINVAL);
+	uint8_t junk[200];
+	memset(junk, 0x90, sizeof junk);
+	CHECK_EQ(execmem_write(p, junk, 129), -EINVAL);
+	CHECK_EQ(execmem_write(p + 100, junk, 29), -EINVAL);
+	CHECK(is_trap(p, 128)); /* nothing written */
+	CHECK_EQ(execmem_write(p, NULL, 4), -EINVAL);
+	CHECK_EQ(execmem_write(p + 120, junk, 8), 0);
+	CHECK_EQ(execmem_invalidate(p + 120, 8), 0);
+	CHECK(is_trap(p, 128));
+	CHECK_EQ(execmem_invalidate(p, 129), -EINVAL);
+	CHECK_EQ(execmem_seal(p), -EINVAL);
+	CHECK_EQ(execmem_write_end(p), -EINVAL);
+	CHECK_EQ(execmem_free(p), 0);
+	CHECK_EQ(execmem_free(p), -EINVAL);
+	CHECK_EQ(execmem_write(p, junk, 1), -EINVAL);
+	CHECK(execmem_write_begin(p) == NULL && errno == EINVAL);
+
+	struct execmem_params bad;
+	execmem_params_init(&bad);
+	bad.granularity = 8;
+	errno = 0;
+	CHECK(execmem_arena_create(&bad) == NULL && errno == EINVAL);
+	CHECK(strstr(execmem_last_error(), "granularity") != NULL);
+	execmem_params_init(&bad);
+	struct execmem_range ranges[EXECMEM_TYPE_MAX] = { 0 };
+	ranges[EXECMEM_CODE_NEAR].flags = EXECMEM_RANGE_SET;
+	ranges[EXECMEM_CODE_NEAR].start = 1 << 30;
+	ranges[EXECMEM_CODE_NEAR].end = 1 << 20; /* end before start */
+	bad.ranges = ranges;
+	CHECK(execmem_arena_create(&bad) == NULL && errno == EINVAL);
+	ranges[EXECMEM_CODE_NEAR].end = 2u << 30;
+	ranges[EXECMEM_CODE_NEAR].protection = EXECMEM_PROT_READ | EXECMEM_PROT_WRITE | EXECMEM_PROT_EXEC;
+	CHECK(execmem_arena_create(&bad) == NULL && errno == EINVAL);
+	CHECK_EQ(execmem_configure(&bad), -EINVAL);
+	execmem_params_init(&bad);
+	CHECK_EQ(execmem_configure(&bad), -EBUSY); /* the default arena is in use */
+	CHECK_EQ(execmem_arena_destroy(NULL), -EINVAL);
+	struct execmem_arena *a = execmem_arena_create(NULL);
+	CHECK(a != NULL);
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+	CHECK_EQ(execmem_arena_destroy(a), -EINVAL);
+}
+
+/* Whether storing to p faults (checked in a child process). */
+static bool store_faults(volatile uint8_t *p)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		*p = 1;
+		_exit(0);
+	}
+	int status = 0;
+	waitpid(pid, &status, 0);
+	return WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV;
+}
+
+static void data_types(enum execmem_mode mode)
+{
+	struct execmem_arena *a = arena_in(mode);
+	uint8_t *d = execmem_arena_alloc(a, EXECMEM_DATA, 300);
+	CHECK(d && d[0] == 0 && d[299] == 0);
+	d[5] = 7; /* plain read-write */
+	CHECK_EQ(d[5], 7);
+	uint8_t *ro = execmem_arena_alloc(a, EXECMEM_RODATA, 64);
+	CHECK(ro != NULL);
+	CHECK_EQ(execmem_write(ro, "hello", 6), 0);
+	CHECK(!strcmp((char *)ro, "hello"));
+	CHECK(store_faults(ro));
+	uint8_t *init = execmem_arena_alloc(a, EXECMEM_RO_AFTER_INIT, 100);
+	CHECK(init != NULL && ((uintptr_t)init % (uintptr_t)em_os_page_size()) == 0);
+	init[0] = 42; /* writable until sealed */
+	CHECK(!store_faults(init));
+	CHECK_EQ(execmem_seal(init), 0);
+	CHECK_EQ(execmem_seal(init), -EALREADY);
+	CHECK_EQ(init[0], 42);
+	CHECK(store_faults(init));
+	CHECK_EQ(execmem_write(init, "x", 1), -EPERM);
+	CHECK(execmem_write_begin(init) == NULL && errno == EPERM);
+	CHECK_EQ(execmem_seal(d), -EINVAL);
+	CHECK_EQ(execmem_free(init), 0);
+	uint8_t *again = execmem_arena_alloc(a, EXECMEM_RO_AFTER_INIT, 100);
+	CHECK(again && again[0] == 0);
+	again[0] = 1;
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
+static void windows_and_large(enum execmem_mode mode)
+{
+	struct execmem_arena *a = arena_in(mode);
+	uint8_t *p = execmem_arena_alloc(a, EXECMEM_CODE, 256);
+	uint8_t *w = execmem_write_begin(p);
+	CHECK(w != NULL);
+	CHECK(execmem_write_begin(p) == NULL && errno == EBUSY);
+	CHECK_EQ(execmem_free(p), -EBUSY);
+	tu_emit_return(w, 77);
+	CHECK_EQ(tu_wx_mappings(), 0);
+	CHECK_EQ(execmem_write_end(p), 0);
+	CHECK_EQ(execmem_write_end(p), -EINVAL);
+	CHECK_EQ(((fn_t)p)(), 77);
+	CHECK_EQ(execmem_free(p), 0);
+
+	size_t big = 3 << 20;
+	uint8_t *l = execmem_arena_alloc(a, EXECMEM_CODE, big);
+	CHECK(l != NULL && ((uintptr_t)l % EXECMEM_CHUNK_SIZE) == 0);
+	CHECK(execmem_usable_size(l) >= big);
+	CHECK(is_trap(l + big - 4096, 4096));
+	uint8_t code[16];
+	size_t len = tu_emit_return(code, 123);
+	CHECK_EQ(execmem_write(l + big - 64, code, len), 0);
+	CHECK_EQ(((fn_t)(l + big - 64))(), 123);
+	CHECK_EQ(execmem_free(l + 64), -EINVAL);
+	struct execmem_stats st;
+	execmem_arena_stats(a, &st);
+	CHECK_EQ(st.large_mappings, 1);
+	CHECK_EQ(execmem_free(l), 0);
+	execmem_arena_stats(a, &st);
+	CHECK_EQ(st.large_mappings, 0);
+	CHECK_EQ(execmem_usable_size(l), 0);
+
+	/* A coarser granularity is honoured. */
+	struct execmem_params params;
+	execmem_params_init(&params);
+	params.granularity = 256;
+	params.mode = mode;
+	struct execmem_arena *coarse = execmem_arena_create(&params);
+	uint8_t *c1 = execmem_arena_alloc(coarse, EXECMEM_CODE, 10);
+	uint8_t *c2 = execmem_arena_alloc(coarse, EXECMEM_CODE, 10);
+	CHECK_EQ(execmem_usable_size(c1), 256);
+	CHECK(distance((uintptr_t)c1, (uintptr_t)c2) >= 256 && (uintptr_t)c2 % 256 == 0);
+	CHECK_EQ(execmem_free(c1), 0); /* any arena's pointer */
+	CHECK_EQ(execmem_arena_destroy(coarse), 0);
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
+/* Parent and child each rewrite a shared-before-fork program; neither sees the other's. */
+static void fork_apart(enum execmem_mode mode)
+{
+	struct execmem_arena *a = arena_in(mode);
+	void *p = jit(a, EXECMEM_CODE, 64, 1);
+	CHECK(p != NULL);
+	int to_child[2], to_parent[2];
+	CHECK(pipe(to_child) == 0 && pipe(to_parent) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		uint8_t code[16];
+		char byte;
+		int ok = ((fn_t)p)() == 1;
+		size_t len = tu_emit_return(code, 2);
+		ok &= execmem_write(p, code, len) == 0 && ((fn_t)p)() == 2;
+		ok &= write(to_parent[1], "c", 1) == 1;       /* child wrote 2 */
+		ok &= read(to_child[0], &byte, 1) == 1;       /* parent wrote 3 */
+		ok &= ((fn_t)p)() == 2;
+		void *q = jit(a, EXECMEM_CODE, 64, 4);
+		ok &= q && ((fn_t)q)() == 4 && execmem_free(q) == 0 && tu_wx_mappings() == 0;
+		_exit(ok ? 0 : 1);
+	}
+	char byte;
+	CHECK(read(to_parent[0], &byte, 1) == 1);
+	CHECK_EQ(((fn_t)p)(), 1); /* the child's write did not reach us */
+	uint8_t code[16];
+	size_t len = tu_emit_return(code, 3);
+	CHECK_EQ(execmem_write(p, code, len), 0);
+	CHECK(write(to_child[1], "p", 1) == 1);
+	int status = 0;
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_EQ(((fn_t)p)(), 3);
+	close(to_child[0]), close(to_child[1]), close(to_parent[0]), close(to_parent[1]);
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
+/* A refused memfd switches an automatic arena to mprotect mode. */
+static void fallback_when_refused(void)
+{
+	struct execmem_params p;
+	execmem_params_init(&p);
+	struct execmem_arena *a = execmem_arena_create(&p);
+	em_os_fail_nth(EXECMEM_OS_MEMFD, 1, EPERM, 1);
+	void *code = jit(a, EXECMEM_CODE, 64, 11);
+	em_os_fail_clear();
+	CHECK(code && ((fn_t)code)() == 11);
+	struct execmem_stats st;
+	execmem_arena_stats(a, &st);
+	CHECK_EQ(st.mode, EXECMEM_MODE_MPROTECT);
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+
+	/* A forced dual arena reports the refusal instead. */
+	p.mode = EXECMEM_MODE_DUAL;
+	a = execmem_arena_create(&p);
+	em_os_fail_nth(EXECMEM_OS_MEMFD, 1, EPERM, 1);
+	errno = 0;
+	CHECK(execmem_arena_alloc(a, EXECMEM_CODE, 64) == NULL && errno == EPERM);
+	em_os_fail_clear();
+	CHECK(jit(a, EXECMEM_CODE, 64, 1) != NULL); /* usable afterwards */
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
+/* ------------- W+X audit while threads write code in mprotect mode ------- */
+
+static atomic_bool stop_audit;
+static atomic_int wx_seen;
+
+static void *audit(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&stop_audit))
+		atomic_fetch_add(&wx_seen, tu_wx_mappings());
+	return NULL;
+}
+
+static void *churn(void *arg)
+{
+	struct execmem_arena *a = arg;
+	long wrong = 0;
+	for (int i = 0; i < 3000; i++) {
+		void *p = jit(a, EXECMEM_CODE, 64 + (size_t)(i % 5) * 100, i);
+		wrong += !p || ((fn_t)p)() != i || execmem_free(p) != 0;
+	}
+	return (void *)wrong;
+}
+
+static void audit_under_stress(enum execmem_mode mode)
+{
+	struct execmem_arena *a = arena_in(mode);
+	pthread_t auditor, workers[2];
+	atomic_store(&stop_audit, false);
+	atomic_store(&wx_seen, 0);
+	pthread_create(&auditor, NULL, audit, NULL);
+	for (int i = 0; i < 2; i++)
+		pthread_create(&workers[i], NULL, churn, a);
+	for (int i = 0; i < 2; i++) {
+		void *wrong;
+		pthread_join(workers[i], &wrong);
+		CHECK_EQ((long)wrong, 0);
+	}
+	atomic_store(&stop_audit, true);
+	pthread_join(auditor, NULL);
+	CHECK_EQ(atomic_load(&wx_seen), 0);
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
+int main(void)
+{
+	bad_inputs();
+	placement();
+	fallback_when_refused();
+	for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+		many_programs(modes[m]);
+		huge_pages_and_steady_state(modes[m]);
+		data_types(modes[m]);
+		windows_and_large(modes[m]);
+		fork_apart(modes[m]);
+		audit_under_stress(modes[m]);
+	}
+	return tu_finish("test_core");
+}
