@@ -496,11 +496,12 @@ int em_locate(struct em_chunk *c, uintptr_t addr, size_t len, uintptr_t *start, 
 	if (!atomic_load_explicit(&c->shard, memory_order_acquire) || addr < c->base ||
 	    addr >= c->base + c->size)
 		return -EINVAL;
-	long first = em_fs_find(&c->fs, (uint32_t)((addr - c->base) >> c->unit_shift));
+	uint32_t granules;
+	long first = em_fs_find(&c->fs, (uint32_t)((addr - c->base) >> c->unit_shift), &granules);
 	if (first < 0)
 		return -EINVAL;
 	*start = c->base + ((uintptr_t)first << c->unit_shift);
-	*size = alloc_bytes(c, em_fs_size(&c->fs, (uint32_t)first));
+	*size = alloc_bytes(c, granules);
 	if (len > *start + *size - addr)
 		return -EINVAL;
 	if (em_fs_flag(&c->fs, EM_FS_SEALED, (uint32_t)first))
@@ -519,14 +520,16 @@ size_t em_usable(struct em_chunk *c, uintptr_t addr)
 	return size;
 }
 
-/* Retain a wholly free chunk, or release it beyond the arena's limit. */
+/* Retain a wholly free chunk, or release it beyond the arena's limit; each
+ * shard also keeps its current chunk, so the bound is the limit plus one
+ * chunk per shard. */
 static void chunk_emptied(struct em_shard *s, struct em_chunk *c)
 {
 	struct em_pool *pool = c->pool;
 	struct em_arena *a = pool->arena;
-	unlink_chunk(&s->chunks, c);
 	if (s->current == c)
-		s->current = NULL;
+		return; /* each shard keeps the chunk it works in: no churn on alloc/free cycles */
+	unlink_chunk(&s->chunks, c);
 	atomic_store(&c->shard, NULL);
 	if (atomic_fetch_add(&a->nretained, 1) < a->params.retained_chunks) {
 		em_lock(&pool->lock);
@@ -669,6 +672,7 @@ void em_arena_stats(struct em_arena *a, struct execmem_stats *out)
 			em_lock(&s->lock);
 			out->live_allocations += s->live;
 			out->bytes_in_use += s->bytes_in_use;
+			out->retained_chunks += s->current && s->current->fs.free == s->current->fs.granules;
 			em_unlock(&s->lock);
 		}
 		em_lock(&pool->lock);

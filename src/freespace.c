@@ -94,7 +94,7 @@ void em_fs_init(struct em_freespace *fs, uint32_t granules, void *storage)
 	fs->granules = granules;
 	fs->free = granules;
 	fs->cursor = 0;
-	fs->fail_min = 0;
+	fs->max_run = granules;
 	fs->used = storage;
 	fs->start = fs->used + words;
 	fs->end = fs->start + words;
@@ -102,20 +102,29 @@ void em_fs_init(struct em_freespace *fs, uint32_t granules, void *storage)
 		fs->flags[i] = fs->end + words * (uint32_t)(i + 1);
 }
 
-/* First fit of an aligned run of n free granules inside [lo, hi). */
+/*
+ * First fit of an aligned run of n free granules inside [lo, hi).  On
+ * failure *longest is the longest free run seen.
+ */
 static long search(const struct em_freespace *fs, uint32_t n, uint32_t align,
-		   uint32_t lo, uint32_t hi)
+		   uint32_t lo, uint32_t hi, uint32_t *longest)
 {
 	uint32_t pos = lo;
 	while (pos < hi) {
 		pos = next_bit(fs->used, pos, hi, 0);
 		uint32_t aligned = (pos + align - 1) & ~(align - 1);
-		if (aligned >= hi || hi - aligned < n)
+		if (aligned >= hi || hi - aligned < n) {
+			if (hi - pos > *longest)
+				*longest = hi - pos; /* the last run counts too */
 			return -1;
-		uint32_t run_end = next_bit(fs->used, pos, hi, 1);
-		if (run_end >= aligned && run_end - aligned >= n)
+		}
+		/* Look no further than the run needs: free space is usually vast. */
+		uint32_t taken = next_bit(fs->used, pos, aligned + n, 1);
+		if (taken == aligned + n)
 			return aligned;
-		pos = run_end;
+		if (taken - pos > *longest)
+			*longest = taken - pos;
+		pos = taken;
 	}
 	return -1;
 }
@@ -124,19 +133,20 @@ long em_fs_alloc(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_t l
 {
 	if (hi > fs->granules)
 		hi = fs->granules;
-	if (n == 0 || n > fs->free || lo >= hi || hi - lo < n)
+	if (n == 0 || n > fs->free || n > fs->max_run || lo >= hi || hi - lo < n)
 		return -1;
-	int whole = lo == 0 && hi == fs->granules;
-	if (whole && fs->fail_min && n >= fs->fail_min)
-		return -1;
+	uint32_t longest = 0;
 	long at = -1;
 	if (fs->cursor > lo && fs->cursor < hi)
-		at = search(fs, n, align, fs->cursor, hi);
-	if (at < 0)
-		at = search(fs, n, align, lo, hi);
+		at = search(fs, n, align, fs->cursor, hi, &longest);
 	if (at < 0) {
-		if (whole && (!fs->fail_min || n < fs->fail_min))
-			fs->fail_min = n;
+		longest = 0;
+		at = search(fs, n, align, lo, hi, &longest);
+	}
+	if (at < 0) {
+		/* A whole, unaligned scan saw every run: now the bound is exact. */
+		if (lo == 0 && hi == fs->granules && align == 1)
+			fs->max_run = longest;
 		return -1;
 	}
 	uint32_t first = (uint32_t)at;
@@ -158,7 +168,7 @@ uint32_t em_fs_size(const struct em_freespace *fs, uint32_t index)
 	return last < fs->granules ? last - index + 1 : 0;
 }
 
-long em_fs_find(const struct em_freespace *fs, uint32_t index)
+long em_fs_find(const struct em_freespace *fs, uint32_t index, uint32_t *granules)
 {
 	if (index >= fs->granules || !test_bit(fs->used, index))
 		return -1;
@@ -166,7 +176,10 @@ long em_fs_find(const struct em_freespace *fs, uint32_t index)
 	if (first < 0)
 		return -1;
 	uint32_t size = em_fs_size(fs, (uint32_t)first);
-	return size && index < (uint32_t)first + size ? first : -1;
+	if (!size || index >= (uint32_t)first + size)
+		return -1;
+	*granules = size;
+	return first;
 }
 
 uint32_t em_fs_free(struct em_freespace *fs, uint32_t index)
@@ -180,7 +193,12 @@ uint32_t em_fs_free(struct em_freespace *fs, uint32_t index)
 	for (int i = 0; i < EM_FS_FLAGS; i++)
 		put_bit(fs->flags[i], index, 0);
 	fs->free += n;
-	fs->fail_min = 0;
+	/* The freed range may have merged with its neighbours. */
+	long before = prev_set_bit(fs->used, index);
+	uint32_t run_start = before < 0 ? 0 : (uint32_t)before + 1;
+	uint32_t run_end = next_bit(fs->used, index + n, fs->granules, 1);
+	if (run_end - run_start > fs->max_run)
+		fs->max_run = run_end - run_start;
 	return n;
 }
 

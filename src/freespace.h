@@ -21,7 +21,7 @@ struct em_freespace {
 	uint32_t granules;
 	uint32_t free;      /* granules not in use */
 	uint32_t cursor;    /* where the next search starts (next fit) */
-	uint32_t fail_min;  /* no free run of this many granules exists; 0: unknown */
+	uint32_t max_run;   /* no free run is longer (exact after a failed search) */
 	uint64_t *used, *start, *end;
 	uint64_t *flags[EM_FS_FLAGS];
 };
@@ -41,8 +41,8 @@ long em_fs_alloc(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_t l
 /* Granules of the live allocation starting at index; 0 if none starts there. */
 uint32_t em_fs_size(const struct em_freespace *fs, uint32_t index);
 
-/* First index of the live allocation holding index, or -1. */
-long em_fs_find(const struct em_freespace *fs, uint32_t index);
+/* First index of the live allocation holding index (its size in *granules), or -1. */
+long em_fs_find(const struct em_freespace *fs, uint32_t index, uint32_t *granules);
 
 /* Free the live allocation starting at index; returns its granules, or 0. */
 uint32_t em_fs_free(struct em_freespace *fs, uint32_t index);

@@ -105,12 +105,18 @@ int em_place(const struct execmem_range *range, const struct em_window *window,
 	return reserve_inside(lo, hi, span, out);
 }
 
+#if defined(__SANITIZE_THREAD__)
+#define RANDOM_ALIASES 0 /* ThreadSanitizer allows mappings only in its own windows */
+#else
+#define RANDOM_ALIASES 1
+#endif
+
 int em_place_random(size_t span, uintptr_t avoid, void **out)
 {
 	/* Stay off the lowest 4 GiB and the top eighth (stack, vdso). */
 	uintptr_t top = em_user_va_top();
 	uintptr_t lo = (uintptr_t)1 << 32, hi = top - top / 8;
-	for (int i = 0; hi > lo + span && i < ALIAS_TRIES; i++) {
+	for (int i = 0; RANDOM_ALIASES && hi > lo + span && i < ALIAS_TRIES; i++) {
 		uintptr_t addr = lo + (em_os_random() % ((hi - lo - span) / EM_CHUNK)) * EM_CHUNK;
 		if (addr + span + EM_CHUNK > avoid && avoid + span + EM_CHUNK > addr)
 			continue; /* would touch the executable view */

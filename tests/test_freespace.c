@@ -20,9 +20,12 @@ static void basics(void)
 	CHECK_EQ(em_fs_size(&fs, 0), 10);
 	CHECK_EQ(em_fs_size(&fs, 10), 5);
 	CHECK_EQ(em_fs_size(&fs, 3), 0);        /* interior */
-	CHECK_EQ(em_fs_find(&fs, 3), 0);
-	CHECK_EQ(em_fs_find(&fs, 14), 10);
-	CHECK_EQ(em_fs_find(&fs, 15), -1);      /* free */
+	uint32_t n = 0;
+	CHECK_EQ(em_fs_find(&fs, 3, &n), 0);
+	CHECK_EQ(n, 10);
+	CHECK_EQ(em_fs_find(&fs, 14, &n), 10);
+	CHECK_EQ(n, 5);
+	CHECK_EQ(em_fs_find(&fs, 15, &n), -1);  /* free */
 	CHECK_EQ(em_fs_free(&fs, 3), 0);        /* interior free refused */
 	CHECK_EQ(em_fs_free(&fs, 0), 10);
 	CHECK_EQ(em_fs_free(&fs, 0), 0);        /* double free refused */
@@ -72,16 +75,23 @@ static void against_model(unsigned seed)
 			for (uint32_t i = 0; i < n; i++) {
 				bad += owner[s + i] != 0;
 				owner[s + i] = (int)s + 1;
-				bad += em_fs_find(&fs, (uint32_t)(s + i)) != s;
+				uint32_t found = 0;
+				bad += em_fs_find(&fs, (uint32_t)(s + i), &found) != s || found != n;
 			}
 			starts[nlive++] = s;
 		}
 	}
-	uint32_t model_free = 0;
-	for (int i = 0; i < GRANULES; i++)
+	uint32_t model_free = 0, run = 0, longest = 0;
+	for (int i = 0; i < GRANULES; i++) {
 		model_free += owner[i] == 0;
+		run = owner[i] == 0 ? run + 1 : 0;
+		longest = run > longest ? run : longest;
+	}
+	/* max_run is an upper bound, so an allocation that fits always succeeds */
+	CHECK(fs.max_run >= longest);
 	CHECK_EQ(bad, 0);
 	CHECK_EQ(fs.free, model_free);
+	CHECK(!longest || em_fs_alloc(&fs, longest, 1, 0, GRANULES) >= 0);
 	free(storage);
 }
 
