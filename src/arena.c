@@ -18,16 +18,12 @@
 static _Thread_local unsigned thread_shard = UINT_MAX;
 static atomic_uint next_thread_shard;
 
-unsigned em_thread_slot(void)
+/* Threads are spread over shards in the order they first allocate. */
+static struct em_shard *my_shard(struct em_pool *pool)
 {
 	if (thread_shard == UINT_MAX)
 		thread_shard = atomic_fetch_add(&next_thread_shard, 1);
-	return thread_shard;
-}
-
-static struct em_shard *my_shard(struct em_pool *pool)
-{
-	return &pool->shards[em_thread_slot() & pool->arena->shard_mask];
+	return &pool->shards[thread_shard & pool->arena->shard_mask];
 }
 
 unsigned em_type_prot(enum execmem_type type)

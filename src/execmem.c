@@ -212,9 +212,10 @@ static int put(void *dst, const void *src, size_t len)
 		return rc;
 	if (c->kind != EM_CHUNK_ALIASED)
 		return em_chunk_put(c, (uintptr_t)dst, src, len);
-	unsigned slot = em_write_enter();
+	if ((rc = em_write_enter()))
+		return rc;
 	rc = em_chunk_put(c, (uintptr_t)dst, src, len);
-	em_write_exit(slot);
+	em_write_exit();
 	return rc;
 }
 

@@ -11,42 +11,105 @@
  */
 #include "internal.h"
 
+#include <linux/membarrier.h>
 #include <pthread.h>
+#include <stdlib.h>
 
 static struct em_lock registry_lock;
 static struct em_arena *registry;
 static int fork_pipe[2] = { -1, -1 };
 
-/* Writers in flight, one counter per thread slot to keep cache lines apart. */
-static struct {
-	atomic_uint writers;
-} __attribute__((aligned(64))) gate_slot[EM_MAX_SHARDS];
-static atomic_bool fork_pending;
+/*
+ * The write gate.  Each writing thread owns a record whose `active` flag
+ * it raises around a write through an alias.  fork raises `fork_pending`
+ * and waits for every flag to drop.  Writers pay no atomic read-modify-
+ * write: fork makes every thread execute a full barrier with membarrier()
+ * (an asymmetric fence), so a writer either sees fork_pending or has its
+ * flag seen.  Without membarrier, writers use a full fence themselves.
+ */
+struct writer {
+	atomic_int active;
+	atomic_bool in_use;
+	struct writer *next;
+};
 
-unsigned em_write_enter(void)
+static struct em_lock writers_lock;
+static struct writer *writers;
+static _Thread_local struct writer *me;
+static atomic_bool fork_pending;
+static pthread_key_t writer_key;
+static pthread_once_t writer_once = PTHREAD_ONCE_INIT;
+static bool asymmetric;
+
+static void writer_exit(void *record)
 {
-	unsigned slot = em_thread_slot() % EM_MAX_SHARDS;
+	atomic_store(&((struct writer *)record)->in_use, false);
+}
+
+static void writer_setup(void)
+{
+	pthread_key_create(&writer_key, writer_exit);
+	asymmetric = em_os_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+}
+
+/* This thread's record: a free one from an exited thread, or a new one. */
+static struct writer *claim_writer(void)
+{
+	pthread_once(&writer_once, writer_setup);
+	em_lock(&writers_lock);
+	struct writer *w = writers;
+	while (w && atomic_load(&w->in_use))
+		w = w->next;
+	if (!w && (w = calloc(1, sizeof *w))) {
+		w->next = writers;
+		writers = w;
+	}
+	if (w)
+		atomic_store(&w->in_use, true);
+	em_unlock(&writers_lock);
+	if (w)
+		pthread_setspecific(writer_key, w);
+	return w;
+}
+
+static void full_fence(void)
+{
+	if (asymmetric)
+		atomic_signal_fence(memory_order_seq_cst);
+	else
+		atomic_thread_fence(memory_order_seq_cst);
+}
+
+int em_write_enter(void)
+{
+	if (!me && !(me = claim_writer()))
+		return -ENOMEM;
 	for (;;) {
-		atomic_fetch_add(&gate_slot[slot].writers, 1);
-		if (!atomic_load(&fork_pending))
-			return slot;
-		atomic_fetch_sub(&gate_slot[slot].writers, 1);
+		atomic_store_explicit(&me->active, 1, memory_order_relaxed);
+		full_fence();
+		if (!atomic_load_explicit(&fork_pending, memory_order_relaxed))
+			return 0;
+		atomic_store_explicit(&me->active, 0, memory_order_release);
 		while (atomic_load(&fork_pending))
 			sched_yield();
 	}
 }
 
-void em_write_exit(unsigned slot)
+void em_write_exit(void)
 {
-	atomic_fetch_sub_explicit(&gate_slot[slot].writers, 1, memory_order_release);
+	atomic_store_explicit(&me->active, 0, memory_order_release);
 }
 
 static void close_gate(void)
 {
 	atomic_store(&fork_pending, true);
-	for (int i = 0; i < EM_MAX_SHARDS; i++)
-		while (atomic_load(&gate_slot[i].writers))
+	em_lock(&writers_lock);
+	if (asymmetric && em_os_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0)
+		atomic_thread_fence(memory_order_seq_cst); /* best effort */
+	for (struct writer *w = writers; w; w = w->next)
+		while (atomic_load(&w->active))
 			sched_yield();
+	em_unlock(&writers_lock);
 }
 
 void em_registry_add(struct em_arena *a)

@@ -67,16 +67,18 @@ static uint32_t next_bit(const uint64_t *map, uint32_t from, uint32_t limit, int
 	return limit;
 }
 
-/* Last set bit at or below index, or -1. */
-static long prev_set_bit(const uint64_t *map, uint32_t index)
+/* Last set bit in [floor, index], or -1. */
+static long prev_set_bit(const uint64_t *map, uint32_t index, uint32_t floor)
 {
 	long word = index / WORD_BITS;
 	uint32_t keep = index % WORD_BITS;
 	uint64_t w = load(&map[word]) & (keep == WORD_BITS - 1 ? ~0ULL : ((2ULL << keep) - 1));
 	for (;;) {
-		if (w)
-			return word * (long)WORD_BITS + 63 - __builtin_clzll(w);
-		if (--word < 0)
+		if (w) {
+			long at = word * (long)WORD_BITS + 63 - __builtin_clzll(w);
+			return at >= (long)floor ? at : -1;
+		}
+		if (--word < (long)(floor / WORD_BITS))
 			return -1;
 		w = load(&map[word]);
 	}
@@ -172,7 +174,7 @@ long em_fs_find(const struct em_freespace *fs, uint32_t index, uint32_t *granule
 {
 	if (index >= fs->granules || !test_bit(fs->used, index))
 		return -1;
-	long first = prev_set_bit(fs->start, index);
+	long first = prev_set_bit(fs->start, index, 0);
 	if (first < 0)
 		return -1;
 	uint32_t size = em_fs_size(fs, (uint32_t)first);
@@ -180,6 +182,26 @@ long em_fs_find(const struct em_freespace *fs, uint32_t index, uint32_t *granule
 		return -1;
 	*granules = size;
 	return first;
+}
+
+/*
+ * The freed granules [index, index + n) may have merged with free
+ * neighbours into a run longer than max_run.  Looking max_run + 1 granules
+ * each way is enough to tell; then the bound becomes the free total, and
+ * the next failed search makes it exact again.
+ */
+static void raise_max_run(struct em_freespace *fs, uint32_t index, uint32_t n)
+{
+	if (fs->max_run >= fs->free)
+		return;
+	uint32_t reach = fs->max_run + 1;
+	uint32_t lo = index > reach ? index - reach : 0;
+	uint32_t hi = fs->granules - (index + n) > reach ? index + n + reach : fs->granules;
+	long used_before = prev_set_bit(fs->used, index, lo);
+	uint32_t start = used_before < 0 ? lo : (uint32_t)used_before + 1;
+	uint32_t end = next_bit(fs->used, index + n, hi, 1);
+	if (end - start > fs->max_run)
+		fs->max_run = fs->free;
 }
 
 uint32_t em_fs_free(struct em_freespace *fs, uint32_t index)
@@ -193,12 +215,7 @@ uint32_t em_fs_free(struct em_freespace *fs, uint32_t index)
 	for (int i = 0; i < EM_FS_FLAGS; i++)
 		put_bit(fs->flags[i], index, 0);
 	fs->free += n;
-	/* The freed range may have merged with its neighbours. */
-	long before = prev_set_bit(fs->used, index);
-	uint32_t run_start = before < 0 ? 0 : (uint32_t)before + 1;
-	uint32_t run_end = next_bit(fs->used, index + n, fs->granules, 1);
-	if (run_end - run_start > fs->max_run)
-		fs->max_run = run_end - run_start;
+	raise_max_run(fs, index, n);
 	return n;
 }
 

@@ -133,9 +133,6 @@ struct em_arena {
 	struct em_arena *next;     /* registry */
 };
 
-/* A small number naming the calling thread (shard choice, write gate). */
-unsigned em_thread_slot(void);
-
 /* Type facts. */
 unsigned em_type_prot(enum execmem_type type);
 bool em_type_is_code(enum execmem_type type);
@@ -185,8 +182,8 @@ void em_arena_privatize(struct em_arena *a);
 int em_fork_guard_install(void);
 void em_registry_add(struct em_arena *a);
 bool em_registry_remove(struct em_arena *a);
-unsigned em_write_enter(void);
-void em_write_exit(unsigned slot);
+int em_write_enter(void);
+void em_write_exit(void);
 
 /* toggle_guard.c */
 int em_toggle_guard_install(void);
