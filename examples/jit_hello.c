@@ -17,7 +17,7 @@ int main(void)
 		perror("execmem");
 		return 1;
 	}
-	int (*answer)(void) = (int (*)(void))fn;
-	printf("JIT function at %p returned %d\n", fn, answer());
-	return execmem_free(fn) == 0 && answer != NULL ? 0 : 1;
+	int answer = ((int (*)(void))fn)();
+	printf("JIT function at %p returned %d\n", fn, answer);
+	return execmem_free(fn) == 0 && answer == 42 ? 0 : 1;
 }
