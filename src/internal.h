@@ -85,7 +85,7 @@ struct em_chunk {
 	_Atomic(struct em_shard *) shard; /* owner while in use; NULL when retained */
 	struct em_freespace fs;    /* small-allocation chunks only */
 	void *fs_storage;
-	_Atomic uint16_t *rw_refs;  /* TOGGLED: open writes per page */
+	atomic_uint *rw_refs;      /* TOGGLED: open writes per page */
 	atomic_uint toggle_gen;     /* TOGGLED: bumped whenever a page goes back to RX */
 	struct em_chunk *next, *prev;
 };

@@ -1,6 +1,7 @@
 /* test_util.c - see test_util.h. */
 #include "test_util.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 int tu_passed, tu_failed;
@@ -31,6 +32,24 @@ size_t tu_emit_return(uint8_t *buf, int32_t value)
 	put32(buf + 8, 0x00008067u);                            /* ret */
 	return 12;
 #endif
+}
+
+int tu_returns(const void *p, int32_t value, int through_alias)
+{
+	static int qemu_user = -1;
+	if (qemu_user < 0) {
+		const char *env = getenv("EXECMEM_TEST_QEMU_USER");
+		qemu_user = env && *env == '1';
+		if (qemu_user)
+			fprintf(stderr, "note: under qemu-user, code written through an alias is "
+					"checked by its bytes, not run\n");
+	}
+	if (qemu_user && through_alias) {
+		uint8_t code[16];
+		size_t len = tu_emit_return(code, value);
+		return memcmp(p, code, len) == 0;
+	}
+	return ((int (*)(void))p)() == value;
 }
 
 size_t tu_trap(uint8_t *buf)

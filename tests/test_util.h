@@ -33,6 +33,14 @@ extern int tu_passed, tu_failed;
 /* Machine code of `int f(void) { return value; }` for this CPU; returns its length. */
 size_t tu_emit_return(uint8_t *buf, int32_t value);
 
+/*
+ * Whether the function at p returns value.  qemu-user runs code rewritten
+ * through a second mapping stale, so under it (EXECMEM_TEST_QEMU_USER=1)
+ * code written through an alias is checked by its bytes instead of called;
+ * the full-system emulation run calls it.
+ */
+int tu_returns(const void *p, int32_t value, int through_alias);
+
 /* The trap instruction's bytes for this CPU. */
 size_t tu_trap(uint8_t *buf);
 
