@@ -459,11 +459,63 @@ static void audit_under_stress(enum execmem_mode mode)
 	CHECK_EQ(execmem_arena_destroy(a), 0);
 }
 
+/* ---- mprotect mode: code on a page being rewritten keeps running ---- */
+
+struct runner {
+	void *fn;
+	atomic_bool stop;
+	long calls, wrong;
+};
+
+static void *run_until_stopped(void *arg)
+{
+	struct runner *r = arg;
+	while (!atomic_load(&r->stop)) {
+		r->wrong += ((int (*)(void))r->fn)() != 1234;
+		r->calls++;
+	}
+	return NULL;
+}
+
+static void guard_lets_runners_through(void)
+{
+	struct execmem_arena *a = arena_in(EXECMEM_MODE_MPROTECT);
+	struct runner r = { .fn = jit(a, EXECMEM_CODE, 64, 1234) };
+	uint8_t *neighbour = execmem_arena_alloc(a, EXECMEM_CODE, 64); /* same page */
+	CHECK(r.fn && neighbour && ((uintptr_t)r.fn >> 12) == ((uintptr_t)neighbour >> 12));
+	pthread_t t;
+	pthread_create(&t, NULL, run_until_stopped, &r);
+	uint8_t code[16];
+	int failed = 0;
+	for (int i = 0; i < 3000; i++)
+		failed += execmem_write(neighbour, code, tu_emit_return(code, i)) != 0;
+	atomic_store(&r.stop, true);
+	pthread_join(t, NULL);
+	CHECK_EQ(failed, 0);
+	CHECK_EQ(r.wrong, 0);
+	CHECK(r.calls > 0);
+
+	/* A real fault in such a page still reaches the process: no endless retry. */
+	pid_t pid = fork();
+	if (pid == 0) {
+		freopen("/dev/null", "w", stderr); /* a sanitizer may report the fault */
+		alarm(5);
+		*(volatile uint8_t *)neighbour = 0;
+		_exit(0);
+	}
+	int status = 0;
+	waitpid(pid, &status, 0);
+	CHECK(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
+	CHECK(!(WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM));
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
 int main(void)
 {
 	bad_inputs();
 	placement();
 	fallback_when_refused();
+	guard_lets_runners_through();
 	for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
 		current_mode = modes[m];
 		many_programs(modes[m]);
