@@ -459,6 +459,100 @@ static void audit_under_stress(enum execmem_mode mode)
 	CHECK_EQ(execmem_arena_destroy(a), 0);
 }
 
+/* Small allocations pack densely, holes are reused, empty chunks go back. */
+static void packing_and_retention(void)
+{
+	struct execmem_params p;
+	execmem_params_init(&p);
+	p.retained_chunks = 2;
+	struct execmem_arena *a = execmem_arena_create(&p);
+	enum { N = 1000 };
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	static void *small[N];
+	for (int i = 0; i < N; i++) {
+		small[i] = execmem_arena_alloc(a, EXECMEM_CODE, 64);
+		uintptr_t at = (uintptr_t)small[i];
+		lo = at < lo ? at : lo;
+		hi = at > hi ? at : hi;
+	}
+	CHECK_EQ(hi - lo, (N - 1) * 64); /* one contiguous run, no headers between */
+	struct execmem_stats st;
+	execmem_arena_stats(a, &st);
+	CHECK_EQ(st.chunks, 1);
+	CHECK_EQ(st.bytes_in_use, N * 64);
+
+	/* Fill the chunk; a freed hole in it is where the next allocation goes. */
+	size_t half_left = (EXECMEM_CHUNK_SIZE - N * 64) / 2; /* each under the large threshold */
+	void *rest[2] = { execmem_arena_alloc(a, EXECMEM_CODE, half_left),
+			  execmem_arena_alloc(a, EXECMEM_CODE, half_left) };
+	CHECK(rest[0] && rest[1]);
+	CHECK_EQ(execmem_free(small[500]), 0);
+	void *again = execmem_arena_alloc(a, EXECMEM_CODE, 64);
+	CHECK(again == small[500]);
+	execmem_arena_stats(a, &st);
+	CHECK_EQ(st.chunks, 1);
+
+	/* Twenty 1 MiB allocations take ten chunks; freed, at most the retained
+	 * limit plus the current chunk of this thread's shard stay mapped. */
+	static void *big[20];
+	for (int i = 0; i < 20; i++)
+		big[i] = execmem_arena_alloc(a, EXECMEM_CODE, 1 << 20);
+	execmem_arena_stats(a, &st);
+	CHECK(st.chunks >= 11);
+	for (int i = 0; i < 20; i++)
+		CHECK_EQ(execmem_free(big[i]), 0);
+	for (int i = 0; i < N; i++)
+		execmem_free(i == 500 ? again : small[i]);
+	CHECK(execmem_free(rest[0]) == 0 && execmem_free(rest[1]) == 0);
+	execmem_arena_stats(a, &st);
+	CHECK_EQ(st.live_allocations, 0);
+	CHECK(st.chunks <= 3);
+	CHECK_EQ(st.retained_chunks, st.chunks);
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
+/* An arena honours a range table of its own; unset entries inherit CODE's. */
+static void custom_ranges(void)
+{
+	static char anchor;
+	uintptr_t center = ((uintptr_t)&anchor) & ~(uintptr_t)(EXECMEM_CHUNK_SIZE - 1);
+	struct execmem_range r[EXECMEM_TYPE_MAX] = { 0 };
+	r[EXECMEM_CODE].flags = EXECMEM_RANGE_SET;
+	r[EXECMEM_CODE].start = center - (256u << 20);
+	r[EXECMEM_CODE].end = center + (256u << 20);
+	struct execmem_params p;
+	execmem_params_init(&p);
+	p.ranges = r;
+	struct execmem_arena *a = execmem_arena_create(&p);
+	CHECK(a != NULL);
+	struct execmem_range got[EXECMEM_TYPE_MAX];
+	CHECK_EQ(execmem_get_ranges(a, got), 0);
+	for (int t = 0; t < EXECMEM_TYPE_MAX; t++) {
+		CHECK(got[t].start == r[EXECMEM_CODE].start && got[t].end == r[EXECMEM_CODE].end);
+		uint8_t *x = execmem_arena_alloc(a, (enum execmem_type)t, 5000);
+		CHECK(x && (uintptr_t)x >= got[t].start && (uintptr_t)x + 5000 <= got[t].end);
+	}
+	CHECK_EQ(got[EXECMEM_DATA].protection, EXECMEM_PROT_READ | EXECMEM_PROT_WRITE);
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
+static void sync_cores(void)
+{
+	struct execmem_stats before, after;
+	execmem_stats(&before);
+	int rc = execmem_sync_cores();
+	execmem_stats(&after);
+#if defined(__x86_64__)
+	CHECK_EQ(rc, 0); /* nothing to do, and no system call for it */
+	CHECK_EQ(after.os_calls[EXECMEM_OS_MEMBARRIER], before.os_calls[EXECMEM_OS_MEMBARRIER]);
+#else
+	CHECK(rc == 0 || rc == -ENOSYS || rc == -EINVAL);
+	CHECK(after.os_calls[EXECMEM_OS_MEMBARRIER] > before.os_calls[EXECMEM_OS_MEMBARRIER]);
+	if (rc)
+		printf("note: membarrier SYNC_CORE unavailable here (%d)\n", rc);
+#endif
+}
+
 /* ---- mprotect mode: code on a page being rewritten keeps running ---- */
 
 struct runner {
@@ -516,6 +610,9 @@ int main(void)
 	placement();
 	fallback_when_refused();
 	guard_lets_runners_through();
+	packing_and_retention();
+	custom_ranges();
+	sync_cores();
 	for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
 		current_mode = modes[m];
 		many_programs(modes[m]);
