@@ -518,8 +518,8 @@ static void custom_ranges(void)
 	uintptr_t center = ((uintptr_t)&anchor) & ~(uintptr_t)(EXECMEM_CHUNK_SIZE - 1);
 	struct execmem_range r[EXECMEM_TYPE_MAX] = { 0 };
 	r[EXECMEM_CODE].flags = EXECMEM_RANGE_SET;
-	r[EXECMEM_CODE].start = center - (256u << 20);
-	r[EXECMEM_CODE].end = center + (256u << 20);
+	r[EXECMEM_CODE].start = center > (256u << 20) ? center - (256u << 20) : EXECMEM_CHUNK_SIZE;
+	r[EXECMEM_CODE].end = r[EXECMEM_CODE].start + (512u << 20);
 	struct execmem_params p;
 	execmem_params_init(&p);
 	p.ranges = r;
