@@ -1,0 +1,672 @@
+/*
+ * bench.c - `execmem bench`: runs every workload of every allocator, each
+ * in a fresh child process so that no allocator inherits another's address
+ * space, page tables or retained memory, then gathers the samples and
+ * prints medians, minima and maxima as a table or as JSON lines.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "cli.h"
+
+#ifdef EXECMEM_HAVE_MODLOAD
+#include "bench_modload.h"
+#endif
+
+enum { REPEATS = 5 };
+
+#define MODLOAD_CHILD "modload" /* pseudo-allocator of the child that runs M1 */
+
+void usage_bench(FILE *out)
+{
+	fprintf(out,
+		"usage: execmem bench [--quick] [--json] [--only NAME[,NAME...]]\n"
+		"\n"
+		"Compares execmem with what JIT compilers use today, on this machine, each\n"
+		"allocator and workload in a fresh process, every workload repeated %d times:\n"
+		"  W1 churn    allocate + write + free 10,000 programs of the demo's size mix\n"
+		"  W2 cycle    allocate + write 64 B + free, one at a time\n"
+		"  W3 memory   Pss of the code of 10,000 and 100,000 programs / their size\n"
+		"  W4 calls    calls in random order over 16,384 and 262,144 small programs\n"
+		"  W5 threads  W1 in two threads; W1 while another thread runs JIT code\n"
+		"  W6 syscalls system calls and page faults per W1 program in steady state\n"
+		"Allocators: execmem (default mode), execmem-mprotect, page (a mapping per\n"
+		"program), mprotect-pool, asmjit-rwx, asmjit-dual-fill (when built with\n"
+		"libasmjit-dev), and floor (W1's copy + trap fill alone, no allocator).\n"
+		"\n"
+		"  --quick       smaller counts (W1 2,000 programs, W3 10,000, W4 16,384)\n"
+		"  --json        one JSON object per line instead of a table\n"
+		"  --only LIST   run only these allocators (comma-separated names)\n",
+		REPEATS);
+}
+
+/* ---- results ------------------------------------------------------------ */
+
+struct row {
+	char workload[8], allocator[32], metric[48], unit[16];
+	double *samples;
+	size_t n, cap;
+	bool summarized;        /* median/min/max given by the child (M1) */
+	double median, min, max;
+};
+
+enum alloc_status { ALLOC_OK, ALLOC_UNAVAILABLE, ALLOC_FAILED };
+
+struct alloc_info {
+	const char *name;
+	bool peer;              /* a peer's failure is a finding, not an error of the run */
+	enum alloc_status status;
+	char mode[96], first_wx[256], reason[256];
+	int wx;
+	size_t wrong;
+	bool audited;
+};
+
+struct results {
+	struct row *rows;
+	size_t nrows, cap;
+	struct alloc_info *allocs;
+	size_t nallocs;
+	bool check_failed, system_failed;
+};
+
+static struct row *row_get(struct results *res, const char *workload, const char *allocator,
+			   const char *metric, const char *unit)
+{
+	for (size_t i = 0; i < res->nrows; i++) {
+		struct row *r = &res->rows[i];
+		if (!strcmp(r->workload, workload) && !strcmp(r->allocator, allocator) &&
+		    !strcmp(r->metric, metric))
+			return r;
+	}
+	if (res->nrows == res->cap) {
+		size_t cap = res->cap ? res->cap * 2 : 64;
+		struct row *rows = realloc(res->rows, cap * sizeof(*rows));
+		if (!rows)
+			return NULL;
+		res->rows = rows;
+		res->cap = cap;
+	}
+	struct row *r = &res->rows[res->nrows++];
+	memset(r, 0, sizeof(*r));
+	snprintf(r->workload, sizeof(r->workload), "%s", workload);
+	snprintf(r->allocator, sizeof(r->allocator), "%s", allocator);
+	snprintf(r->metric, sizeof(r->metric), "%s", metric);
+	snprintf(r->unit, sizeof(r->unit), "%s", unit);
+	return r;
+}
+
+static void row_add_sample(struct row *r, double v)
+{
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 8;
+		double *s = realloc(r->samples, cap * sizeof(*s));
+		if (!s)
+			return;
+		r->samples = s;
+		r->cap = cap;
+	}
+	r->samples[r->n++] = v;
+}
+
+static int compare_doubles(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static void row_summarize(struct row *r)
+{
+	if (r->summarized || r->n == 0)
+		return;
+	qsort(r->samples, r->n, sizeof(double), compare_doubles);
+	r->min = r->samples[0];
+	r->max = r->samples[r->n - 1];
+	r->median = r->n % 2 ? r->samples[r->n / 2]
+			     : (r->samples[r->n / 2 - 1] + r->samples[r->n / 2]) / 2;
+	r->summarized = true;
+}
+
+static const struct row *row_find(const struct results *res, const char *workload,
+				  const char *allocator, const char *metric)
+{
+	for (size_t i = 0; i < res->nrows; i++) {
+		const struct row *r = &res->rows[i];
+		if (!strcmp(r->workload, workload) && !strcmp(r->allocator, allocator) &&
+		    !strcmp(r->metric, metric) && r->summarized)
+			return r;
+	}
+	return NULL;
+}
+
+static void results_free(struct results *res)
+{
+	for (size_t i = 0; i < res->nrows; i++)
+		free(res->rows[i].samples);
+	free(res->rows);
+	free(res->allocs);
+}
+
+/* ---- children ----------------------------------------------------------- */
+
+/* Split a tab-separated line in place; returns the number of fields. */
+static size_t split_tabs(char *line, char **fields, size_t max)
+{
+	size_t n = 0;
+	line[strcspn(line, "\n")] = '\0';
+	while (n < max) {
+		fields[n++] = strsep(&line, "\t");
+		if (!line)
+			break;
+	}
+	return n;
+}
+
+static void take_record(struct results *res, struct alloc_info *ai, char *line)
+{
+	char *f[8];
+	size_t n = split_tabs(line, f, 8);
+	struct row *r;
+
+	if (n == 5 && !strcmp(f[0], "S") && (r = row_get(res, f[1], ai->name, f[2], f[3]))) {
+		row_add_sample(r, strtod(f[4], NULL));
+	} else if (n == 8 && !strcmp(f[0], "R") && (r = row_get(res, f[1], f[2], f[3], f[4]))) {
+		r->median = strtod(f[5], NULL);
+		r->min = strtod(f[6], NULL);
+		r->max = strtod(f[7], NULL);
+		r->summarized = true;
+	} else if (n == 5 && !strcmp(f[0], "A")) {
+		snprintf(ai->mode, sizeof(ai->mode), "%s", f[1]);
+		ai->wx = atoi(f[2]);
+		ai->wrong = strtoul(f[3], NULL, 10);
+		snprintf(ai->first_wx, sizeof(ai->first_wx), "%s", f[4]);
+		ai->audited = true;
+	} else if (n == 2 && !strcmp(f[0], "U")) {
+		ai->status = ALLOC_UNAVAILABLE;
+		snprintf(ai->reason, sizeof(ai->reason), "%s", f[1]);
+	}
+}
+
+static pid_t spawn_child(const char *alloc, const char *workload, int repeats, bool quick, int *out_fd)
+{
+	char reps[16];
+	int fds[2];
+	pid_t pid;
+
+	snprintf(reps, sizeof(reps), "%d", repeats);
+	if (pipe2(fds, O_CLOEXEC))
+		return -1;
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		char *argv[] = { "execmem", "__bench-child", (char *)alloc, (char *)workload, reps,
+				 quick ? "1" : "0", NULL };
+		dup2(fds[1], STDOUT_FILENO);
+		execv("/proc/self/exe", argv);
+		_exit(127);
+	}
+	close(fds[1]);
+	if (pid < 0)
+		close(fds[0]);
+	*out_fd = fds[0];
+	return pid;
+}
+
+/* Keep going with the allocator's other workloads, and say what failed. */
+static void note_failure(struct results *res, struct alloc_info *ai, const char *workload, int status)
+{
+	size_t used = strlen(ai->reason);
+	char *at = ai->reason + used;
+	size_t left = sizeof(ai->reason) - used;
+
+	if (!ai->peer && WIFEXITED(status) && WEXITSTATUS(status) == EXIT_CHECK_FAILED)
+		res->check_failed = true;
+	else if (!ai->peer)
+		res->system_failed = true;
+	ai->status = ALLOC_FAILED;
+	if (used && left > 2) {
+		snprintf(at, left, "; ");
+		at += 2;
+		left -= 2;
+	}
+	if (WIFSIGNALED(status))
+		snprintf(at, left, "%s killed by signal %d (%s)", workload, WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	else
+		snprintf(at, left, "%s exited with status %d", workload, WEXITSTATUS(status));
+}
+
+/* Run one workload in a fresh process; false when the allocator is out. */
+static bool run_child(struct results *res, struct alloc_info *ai, const char *workload, int repeats,
+		      bool quick)
+{
+	const char *child_alloc = !strcmp(workload, "M1") ? MODLOAD_CHILD : ai->name;
+	char *line = NULL;
+	size_t cap = 0;
+	int fd, status = 0;
+	pid_t pid = spawn_child(child_alloc, workload, repeats, quick, &fd);
+
+	if (pid < 0) {
+		fprintf(stderr, "execmem bench: cannot start a child process: %s\n", strerror(errno));
+		res->system_failed = true;
+		return false;
+	}
+	FILE *f = fdopen(fd, "r");
+	while (f && getline(&line, &cap, f) > 0)
+		take_record(res, ai, line);
+	free(line);
+	if (f)
+		fclose(f);
+	else
+		close(fd);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_OK)
+		return true;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == BENCH_CHILD_UNAVAILABLE)
+		return false;
+	note_failure(res, ai, workload, status);
+	return false;
+}
+
+/* ---- plan ---------------------------------------------------------------- */
+
+/* Child workloads; W5's two parts run apart (see bench_workloads.c). */
+static const char *const all_workloads[] = { "W1", "W2", "W3", "W4", "W5-threads", "W5-jit-thread", "W6" };
+
+static void show_running(const char *alloc, const char *workload)
+{
+	if (isatty(STDERR_FILENO)) {
+		fprintf(stderr, "\r  bench: %-18s %-14s", alloc, workload);
+		fflush(stderr);
+	}
+}
+
+/* W4 runs in several processes: code placement differs from one to the next. */
+static void run_workload(struct results *res, struct alloc_info *ai, const char *workload, bool quick)
+{
+	bool across_processes = !strcmp(workload, "W4") && !quick;
+	int processes = across_processes ? REPEATS : 1;
+
+	show_running(ai->name, workload);
+	for (int p = 0; p < processes; p++)
+		if (!run_child(res, ai, workload, across_processes ? 1 : REPEATS, quick))
+			break;
+}
+
+static bool workload_applies(const struct bench_allocator *a, const char *workload)
+{
+	if (a->caps & BENCH_FLOOR_ONLY)
+		return !strcmp(workload, "W1");
+	if (!(a->caps & BENCH_CAN_EXECUTE) && (!strcmp(workload, "W4") || !strcmp(workload, "W5-jit-thread")))
+		return false;
+	return (a->caps & BENCH_THREAD_SAFE) || strncmp(workload, "W5", 2);
+}
+
+static void run_allocator(struct results *res, struct alloc_info *ai, const struct bench_allocator *a,
+			  bool quick)
+{
+	show_running(ai->name, "audit");
+	if (!run_child(res, ai, "audit", 1, quick))
+		return;
+	if (ai->wrong || (ai->wx && !ai->peer))
+		res->check_failed = true;
+	for (size_t w = 0; w < sizeof(all_workloads) / sizeof(all_workloads[0]); w++)
+		if (workload_applies(a, all_workloads[w]))
+			run_workload(res, ai, all_workloads[w], quick);
+}
+
+/* Copy the next name of a comma-separated list into name; false at the end. */
+static bool next_name(const char **list, char *name, size_t len)
+{
+	if (!*list || !**list)
+		return false;
+	size_t n = strcspn(*list, ",");
+	snprintf(name, len, "%.*s", (int)n, *list);
+	*list += n + ((*list)[n] == ',');
+	return true;
+}
+
+static bool selected(const char *only, const char *name)
+{
+	char candidate[64];
+	while (next_name(&only, candidate, sizeof(candidate)))
+		if (!strcmp(candidate, name))
+			return true;
+	return !only;
+}
+
+static int plan_and_run(struct results *res, const char *only, bool quick)
+{
+	size_t n = 0;
+	while (bench_allocator_list[n])
+		n++;
+	res->allocs = calloc(n + 1, sizeof(*res->allocs));
+	if (!res->allocs)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const struct bench_allocator *a = bench_allocator_list[i];
+		if (!selected(only, a->name))
+			continue;
+		struct alloc_info *ai = &res->allocs[res->nallocs++];
+		ai->name = a->name;
+		ai->peer = (a->caps & BENCH_PEER) != 0;
+		run_allocator(res, ai, a, quick);
+	}
+#ifdef EXECMEM_HAVE_MODLOAD
+	if (!only || selected(only, "execmem-module") || selected(only, "dlopen")) {
+		struct alloc_info *ai = &res->allocs[res->nallocs++];
+		ai->name = MODLOAD_CHILD;
+		show_running("module loader", "M1");
+		run_child(res, ai, "M1", REPEATS, quick);
+	}
+#endif
+	if (isatty(STDERR_FILENO))
+		fprintf(stderr, "\r%50s\r", "");
+	for (size_t i = 0; i < res->nrows; i++)
+		row_summarize(&res->rows[i]);
+	return 0;
+}
+
+/* ---- output --------------------------------------------------------------- */
+
+static void json_string(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(out, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(out, "\\u%04x", c);
+		else
+			fputc(c, out);
+	}
+	fputc('"', out);
+}
+
+static void json_alloc_line(FILE *out, const struct alloc_info *ai)
+{
+	static const char *const status_names[] = { "ok", "unavailable", "failed" };
+
+	fprintf(out, "{\"allocator\": ");
+	json_string(out, ai->name);
+	if (ai->audited) {
+		fprintf(out, ", \"mode\": ");
+		json_string(out, ai->mode);
+		fprintf(out, ", \"wx_mappings\": %d, \"wrong_results\": %zu", ai->wx, ai->wrong);
+	}
+	fprintf(out, ", \"status\": \"%s\"", status_names[ai->status]);
+	if (ai->status != ALLOC_OK) {
+		fprintf(out, ", \"reason\": ");
+		json_string(out, ai->reason);
+	}
+	fprintf(out, "}\n");
+}
+
+static void json_row(FILE *out, const struct row *r)
+{
+	fprintf(out, "{\"workload\": ");
+	json_string(out, r->workload);
+	fprintf(out, ", \"allocator\": ");
+	json_string(out, r->allocator);
+	fprintf(out, ", \"metric\": ");
+	json_string(out, r->metric);
+	fprintf(out, ", \"median\": %.6g, \"min\": %.6g, \"max\": %.6g, \"unit\": ", r->median, r->min,
+		r->max);
+	json_string(out, r->unit);
+	fprintf(out, "}\n");
+}
+
+static bool row_of(const struct row *r, const struct alloc_info *ai)
+{
+	if (!strcmp(ai->name, MODLOAD_CHILD))
+		return !strcmp(r->workload, "M1");
+	return !strcmp(r->allocator, ai->name);
+}
+
+static void print_json(const struct results *res)
+{
+	for (size_t a = 0; a < res->nallocs; a++) {
+		const struct alloc_info *ai = &res->allocs[a];
+		if (strcmp(ai->name, MODLOAD_CHILD) || ai->status != ALLOC_OK)
+			json_alloc_line(stdout, ai);
+		for (size_t i = 0; i < res->nrows; i++)
+			if (res->rows[i].summarized && row_of(&res->rows[i], ai))
+				json_row(stdout, &res->rows[i]);
+	}
+}
+
+static const char *fmt_value(char *buf, size_t len, double v)
+{
+	snprintf(buf, len, v >= 100 || v == 0 ? "%.0f" : v >= 1 ? "%.2f" : "%.4f", v);
+	return buf;
+}
+
+/* The load average says how much other work competed with the run. */
+static double load_average(void)
+{
+	double load = -1;
+	FILE *f = fopen("/proc/loadavg", "re");
+	if (f) {
+		if (fscanf(f, "%lf", &load) != 1)
+			load = -1;
+		fclose(f);
+	}
+	return load;
+}
+
+static void print_machine(bool quick, double load_before)
+{
+	struct utsname u;
+	char date[32] = "";
+	time_t now = time(NULL);
+
+	uname(&u);
+	strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
+	printf("execmem bench%s: %s, %s %s, Linux %s, %ld CPUs online\n", quick ? " --quick" : "", date,
+	       u.machine, u.nodename, u.release, sysconf(_SC_NPROCESSORS_ONLN));
+	printf("load average (1 min) before the run %.2f, after %.2f\n", load_before, load_average());
+}
+
+static void print_allocators(const struct results *res)
+{
+	printf("\n%-18s %-6s %s\n", "allocator", "W+X", "mode");
+	for (size_t a = 0; a < res->nallocs; a++) {
+		const struct alloc_info *ai = &res->allocs[a];
+		if (!strcmp(ai->name, MODLOAD_CHILD) && ai->status == ALLOC_OK)
+			continue;
+		if (ai->status == ALLOC_UNAVAILABLE)
+			printf("%-18s %-6s unavailable: %s\n", ai->name, "-", ai->reason);
+		else if (ai->status == ALLOC_FAILED && !ai->audited)
+			printf("%-18s %-6s FAILED: %s\n", ai->name, "-", ai->reason);
+		else
+			printf("%-18s %-6d %s%s%s%s\n", ai->name, ai->wx, ai->mode,
+			       ai->wrong ? " WRONG RESULTS" : "",
+			       ai->status == ALLOC_FAILED ? "; FAILED: " : "",
+			       ai->status == ALLOC_FAILED ? ai->reason : "");
+	}
+}
+
+static void print_rows(const struct results *res)
+{
+	char med[32], lo[32], hi[32];
+
+	for (size_t i = 0; i < res->nrows; i++) {
+		const struct row *first = &res->rows[i];
+		bool seen = false;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = !strcmp(res->rows[k].workload, first->workload) &&
+			       !strcmp(res->rows[k].metric, first->metric);
+		if (seen || !first->summarized)
+			continue;
+		printf("\n%s %s (%s): median [min .. max]\n", first->workload, first->metric, first->unit);
+		for (size_t k = i; k < res->nrows; k++) {
+			const struct row *r = &res->rows[k];
+			if (strcmp(r->workload, first->workload) || strcmp(r->metric, first->metric) ||
+			    !r->summarized)
+				continue;
+			printf("  %-18s %10s  [%s .. %s]\n", r->allocator, fmt_value(med, sizeof(med), r->median),
+			       fmt_value(lo, sizeof(lo), r->min), fmt_value(hi, sizeof(hi), r->max));
+		}
+	}
+}
+
+/* The goals of issue 3, computed from the medians of this run. */
+struct goal {
+	const char *text, *workload, *metric, *numerator, *denominator;
+	double target;
+	bool at_least;
+};
+
+static const struct goal goals[] = {
+	{ "W1 page per program / execmem", "W1", "ns_per_op", "page", "execmem", 30, true },
+	{ "W1 asmjit dual+fill / execmem", "W1", "ns_per_op", "asmjit-dual-fill", "execmem", 5, true },
+	{ "W1 asmjit RWX / execmem", "W1", "ns_per_op", "asmjit-rwx", "execmem", 3, true },
+	{ "W1 execmem / copy floor", "W1", "ns_per_op", "execmem", "floor", 2, false },
+	{ "W2 asmjit RWX / execmem", "W2", "ns_per_op", "asmjit-rwx", "execmem", 1, true },
+	{ "W3 Pss / size, 10,000 programs", "W3", "pss_ratio_10000", "execmem", NULL, 1.10, false },
+	{ "W4 page / execmem, 16,384", "W4", "ns_per_call_16384", "page", "execmem", 3, true },
+	{ "W4 page / execmem, 262,144", "W4", "ns_per_call_262144", "page", "execmem", 4, true },
+	{ "W4 asmjit RWX / execmem, 262,144", "W4", "ns_per_call_262144", "asmjit-rwx", "execmem", 1, true },
+	{ "W5 two-thread speedup", "W5", "two_thread_speedup", "execmem", NULL, 1.6, true },
+	{ "W5 slowdown by a JIT thread", "W5", "jit_thread_slowdown", "execmem", NULL, 1.10, false },
+	{ "W6 system calls per op", "W6", "syscalls_per_op", "execmem", NULL, 0, false },
+};
+
+static void print_goals(const struct results *res)
+{
+	printf("\n%-36s %10s %8s  %s\n", "goal (medians)", "measured", "target", "");
+	for (size_t g = 0; g < sizeof(goals) / sizeof(goals[0]); g++) {
+		const struct goal *gl = &goals[g];
+		const struct row *num = row_find(res, gl->workload, gl->numerator, gl->metric);
+		const struct row *den = gl->denominator ? row_find(res, gl->workload, gl->denominator, gl->metric) : NULL;
+		char v[32], t[32];
+
+		if (!num || (gl->denominator && (!den || den->median == 0))) {
+			printf("%-36s %10s %s%-7s  not measured\n", gl->text, "-", gl->at_least ? ">=" : "<=",
+			       fmt_value(t, sizeof(t), gl->target));
+			continue;
+		}
+		double value = den ? num->median / den->median : num->median;
+		bool met = gl->at_least ? value >= gl->target : value <= gl->target;
+		printf("%-36s %10s %s%-7s  %s\n", gl->text, fmt_value(v, sizeof(v), value),
+		       gl->at_least ? ">=" : "<=", fmt_value(t, sizeof(t), gl->target), met ? "met" : "MISSED");
+	}
+}
+
+static void print_table(const struct results *res, bool quick, double load_before)
+{
+	print_machine(quick, load_before);
+	print_allocators(res);
+	print_rows(res);
+	print_goals(res);
+}
+
+/* ---- entry points ----------------------------------------------------------- */
+
+int cmd_bench(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "quick", no_argument, NULL, 'q' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "only", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct results res = { 0 };
+	bool quick = false, json = false;
+	const char *only = NULL;
+	int c;
+
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+qjo:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'q': quick = true; break;
+		case 'j': json = true; break;
+		case 'o': only = optarg; break;
+		case 'h': usage_bench(stdout); return EXIT_OK;
+		default:
+			fprintf(stderr, "execmem bench: bad option '%s' (see execmem help bench)\n",
+				argv[optind - 1]);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "execmem bench: unexpected argument '%s'\n", argv[optind]);
+		return EXIT_USAGE;
+	}
+	char name[64];
+	for (const char *p = only; next_name(&p, name, sizeof(name));) {
+		if (!bench_allocator_find(name) && strcmp(name, "execmem-module") && strcmp(name, "dlopen")) {
+			fprintf(stderr, "execmem bench: --only: unknown allocator '%s'\n", name);
+			return EXIT_USAGE;
+		}
+	}
+	double load_before = load_average();
+	if (plan_and_run(&res, only, quick)) {
+		fprintf(stderr, "execmem bench: out of memory\n");
+		return EXIT_SYSTEM;
+	}
+	if (json)
+		print_json(&res);
+	else
+		print_table(&res, quick, load_before);
+	int rc = res.check_failed ? EXIT_CHECK_FAILED : res.system_failed ? EXIT_SYSTEM : EXIT_OK;
+	results_free(&res);
+	return rc;
+}
+
+#ifdef EXECMEM_HAVE_MODLOAD
+static void report_summary(const char *allocator, const struct modload_result *m)
+{
+	printf("R\tM1\t%s\tms_per_load\tms\t%.6f\t%.6f\t%.6f\n", allocator, m->median_ms, m->min_ms, m->max_ms);
+}
+
+static int run_modload(int repeats, bool quick)
+{
+	struct modload_result mine, theirs;
+	char why[256] = "";
+	int err = bench_modload(repeats, quick, &mine, &theirs, why, sizeof(why));
+
+	if (err) {
+		printf("U\t%s\n", why[0] ? why : strerror(-err));
+		return BENCH_CHILD_UNAVAILABLE;
+	}
+	report_summary("execmem-module", &mine);
+	report_summary("dlopen", &theirs);
+	return EXIT_OK;
+}
+#endif
+
+/* argv: __bench-child ALLOCATOR WORKLOAD REPEATS QUICK */
+int cmd_bench_child(int argc, char **argv)
+{
+	uint64_t repeats;
+
+	if (argc != 5 || !parse_count("repeats", argv[3], 1, 1000, &repeats)) {
+		fprintf(stderr, "execmem: __bench-child is started by execmem bench\n");
+		return EXIT_USAGE;
+	}
+	bool quick = !strcmp(argv[4], "1");
+#ifdef EXECMEM_HAVE_MODLOAD
+	if (!strcmp(argv[1], MODLOAD_CHILD))
+		return run_modload((int)repeats, quick);
+#endif
+	const struct bench_allocator *a = bench_allocator_find(argv[1]);
+	if (!a) {
+		fprintf(stderr, "execmem bench: unknown allocator %s\n", argv[1]);
+		return EXIT_USAGE;
+	}
+	return bench_run_workload(a, argv[2], (int)repeats, quick);
+}

@@ -1,0 +1,546 @@
+/*
+ * bench_workloads.c - the workloads of `execmem bench`, written once over
+ * struct bench_allocator and run in a child process per allocator and
+ * workload, which reports samples to its parent on stdout (see bench.h).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "cli.h"
+#include "emit.h"
+#include "procfs.h"
+
+enum {
+	CHURN_BATCH = 1000,     /* W1 allocates and writes this many, then frees them */
+	CYCLE_SIZE = 64,        /* W2's program */
+	CALL_SIZE = 32,         /* W4's programs: a load, a few adds, a return */
+	CALL_PASSES = 4,        /* W4 timed passes over all programs, after one untimed */
+	AUDIT_PROGRAMS = 1000,
+};
+
+void bench_sizes_get(bool quick, struct bench_sizes *out)
+{
+	static const struct bench_sizes full = {
+		.churn_programs = 10000, .cycle_count = 100000,
+		.resident_counts = { 10000, 100000 }, .call_counts = { 16384, 262144 },
+	};
+	static const struct bench_sizes small = {
+		.churn_programs = 2000, .cycle_count = 20000,
+		.resident_counts = { 10000, 0 }, .call_counts = { 16384, 0 },
+	};
+	*out = quick ? small : full;
+}
+
+static void report_sample(const char *workload, const char *metric, const char *unit, double value)
+{
+	printf("S\t%s\t%s\t%s\t%.6f\n", workload, metric, unit, value);
+}
+
+/* An allocator opened in this process. */
+struct runner {
+	const struct bench_allocator *a;
+	void *self;
+};
+
+static int complain(const struct runner *r, const char *what, size_t index, int err)
+{
+	fprintf(stderr, "execmem bench: %s: %s of program %zu failed: %s\n", r->a->name, what, index,
+		strerror(-err));
+	return err;
+}
+
+static int load_programs(const struct runner *r, const struct program_set *set, size_t from,
+			 size_t to, struct bench_block *blocks)
+{
+	for (size_t i = from; i < to; i++) {
+		int err = r->a->alloc(r->self, set->size[i], &blocks[i]);
+		if (err)
+			return complain(r, "allocation", i, err);
+		err = r->a->write(r->self, &blocks[i], set->bytes + set->offset[i], set->size[i]);
+		if (err)
+			return complain(r, "write", i, err);
+	}
+	return 0;
+}
+
+static int release_programs(const struct runner *r, const struct program_set *set, size_t from,
+			    size_t to, struct bench_block *blocks)
+{
+	for (size_t i = from; i < to; i++) {
+		int err = r->a->release(r->self, &blocks[i], set->size[i]);
+		if (err)
+			return complain(r, "release", i, err);
+	}
+	return 0;
+}
+
+/* W1's unit of work: every program of set allocated, written and freed, in batches. */
+static int churn(const struct runner *r, const struct program_set *set, struct bench_block *blocks,
+		 uint64_t *ns)
+{
+	uint64_t t0 = now_ns();
+	for (size_t from = 0; from < set->count; from += CHURN_BATCH) {
+		size_t to = from + CHURN_BATCH < set->count ? from + CHURN_BATCH : set->count;
+		int err = load_programs(r, set, from, to, blocks);
+		if (!err)
+			err = release_programs(r, set, from, to, blocks);
+		if (err)
+			return err;
+	}
+	*ns = now_ns() - t0;
+	return 0;
+}
+
+static uint32_t call_program(const struct bench_block *block)
+{
+	return ((program_fn)(uintptr_t)block->code)();
+}
+
+/* ---- W1, W6: churn ------------------------------------------------------ */
+
+struct churn_setup {
+	struct program_set set;
+	struct bench_block *blocks;
+};
+
+static int churn_setup(struct churn_setup *cs, size_t count, uint64_t seed)
+{
+	if (program_set_make(&cs->set, count, 0, seed))
+		return -ENOMEM;
+	cs->blocks = calloc(count, sizeof(*cs->blocks));
+	return cs->blocks ? 0 : -ENOMEM;
+}
+
+static void churn_teardown(struct churn_setup *cs)
+{
+	free(cs->blocks);
+	program_set_free(&cs->set);
+}
+
+static int workload_churn(const struct runner *r, int repeats, const struct bench_sizes *sz)
+{
+	struct churn_setup cs;
+	uint64_t ns;
+	int err = churn_setup(&cs, sz->churn_programs, 1);
+
+	for (int rep = 0; !err && rep < repeats; rep++) {
+		err = churn(r, &cs.set, cs.blocks, &ns);
+		if (!err)
+			report_sample("W1", "ns_per_op", "ns", (double)ns / (double)cs.set.count);
+	}
+	churn_teardown(&cs);
+	return err;
+}
+
+static int workload_syscalls(const struct runner *r, int repeats, const struct bench_sizes *sz)
+{
+	struct churn_setup cs;
+	uint64_t ns;
+	int err = churn_setup(&cs, sz->churn_programs, 6);
+
+	/* One untimed round first: steady state is what W6 is about. */
+	if (!err)
+		err = churn(r, &cs.set, cs.blocks, &ns);
+	for (int rep = 0; !err && rep < repeats; rep++) {
+		uint64_t calls = r->a->os_calls(r->self), faults = procfs_page_faults();
+		err = churn(r, &cs.set, cs.blocks, &ns);
+		if (err)
+			break;
+		double n = (double)cs.set.count;
+		report_sample("W6", "syscalls_per_op", "calls", (double)(r->a->os_calls(r->self) - calls) / n);
+		report_sample("W6", "faults_per_op", "faults", (double)(procfs_page_faults() - faults) / n);
+	}
+	churn_teardown(&cs);
+	return err;
+}
+
+/* ---- W2: a lone cycle ---------------------------------------------------- */
+
+static int workload_cycle(const struct runner *r, int repeats, const struct bench_sizes *sz)
+{
+	struct program_set set;
+	struct bench_block block;
+	int err = program_set_make(&set, 1, CYCLE_SIZE, 2);
+
+	for (int rep = 0; !err && rep < repeats; rep++) {
+		uint64_t t0 = now_ns();
+		for (size_t i = 0; !err && i < sz->cycle_count; i++) {
+			err = load_programs(r, &set, 0, 1, &block);
+			if (!err)
+				err = release_programs(r, &set, 0, 1, &block);
+		}
+		if (!err)
+			report_sample("W2", "ns_per_op", "ns", (double)(now_ns() - t0) / (double)sz->cycle_count);
+	}
+	program_set_free(&set);
+	return err;
+}
+
+/* ---- W3: resident memory ------------------------------------------------- */
+
+static int compare_addresses(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+	return (x > y) - (x < y);
+}
+
+static int resident_once(const struct runner *r, const struct churn_setup *cs, double *ratio)
+{
+	size_t n = cs->set.count, rounded = 0, pss;
+	uintptr_t *addrs = malloc(n * sizeof(*addrs));
+	int err = addrs ? load_programs(r, &cs->set, 0, n, cs->blocks) : -ENOMEM;
+
+	if (!err) {
+		for (size_t i = 0; i < n; i++) {
+			addrs[i] = (uintptr_t)cs->blocks[i].code;
+			rounded += (cs->set.size[i] + 63) / 64 * 64;
+		}
+		qsort(addrs, n, sizeof(*addrs), compare_addresses);
+		err = procfs_pss_of(addrs, n, &pss);
+		*ratio = (double)pss / (double)rounded;
+		int err2 = release_programs(r, &cs->set, 0, n, cs->blocks);
+		err = err ? err : err2;
+	}
+	free(addrs);
+	return err;
+}
+
+static int workload_resident(const struct runner *r, int repeats, const struct bench_sizes *sz)
+{
+	int err = 0;
+	for (size_t k = 0; !err && k < 2 && sz->resident_counts[k]; k++) {
+		struct churn_setup cs;
+		char metric[48];
+		double ratio;
+
+		snprintf(metric, sizeof(metric), "pss_ratio_%zu", sz->resident_counts[k]);
+		err = churn_setup(&cs, sz->resident_counts[k], 3 + k);
+		for (int rep = 0; !err && rep < repeats; rep++) {
+			err = resident_once(r, &cs, &ratio);
+			if (!err)
+				report_sample("W3", metric, "x", ratio);
+		}
+		churn_teardown(&cs);
+	}
+	return err;
+}
+
+/* ---- W4: calls ----------------------------------------------------------- */
+
+static void shuffle(struct bench_block *v, size_t n, uint64_t seed)
+{
+	for (size_t i = n; i > 1; i--) {
+		size_t j = (size_t)(prng_next(&seed) % i);
+		struct bench_block t = v[i - 1];
+		v[i - 1] = v[j];
+		v[j] = t;
+	}
+}
+
+static uint32_t call_all(const struct bench_block *order, size_t n)
+{
+	uint32_t sum = 0;
+	for (size_t i = 0; i < n; i++)
+		sum += call_program(&order[i]);
+	return sum;
+}
+
+static int calls_once(const struct runner *r, const struct churn_setup *cs, uint64_t seed, double *ns_per_call)
+{
+	size_t n = cs->set.count;
+	struct bench_block *order = malloc(n * sizeof(*order));
+	uint32_t expected = 0;
+	int err = order ? load_programs(r, &cs->set, 0, n, cs->blocks) : -ENOMEM;
+
+	if (!err) {
+		for (size_t i = 0; i < n; i++)
+			expected += cs->set.expected[i];
+		memcpy(order, cs->blocks, n * sizeof(*order));
+		shuffle(order, n, seed);
+		uint32_t wrong = call_all(order, n) != expected; /* untimed: first touch */
+		uint64_t t0 = now_ns();
+		for (int pass = 0; pass < CALL_PASSES; pass++)
+			wrong += call_all(order, n) != expected;
+		*ns_per_call = (double)(now_ns() - t0) / (double)(n * CALL_PASSES);
+		if (wrong) {
+			fprintf(stderr, "execmem bench: %s: W4 programs returned wrong results\n", r->a->name);
+			err = -EIO;
+		}
+		int err2 = release_programs(r, &cs->set, 0, n, cs->blocks);
+		err = err ? err : err2;
+	}
+	free(order);
+	return err;
+}
+
+static int workload_calls(const struct runner *r, int repeats, const struct bench_sizes *sz)
+{
+	int err = 0;
+	for (size_t k = 0; !err && k < 2 && sz->call_counts[k]; k++) {
+		struct churn_setup cs = { 0 };
+		char metric[48];
+		double ns;
+
+		snprintf(metric, sizeof(metric), "ns_per_call_%zu", sz->call_counts[k]);
+		err = program_set_make(&cs.set, sz->call_counts[k], CALL_SIZE, 4 + k);
+		cs.blocks = err ? NULL : calloc(cs.set.count, sizeof(*cs.blocks));
+		err = err ? err : cs.blocks ? 0 : -ENOMEM;
+		for (int rep = 0; !err && rep < repeats; rep++) {
+			err = calls_once(r, &cs, now_ns(), &ns);
+			if (!err)
+				report_sample("W4", metric, "ns", ns);
+		}
+		churn_teardown(&cs);
+	}
+	return err;
+}
+
+/* ---- W5: threads --------------------------------------------------------- */
+
+struct churn_thread {
+	const struct runner *r;
+	const struct program_set *set;
+	struct bench_block *blocks;
+	pthread_barrier_t *start;
+	uint64_t began, ended;
+	int err;
+};
+
+static void *churn_thread_main(void *arg)
+{
+	struct churn_thread *t = arg;
+	uint64_t ns;
+
+	pthread_barrier_wait(t->start);
+	t->began = now_ns();
+	t->err = churn(t->r, t->set, t->blocks, &ns);
+	t->ended = now_ns();
+	return NULL;
+}
+
+/*
+ * W1 in two threads at once; *ns is the wall time from the first start to
+ * the last end, taken by the workers themselves: with two CPUs the thread
+ * that started them may not run again before they are done.
+ */
+static int churn_two_threads(const struct runner *r, const struct churn_setup cs[2], uint64_t *ns)
+{
+	pthread_barrier_t start;
+	struct churn_thread t[2];
+	pthread_t tid[2];
+	int err = 0;
+
+	pthread_barrier_init(&start, NULL, 2);
+	for (int i = 0; i < 2; i++) {
+		t[i] = (struct churn_thread){ .r = r, .set = &cs[i].set, .blocks = cs[i].blocks, .start = &start };
+		if (pthread_create(&tid[i], NULL, churn_thread_main, &t[i]) != 0) {
+			/* The barrier cannot be passed any more: no way to go on cleanly. */
+			fprintf(stderr, "execmem bench: cannot start threads\n");
+			exit(EXIT_SYSTEM);
+		}
+	}
+	for (int i = 0; i < 2; i++) {
+		pthread_join(tid[i], NULL);
+		err = err ? err : t[i].err;
+	}
+	uint64_t began = t[0].began < t[1].began ? t[0].began : t[1].began;
+	uint64_t ended = t[0].ended > t[1].ended ? t[0].ended : t[1].ended;
+	*ns = ended - began;
+	pthread_barrier_destroy(&start);
+	return err;
+}
+
+/* A thread that keeps running a JIT program, as a JIT's other threads do. */
+struct jit_caller {
+	struct bench_block block;
+	uint32_t expected;
+	atomic_bool running, stop;
+	uint64_t wrong;
+};
+
+static void *jit_caller_main(void *arg)
+{
+	struct jit_caller *c = arg;
+	while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
+		c->wrong += call_program(&c->block) != c->expected;
+		atomic_store_explicit(&c->running, true, memory_order_relaxed);
+	}
+	return NULL;
+}
+
+/*
+ * W1 with a JIT program live, first while no thread runs it (*alone), then
+ * while a second thread calls it in a loop (*with_caller): the difference
+ * is what the running thread costs, not what keeping a program live costs.
+ */
+static int churn_with_jit_caller(const struct runner *r, const struct churn_setup *cs,
+				 uint64_t *alone, uint64_t *with_caller)
+{
+	struct program_set one;
+	struct jit_caller c = { .wrong = 0 };
+	pthread_t tid;
+	int err = program_set_make(&one, 1, CALL_SIZE, 5);
+
+	if (!err)
+		err = load_programs(r, &one, 0, 1, &c.block);
+	if (!err)
+		err = churn(r, &cs->set, cs->blocks, alone);
+	if (err) {
+		program_set_free(&one);
+		return err;
+	}
+	c.expected = one.expected[0];
+	atomic_init(&c.running, false);
+	atomic_init(&c.stop, false);
+	if (pthread_create(&tid, NULL, jit_caller_main, &c) != 0) {
+		fprintf(stderr, "execmem bench: cannot start a thread\n");
+		exit(EXIT_SYSTEM);
+	}
+	while (!atomic_load_explicit(&c.running, memory_order_relaxed))
+		;
+	err = churn(r, &cs->set, cs->blocks, with_caller);
+	atomic_store(&c.stop, true);
+	pthread_join(tid, NULL);
+	if (!err && c.wrong) {
+		fprintf(stderr, "execmem bench: %s: the running JIT program returned wrong results\n", r->a->name);
+		err = -EIO;
+	}
+	int err2 = release_programs(r, &one, 0, 1, &c.block);
+	program_set_free(&one);
+	return err ? err : err2;
+}
+
+/*
+ * W5 comes in two parts, each in a process of its own, so that a peer that
+ * crashes in one (a pool that makes a page writable while another thread
+ * runs code on it) still reports the other.  Each compares with W1 in one
+ * thread measured in the same repetition.
+ */
+static int two_threads_once(const struct runner *r, const struct churn_setup cs[2])
+{
+	uint64_t one, two;
+	double n = (double)cs[0].set.count;
+	int err = churn(r, &cs[0].set, cs[0].blocks, &one);
+
+	if (!err)
+		err = churn_two_threads(r, cs, &two);
+	if (err)
+		return err;
+	report_sample("W5", "ns_per_op_one_thread", "ns", (double)one / n);
+	report_sample("W5", "ns_per_op_two_threads", "ns", (double)two / (2 * n));
+	report_sample("W5", "two_thread_speedup", "x", 2.0 * (double)one / (double)two);
+	return 0;
+}
+
+static int jit_thread_once(const struct runner *r, const struct churn_setup cs[2])
+{
+	uint64_t one, with_caller;
+	double n = (double)cs[0].set.count;
+	int err = churn_with_jit_caller(r, &cs[0], &one, &with_caller);
+
+	if (err)
+		return err;
+	report_sample("W5", "ns_per_op_with_jit_thread", "ns", (double)with_caller / n);
+	report_sample("W5", "jit_thread_slowdown", "x", (double)with_caller / (double)one);
+	return 0;
+}
+
+static int threads_workload(const struct runner *r, int repeats, const struct bench_sizes *sz,
+			    int (*once)(const struct runner *, const struct churn_setup[2]))
+{
+	struct churn_setup cs[2];
+	int err = churn_setup(&cs[0], sz->churn_programs, 1);
+	if (!err)
+		err = churn_setup(&cs[1], sz->churn_programs, 1);
+	for (int rep = 0; !err && rep < repeats; rep++)
+		err = once(r, cs);
+	churn_teardown(&cs[0]);
+	churn_teardown(&cs[1]);
+	return err;
+}
+
+static int workload_two_threads(const struct runner *r, int repeats, const struct bench_sizes *sz)
+{
+	return threads_workload(r, repeats, sz, two_threads_once);
+}
+
+static int workload_jit_thread(const struct runner *r, int repeats, const struct bench_sizes *sz)
+{
+	return threads_workload(r, repeats, sz, jit_thread_once);
+}
+
+/* ---- audit: mode, W+X mappings, and every program checked once -------- */
+
+static int workload_audit(const struct runner *r, int repeats, const struct bench_sizes *sz)
+{
+	struct churn_setup cs;
+	char first[256];
+	size_t wrong = 0;
+	int err = churn_setup(&cs, AUDIT_PROGRAMS, 7);
+
+	(void)repeats;
+	(void)sz;
+	if (!err)
+		err = load_programs(r, &cs.set, 0, cs.set.count, cs.blocks);
+	if (err)
+		goto out;
+	for (size_t i = 0; (r->a->caps & BENCH_CAN_EXECUTE) && i < cs.set.count; i++)
+		wrong += call_program(&cs.blocks[i]) != cs.set.expected[i];
+	/* Counted while programs are live: some peers map memory only then. */
+	int wx = procfs_count_wx(first, sizeof(first));
+	printf("A\t%s\t%d\t%zu\t%s\n", r->a->mode(r->self), wx, wrong, first);
+	err = release_programs(r, &cs.set, 0, cs.set.count, cs.blocks);
+out:
+	churn_teardown(&cs);
+	return err;
+}
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+static const struct {
+	const char *name;
+	int (*run)(const struct runner *r, int repeats, const struct bench_sizes *sz);
+} workloads[] = {
+	{ "audit", workload_audit },
+	{ "W1", workload_churn },
+	{ "W2", workload_cycle },
+	{ "W3", workload_resident },
+	{ "W4", workload_calls },
+	{ "W5-threads", workload_two_threads },
+	{ "W5-jit-thread", workload_jit_thread },
+	{ "W6", workload_syscalls },
+};
+
+int bench_run_workload(const struct bench_allocator *a, const char *workload, int repeats, bool quick)
+{
+	struct bench_sizes sz;
+	struct runner r = { .a = a };
+	char why[256] = "";
+	int err;
+
+	bench_sizes_get(quick, &sz);
+	for (size_t i = 0; i < sizeof(workloads) / sizeof(workloads[0]); i++) {
+		if (strcmp(workloads[i].name, workload) != 0)
+			continue;
+		err = a->open(&r.self, why, sizeof(why));
+		if (err == -ENOSYS) {
+			printf("U\t%s\n", why);
+			return BENCH_CHILD_UNAVAILABLE;
+		}
+		if (err) {
+			fprintf(stderr, "execmem bench: %s: %s\n", a->name, why);
+			return EXIT_SYSTEM;
+		}
+		err = workloads[i].run(&r, repeats, &sz);
+		a->close(r.self);
+		fflush(stdout);
+		return err == -EIO ? EXIT_CHECK_FAILED : err ? EXIT_SYSTEM : EXIT_OK;
+	}
+	fprintf(stderr, "execmem bench: unknown workload %s\n", workload);
+	return EXIT_USAGE;
+}
