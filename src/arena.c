@@ -268,7 +268,10 @@ static struct em_chunk *new_descriptor(struct em_pool *pool, bool large)
 	if (c)
 		return c;
 	uint32_t granules = large ? 1 : (uint32_t)(EM_CHUNK / pool->granule);
-	c = calloc(1, sizeof *c);
+	/* Descriptors are written by their shard's thread: keep them apart. */
+	c = aligned_alloc(64, (sizeof *c + 63) & ~(size_t)63);
+	if (c)
+		memset(c, 0, sizeof *c);
 	void *storage = c ? malloc(em_fs_storage_size(granules)) : NULL;
 	if (!storage) {
 		free(c);
@@ -321,7 +324,7 @@ static void count_chunk(struct em_pool *pool, struct em_chunk *c, int sign)
 		pool->chunks += sign;
 	pool->bytes_reserved += sign * c->size;
 	if (c->huge)
-		pool->bytes_huge += sign * c->size;
+		atomic_fetch_add(&pool->bytes_huge, sign * c->size);
 	em_unlock(&pool->lock);
 }
 
@@ -567,7 +570,7 @@ int em_pool_free(struct em_chunk *c, uintptr_t addr)
 		em_unlock(&s->lock);
 		return rc;
 	}
-	em_fs_free(&c->fs, (uint32_t)index);
+	em_fs_free(&c->fs, (uint32_t)index, n);
 	s->live--;
 	s->bytes_in_use -= size;
 	if (c->large) {
@@ -676,7 +679,7 @@ void em_arena_stats(struct em_arena *a, struct execmem_stats *out)
 		out->chunks += pool->chunks;
 		out->retained_chunks += pool->nretained;
 		out->large_mappings += pool->nlarge;
-		out->bytes_huge += pool->bytes_huge;
+		out->bytes_huge += atomic_load(&pool->bytes_huge);
 		em_unlock(&pool->lock);
 	}
 	em_os_counts(out->os_calls);
@@ -746,7 +749,7 @@ static void privatize(struct em_pool *pool, struct em_chunk *c, void *unused)
 	if (em_chunk_privatize(c))
 		abort(); /* neither a copy nor a private mapping: cannot keep W^X apart */
 	if (was_huge != c->huge)
-		pool->bytes_huge += c->huge ? c->size : -c->size;
+		atomic_fetch_add(&pool->bytes_huge, c->huge ? c->size : -c->size);
 }
 
 void em_arena_privatize(struct em_arena *a)

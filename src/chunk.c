@@ -180,6 +180,11 @@ int em_chunk_open_pages(struct em_chunk *c, uintptr_t addr, size_t len)
 	page_span(addr, len, &first, &end);
 	em_lock(&c->pool->toggle_lock);
 	int rc = em_os_protect((void *)first, end - first, PROT_READ | PROT_WRITE);
+	if (c->huge && (end - first) % EM_CHUNK) {
+		/* The kernel splits a huge page to change part of it. */
+		c->huge = false;
+		atomic_fetch_sub(&c->pool->bytes_huge, c->size);
+	}
 	if (!rc)
 		for (uintptr_t p = first; p < end; p += page)
 			atomic_fetch_add(&c->rw_refs[(p - c->base) / page], 1);

@@ -51,7 +51,7 @@ enum { DEFAULT_UNSET, DEFAULT_BUSY, DEFAULT_READY, DEFAULT_FAILED };
 
 static struct em_arena default_arena;
 static struct execmem_params default_params;
-static struct execmem_range default_ranges[EXECMEM_TYPE_MAX];
+static struct execmem_range configured_ranges[EXECMEM_TYPE_MAX];
 static bool default_configured;
 static struct em_lock default_lock;
 static atomic_int default_state;
@@ -119,8 +119,8 @@ int execmem_configure(const struct execmem_params *params)
 	}
 	default_params = *params;
 	if (params->ranges) {
-		memcpy(default_ranges, params->ranges, sizeof default_ranges);
-		default_params.ranges = default_ranges;
+		memcpy(configured_ranges, params->ranges, sizeof configured_ranges);
+		default_params.ranges = configured_ranges;
 	}
 	default_configured = true;
 	em_unlock(&default_lock);

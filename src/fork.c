@@ -14,6 +14,7 @@
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 static struct em_lock registry_lock;
 static struct em_arena *registry;
@@ -31,7 +32,7 @@ struct writer {
 	atomic_int active;
 	atomic_bool in_use;
 	struct writer *next;
-};
+} __attribute__((aligned(64))); /* each thread's flag on a cache line of its own */
 
 static struct em_lock writers_lock;
 static struct writer *writers;
@@ -60,7 +61,8 @@ static struct writer *claim_writer(void)
 	struct writer *w = writers;
 	while (w && atomic_load(&w->in_use))
 		w = w->next;
-	if (!w && (w = calloc(1, sizeof *w))) {
+	if (!w && (w = aligned_alloc(64, sizeof *w))) {
+		memset(w, 0, sizeof *w);
 		w->next = writers;
 		writers = w;
 	}

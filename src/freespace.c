@@ -204,19 +204,19 @@ static void raise_max_run(struct em_freespace *fs, uint32_t index, uint32_t n)
 		fs->max_run = fs->free;
 }
 
-uint32_t em_fs_free(struct em_freespace *fs, uint32_t index)
+void em_fs_free(struct em_freespace *fs, uint32_t index, uint32_t n)
 {
-	uint32_t n = em_fs_size(fs, index);
-	if (!n)
-		return 0;
 	put_run(fs->used, index, n, 0);
 	put_bit(fs->start, index, 0);
 	put_bit(fs->end, index + n - 1, 0);
 	for (int i = 0; i < EM_FS_FLAGS; i++)
 		put_bit(fs->flags[i], index, 0);
 	fs->free += n;
+	/* Freeing the newest allocation hands its place to the next one: a
+	 * program freed soon after it was made is rewritten in cache-warm memory. */
+	if (fs->cursor == index + n)
+		fs->cursor = index;
 	raise_max_run(fs, index, n);
-	return n;
 }
 
 int em_fs_flag(const struct em_freespace *fs, enum em_fs_flag flag, uint32_t index)

@@ -44,8 +44,8 @@ uint32_t em_fs_size(const struct em_freespace *fs, uint32_t index);
 /* First index of the live allocation holding index (its size in *granules), or -1. */
 long em_fs_find(const struct em_freespace *fs, uint32_t index, uint32_t *granules);
 
-/* Free the live allocation starting at index; returns its granules, or 0. */
-uint32_t em_fs_free(struct em_freespace *fs, uint32_t index);
+/* Free the live allocation of n granules (em_fs_size()) starting at index. */
+void em_fs_free(struct em_freespace *fs, uint32_t index, uint32_t n);
 
 int em_fs_flag(const struct em_freespace *fs, enum em_fs_flag flag, uint32_t index);
 void em_fs_set_flag(struct em_freespace *fs, enum em_fs_flag flag, uint32_t index, int on);

@@ -116,7 +116,8 @@ struct em_pool {
 	struct em_chunk *retained;
 	struct em_chunk *large;    /* large mappings */
 	struct em_chunk *spare;    /* descriptors of released chunks, reused */
-	size_t chunks, nretained, nlarge, bytes_reserved, bytes_huge;
+	size_t chunks, nretained, nlarge, bytes_reserved;
+	atomic_size_t bytes_huge;  /* also lowered by page toggles, under the toggle lock */
 	struct em_shard shards[EM_MAX_SHARDS];
 };
 
