@@ -477,17 +477,37 @@ static size_t alloc_bytes(const struct em_chunk *c, uint32_t granules)
 	return c->large ? c->size : (size_t)granules << c->unit_shift;
 }
 
-/* Index of the allocation starting exactly at addr, or -1. */
-static long start_index(struct em_chunk *c, uintptr_t addr, uint32_t *granules)
+/* A live allocation found by its first byte, with its shard locked. */
+struct held {
+	struct em_shard *shard;
+	uint32_t index, granules;
+	size_t size;
+};
+
+/*
+ * Lock the shard owning c and find the allocation starting exactly at
+ * addr.  Returns 0 with the shard locked, or -EINVAL with nothing locked.
+ */
+static int hold(struct em_chunk *c, uintptr_t addr, struct held *h)
 {
-	if (addr < c->base || addr >= c->base + c->size)
-		return -1;
+	if (!(h->shard = lock_owner(c)))
+		return -EINVAL;
 	uintptr_t off = addr - c->base;
-	if (c->large ? off != 0 : (off & ((1ul << c->unit_shift) - 1)) != 0)
-		return -1;
-	uint32_t index = (uint32_t)(off >> c->unit_shift);
-	*granules = em_fs_size(&c->fs, index);
-	return *granules ? (long)index : -1;
+	bool aligned = c->large ? off == 0 : (off & ((1ul << c->unit_shift) - 1)) == 0;
+	if (addr >= c->base && off < c->size && aligned) {
+		h->index = (uint32_t)(off >> c->unit_shift);
+		h->granules = em_fs_size(&c->fs, h->index);
+		h->size = alloc_bytes(c, h->granules);
+		if (h->granules)
+			return 0;
+	}
+	em_unlock(&h->shard->lock);
+	return -EINVAL;
+}
+
+static bool flagged(struct em_chunk *c, const struct held *h, enum em_fs_flag flag)
+{
+	return em_fs_flag(&c->fs, flag, h->index);
 }
 
 int em_locate(struct em_chunk *c, uintptr_t addr, size_t len, uintptr_t *start, size_t *size)
@@ -510,13 +530,11 @@ int em_locate(struct em_chunk *c, uintptr_t addr, size_t len, uintptr_t *start, 
 
 size_t em_usable(struct em_chunk *c, uintptr_t addr)
 {
-	struct em_shard *s = lock_owner(c);
-	if (!s)
+	struct held h;
+	if (hold(c, addr, &h))
 		return 0;
-	uint32_t n;
-	size_t size = start_index(c, addr, &n) >= 0 ? alloc_bytes(c, n) : 0;
-	em_unlock(&s->lock);
-	return size;
+	em_unlock(&h.shard->lock);
+	return h.size;
 }
 
 /* Retain a wholly free chunk, or release it beyond the arena's limit; each
@@ -541,46 +559,46 @@ static void chunk_emptied(struct em_shard *s, struct em_chunk *c)
 	release_chunk(pool, c);
 }
 
-static int unseal(struct em_chunk *c, uintptr_t addr, size_t size, uint32_t index)
+static int unseal(struct em_chunk *c, uintptr_t addr, const struct held *h)
 {
-	if (!em_fs_flag(&c->fs, EM_FS_SEALED, index))
+	if (!flagged(c, h, EM_FS_SEALED))
 		return 0;
-	int rc = em_os_protect((void *)addr, size, PROT_READ | PROT_WRITE);
+	int rc = em_os_protect((void *)addr, h->size, PROT_READ | PROT_WRITE);
 	if (!rc)
-		em_fs_set_flag(&c->fs, EM_FS_SEALED, index, 0);
+		em_fs_set_flag(&c->fs, EM_FS_SEALED, h->index, 0);
 	return rc;
+}
+
+static void release_large(struct em_shard *s, struct em_chunk *c)
+{
+	struct em_pool *pool = c->pool;
+	atomic_store(&c->shard, NULL);
+	em_lock(&pool->lock);
+	unlink_chunk(&pool->large, c);
+	em_unlock(&pool->lock);
+	em_unlock(&s->lock);
+	release_chunk(pool, c);
 }
 
 int em_pool_free(struct em_chunk *c, uintptr_t addr)
 {
-	struct em_shard *s = lock_owner(c);
-	if (!s)
-		return -EINVAL;
-	uint32_t n;
-	long index = start_index(c, addr, &n);
-	int rc = index < 0 ? -EINVAL : 0;
-	if (!rc && em_fs_flag(&c->fs, EM_FS_WINDOW, (uint32_t)index))
-		rc = -EBUSY;
-	size_t size = rc ? 0 : alloc_bytes(c, n);
-	if (!rc)
-		rc = unseal(c, addr, size, (uint32_t)index);
+	struct held h;
+	int rc = hold(c, addr, &h);
+	if (rc)
+		return rc;
+	struct em_shard *s = h.shard;
+	rc = flagged(c, &h, EM_FS_WINDOW) ? -EBUSY : unseal(c, addr, &h);
 	if (!rc && !c->large)
-		rc = em_chunk_put(c, addr, NULL, size);
+		rc = em_chunk_put(c, addr, NULL, h.size);
 	if (rc) {
 		em_unlock(&s->lock);
 		return rc;
 	}
-	em_fs_free(&c->fs, (uint32_t)index, n);
+	em_fs_free(&c->fs, h.index, h.granules);
 	s->live--;
-	s->bytes_in_use -= size;
+	s->bytes_in_use -= h.size;
 	if (c->large) {
-		struct em_pool *pool = c->pool;
-		atomic_store(&c->shard, NULL);
-		em_lock(&pool->lock);
-		unlink_chunk(&pool->large, c);
-		em_unlock(&pool->lock);
-		em_unlock(&s->lock);
-		release_chunk(pool, c);
+		release_large(s, c);
 		return 0;
 	}
 	if (c->fs.free == c->fs.granules)
@@ -593,69 +611,60 @@ int em_pool_free(struct em_chunk *c, uintptr_t addr)
 
 int em_window_begin(struct em_chunk *c, uintptr_t addr, void **writable)
 {
-	struct em_shard *s = lock_owner(c);
-	if (!s)
-		return -EINVAL;
-	uint32_t n;
-	long index = start_index(c, addr, &n);
-	int rc = 0;
-	if (index < 0)
-		rc = -EINVAL;
-	else if (em_fs_flag(&c->fs, EM_FS_SEALED, (uint32_t)index))
+	struct held h;
+	int rc = hold(c, addr, &h);
+	if (rc)
+		return rc;
+	if (flagged(c, &h, EM_FS_SEALED))
 		rc = -EPERM;
-	else if (em_fs_flag(&c->fs, EM_FS_WINDOW, (uint32_t)index))
+	else if (flagged(c, &h, EM_FS_WINDOW))
 		rc = -EBUSY;
 	else if (c->kind == EM_CHUNK_TOGGLED)
-		rc = em_chunk_open_pages(c, addr, alloc_bytes(c, n));
+		rc = em_chunk_open_pages(c, addr, h.size);
 	if (!rc) {
-		em_fs_set_flag(&c->fs, EM_FS_WINDOW, (uint32_t)index, 1);
+		em_fs_set_flag(&c->fs, EM_FS_WINDOW, h.index, 1);
 		*writable = em_chunk_writable(c, addr);
 	}
-	em_unlock(&s->lock);
+	em_unlock(&h.shard->lock);
 	return rc;
 }
 
 int em_window_end(struct em_chunk *c, uintptr_t addr)
 {
-	struct em_shard *s = lock_owner(c);
-	if (!s)
-		return -EINVAL;
-	uint32_t n;
-	long index = start_index(c, addr, &n);
-	int rc = 0;
-	if (index < 0 || !em_fs_flag(&c->fs, EM_FS_WINDOW, (uint32_t)index)) {
+	struct held h;
+	int rc = hold(c, addr, &h);
+	if (rc)
+		return rc;
+	if (!flagged(c, &h, EM_FS_WINDOW)) {
 		rc = -EINVAL;
 	} else {
-		size_t size = alloc_bytes(c, n);
-		em_fs_set_flag(&c->fs, EM_FS_WINDOW, (uint32_t)index, 0);
+		em_fs_set_flag(&c->fs, EM_FS_WINDOW, h.index, 0);
 		if (c->kind == EM_CHUNK_TOGGLED)
-			rc = em_chunk_close_pages(c, addr, size);
+			rc = em_chunk_close_pages(c, addr, h.size);
 		if (!rc && c->pool->code)
-			rc = em_arch.publish((void *)addr, size);
+			rc = em_arch.publish((void *)addr, h.size);
 	}
-	em_unlock(&s->lock);
+	em_unlock(&h.shard->lock);
 	return rc;
 }
 
 int em_seal(struct em_chunk *c, uintptr_t addr)
 {
-	struct em_shard *s = lock_owner(c);
-	if (!s)
-		return -EINVAL;
-	uint32_t n;
-	long index = start_index(c, addr, &n);
-	int rc = 0;
-	if (index < 0 || !c->pool->sealable)
+	struct held h;
+	int rc = hold(c, addr, &h);
+	if (rc)
+		return rc;
+	if (!c->pool->sealable)
 		rc = -EINVAL;
-	else if (em_fs_flag(&c->fs, EM_FS_SEALED, (uint32_t)index))
+	else if (flagged(c, &h, EM_FS_SEALED))
 		rc = -EALREADY;
-	else if (em_fs_flag(&c->fs, EM_FS_WINDOW, (uint32_t)index))
+	else if (flagged(c, &h, EM_FS_WINDOW))
 		rc = -EBUSY;
 	else
-		rc = em_os_protect((void *)addr, alloc_bytes(c, n), PROT_READ);
+		rc = em_os_protect((void *)addr, h.size, PROT_READ);
 	if (!rc)
-		em_fs_set_flag(&c->fs, EM_FS_SEALED, (uint32_t)index, 1);
-	em_unlock(&s->lock);
+		em_fs_set_flag(&c->fs, EM_FS_SEALED, h.index, 1);
+	em_unlock(&h.shard->lock);
 	return rc;
 }
 
