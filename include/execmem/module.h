@@ -1,0 +1,234 @@
+/*
+ * execmem/module.h - load ELF relocatable objects (.o) and static archives
+ * (.a) into typed execmem memory: a user-space insmod.
+ *
+ * OVERVIEW
+ *   A module is one relocatable object, or every member of an archive
+ *   linked together (like `ld --whole-archive`).  Its sections go to typed
+ *   memory:
+ *     executable sections                       EXECMEM_CODE_NEAR
+ *     read-only data, .init_array/.fini_array   EXECMEM_RODATA
+ *     writable data, .bss, COMMON symbols       EXECMEM_DATA
+ *     .data..ro_after_init                      EXECMEM_RO_AFTER_INIT,
+ *                                               sealed after the constructors
+ *   Sections of one type are packed together into blocks of up to 512 KiB
+ *   (a bigger section gets a block of its own), one execmem allocation each,
+ *   so small modules share execmem's 2 MiB chunks and reloading reuses warm
+ *   memory.  Sections are copied in and relocated through execmem write
+ *   windows (execmem_write_begin()/execmem_write_end()), so no page is ever
+ *   writable and executable during a load, and code becomes executable only
+ *   once it is complete.
+ *
+ *   Branches to targets out of reach (host functions, libc) go through PLT
+ *   stubs at the end of the module's code; GOT-relative references use GOT
+ *   entries at the end of its read-only data.  Objects built with -fno-pic
+ *   that use 32-bit absolute addresses (R_X86_64_32/32S) are placed in the
+ *   low 2 GiB of the address space; references they make to host data out of
+ *   reach fail the load (build such modules with -fPIC).
+ *
+ * SYMBOL RESOLUTION
+ *   An undefined symbol is looked up, in order, in: the module itself; the
+ *   resolver callback of the options, if any; the exported symbols of
+ *   modules loaded earlier (global symbols with default visibility); the
+ *   host process through dlsym(RTLD_DEFAULT) (unless
+ *   EXECMEM_MODULE_NO_HOST_SYMBOLS).  A module that takes a symbol of an
+ *   earlier module depends on it: the earlier module cannot be unloaded
+ *   first.  An unresolved weak reference becomes 0.  Host symbols are only
+ *   visible when the host program exports them (link with -rdynamic, or
+ *   CMake's ENABLE_EXPORTS).
+ *
+ * SUPPORTED
+ *   ELF64 little-endian ET_REL objects for x86-64 and aarch64 from gcc and
+ *   clang (-O0..-O3, -fno-pic, -fPIC, -fPIE, ld -r); GNU and BSD archives.
+ *   x86-64 relocations: NONE 64 PC32 PLT32 32 32S 16 PC16 8 PC8 PC64
+ *   GOTPCREL GOTPCRELX REX_GOTPCRELX GOTPCREL64 GOTOFF64 GOTPC32 GOTPC64.
+ *   aarch64 relocations: NONE ABS64 ABS32 ABS16 PREL64 PREL32 PREL16 CALL26
+ *   JUMP26 CONDBR19 TSTBR14 ADR_PREL_PG_HI21(_NC) ADR_PREL_LO21
+ *   ADD_ABS_LO12_NC LDST8/16/32/64/128_ABS_LO12_NC ADR_GOT_PAGE
+ *   LD64_GOT_LO12_NC MOVW_UABS_G0..G3(_NC).
+ *   Constructors: .init_array (with priorities), .ctors; destructors:
+ *   .fini_array, .dtors, then __cxa_finalize() of the module's own
+ *   __dso_handle (C++ static destructors), as dlclose() does.
+ *
+ * NOT SUPPORTED (the load fails and says what and where)
+ *   Thread-local storage, IFUNC symbols, SHT_REL relocation sections,
+ *   relocation types not listed above, thin archives, big-endian or 32-bit
+ *   objects, LTO bytecode, COMDAT group deduplication (a duplicate strong
+ *   definition fails), unwind tables (.eh_frame is not loaded: C++
+ *   exceptions cannot cross module code), atexit() (glibc has it only in
+ *   libc_nonshared.a, so nothing in the process defines it).
+ *
+ * ERRORS
+ *   Functions return 0 or a negative errno value.  execmem_module_last_error()
+ *   then gives a sentence naming the file, section, symbol and relocation
+ *   concerned.  A failed load leaves nothing behind: no memory, no
+ *   dependency, no registered symbol.
+ *
+ * THREADS
+ *   Every function may be called from any thread; loads and unloads are
+ *   serialised only where they touch the list of loaded modules.  A module
+ *   must not be unloaded while another thread uses it or its code.
+ */
+#ifndef EXECMEM_MODULE_H
+#define EXECMEM_MODULE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "execmem.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct execmem_module;
+
+/*
+ * Resolver callback: return the address of symbol name, or NULL to let the
+ * default lookup continue.  Called during execmem_module_load*() from the
+ * loading thread, without any execmem lock held.
+ */
+typedef void *(*execmem_module_resolver)(const char *name, void *context);
+
+/* Bits of struct execmem_module_options.flags. */
+#define EXECMEM_MODULE_NO_HOST_SYMBOLS 0x1 /* never look symbols up in the host with dlsym() */
+#define EXECMEM_MODULE_NO_EXPORT       0x2 /* do not offer this module's symbols to later modules */
+#define EXECMEM_MODULE_LINK_ONLY       0x4 /* place and relocate, but run no constructor or
+					    * destructor; objects of another architecture are
+					    * accepted (for tests and fuzzing) */
+
+struct execmem_module_options {
+	struct execmem_arena *arena;      /* NULL: the default arena */
+	execmem_module_resolver resolver; /* NULL: none */
+	void *resolver_context;
+	const char *name;                 /* module name; NULL: the file name */
+	unsigned flags;                   /* EXECMEM_MODULE_* */
+};
+
+/* execmem_module_options_init - fill *options with the defaults (all zero). */
+EXECMEM_API void execmem_module_options_init(struct execmem_module_options *options);
+
+/*
+ * execmem_module_load_file - load the object or archive at path.
+ *   options  NULL for the defaults.
+ *   out      receives the module on success, is set to NULL on failure.
+ * Constructors have run and .data..ro_after_init is sealed when it returns.
+ * Returns 0, or
+ *   -EINVAL   NULL path or out, bad options
+ *   -ENOEXEC  not an ELF relocatable object or archive, malformed input,
+ *             another architecture (without EXECMEM_MODULE_LINK_ONLY)
+ *   -ENOTSUP  a feature the loader does not support (TLS, IFUNC, a
+ *             relocation type, SHT_REL, LTO bytecode, thin archives)
+ *   -ENOENT   an undefined symbol that nothing defines
+ *   -EEXIST   a symbol defined twice inside the module
+ *   -ERANGE   a relocation whose value does not fit (target out of reach)
+ *   -EFBIG    more than 256 MiB to load
+ *   -ENOMEM   no memory, or no address within reach
+ *   an error of open()/fstat()/mmap() for the file (-ENOENT, -EACCES,
+ *   -EISDIR, ...).
+ * Thread-safety: safe.
+ */
+EXECMEM_API int execmem_module_load_file(const char *path,
+					 const struct execmem_module_options *options,
+					 struct execmem_module **out);
+
+/*
+ * execmem_module_load_buffer - like execmem_module_load_file() for an
+ * object or archive image of size bytes at data.  The buffer is not kept:
+ * the caller may free it once the call returns.  name names the module in
+ * messages (NULL: "<buffer>") unless options->name is set.
+ * Returns as execmem_module_load_file().  Thread-safety: safe.
+ */
+EXECMEM_API int execmem_module_load_buffer(const void *data, size_t size, const char *name,
+					   const struct execmem_module_options *options,
+					   struct execmem_module **out);
+
+/*
+ * execmem_module_unload - run the destructors of module (in reverse order of
+ * the constructors), free all its memory (code is refilled with trap
+ * instructions) and drop its references to the modules it used.
+ * Returns 0, -EINVAL for NULL, or -EBUSY when another loaded module still
+ * uses one of its symbols (nothing is done then; execmem_module_last_error()
+ * names that module).
+ * Thread-safety: safe, but no thread may run the module's code meanwhile.
+ */
+EXECMEM_API int execmem_module_unload(struct execmem_module *module);
+
+/*
+ * execmem_module_symbol - address of the global (or weak) symbol name that
+ * module defines, or NULL (module or name NULL, or no such symbol).
+ * Thread-safety: safe while the module is loaded.
+ */
+EXECMEM_API void *execmem_module_symbol(const struct execmem_module *module, const char *name);
+
+/* execmem_module_name - the module's name (never NULL for a loaded module). */
+EXECMEM_API const char *execmem_module_name(const struct execmem_module *module);
+
+/* One symbol a module defines, as passed to execmem_module_foreach_symbol(). */
+struct execmem_module_symbol_info {
+	const char *name;
+	void *address;
+	size_t size;
+	enum execmem_type type;  /* memory type of the section that holds it */
+	int is_function;         /* STT_FUNC */
+	int is_exported;         /* offered to later modules */
+};
+
+/*
+ * execmem_module_foreach_symbol - call fn for every global or weak symbol the
+ * module defines, in the order of the object's symbol table, until fn
+ * returns non-zero.  Returns 0, fn's non-zero value, or -EINVAL.
+ * Thread-safety: safe while the module is loaded.
+ */
+EXECMEM_API int execmem_module_foreach_symbol(const struct execmem_module *module,
+					      int (*fn)(const struct execmem_module_symbol_info *info,
+							void *context),
+					      void *context);
+
+/* Where one loaded section went, as passed to execmem_module_foreach_section(). */
+struct execmem_module_section_info {
+	const char *name;         /* e.g. ".text.hot", "<plt>", "<got>", "<common>" */
+	const char *object;       /* member or file name it came from */
+	void *address;
+	size_t size;
+	enum execmem_type type;
+};
+
+/*
+ * execmem_module_foreach_section - call fn for every loaded section (and the
+ * PLT, GOT and COMMON areas the loader made) until fn returns non-zero.
+ * Returns 0, fn's non-zero value, or -EINVAL.
+ * Thread-safety: safe while the module is loaded.
+ */
+EXECMEM_API int execmem_module_foreach_section(const struct execmem_module *module,
+					       int (*fn)(const struct execmem_module_section_info *info,
+							 void *context),
+					       void *context);
+
+/* Counters of one module, from execmem_module_stats(). */
+struct execmem_module_stats {
+	size_t objects;            /* objects linked (archive members) */
+	size_t sections;           /* sections loaded */
+	size_t relocations;        /* relocations applied */
+	size_t plt_stubs;          /* PLT stubs made */
+	size_t got_entries;        /* GOT entries made */
+	size_t bytes[EXECMEM_TYPE_MAX]; /* bytes allocated, by memory type */
+	int low32;                 /* placed in the low 2 GiB for 32-bit absolute relocations */
+};
+
+/* execmem_module_stats - fill *out.  Returns 0 or -EINVAL. */
+EXECMEM_API int execmem_module_stats(const struct execmem_module *module,
+				     struct execmem_module_stats *out);
+
+/*
+ * execmem_module_last_error - a sentence saying why the calling thread's last
+ * failed module call failed, or "".  Valid until the thread's next module call.
+ */
+EXECMEM_API const char *execmem_module_last_error(void);
+
+/* execmem_module_type_name - "code", "code_near", "data", "rodata", "ro_after_init". */
+EXECMEM_API const char *execmem_module_type_name(enum execmem_type type);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,180 @@
+/*
+ * archive.c - split a static archive ("!<arch>\n") into its object members.
+ *
+ * Format (System V / GNU, with the BSD long-name extension): a magic string,
+ * then members, each a 60-byte text header followed by the data, padded to
+ * an even offset.  Special members: "/" and "/SYM64/" are the symbol index
+ * (skipped: every member is loaded), "//" holds long names referred to as
+ * "/123".  BSD names "#1/N" put N name bytes before the data.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "module_internal.h"
+
+#define AR_MAGIC "!<arch>\n"
+#define AR_THIN_MAGIC "!<thin>\n"
+#define AR_MAGIC_LEN 8
+
+struct ar_header {
+	char name[16], date[12], uid[6], gid[6], mode[8], size[10], fmag[2];
+};
+
+int mod_is_archive(const uint8_t *image, size_t size)
+{
+	return size >= AR_MAGIC_LEN && (memcmp(image, AR_MAGIC, AR_MAGIC_LEN) == 0 ||
+					 memcmp(image, AR_THIN_MAGIC, AR_MAGIC_LEN) == 0);
+}
+
+/* Parse a decimal field padded with spaces; -1 when not a number. */
+static int64_t parse_decimal(const char *field, size_t len)
+{
+	int64_t value = 0;
+	size_t i = 0;
+
+	while (i < len && field[i] == ' ')
+		i++;
+	if (i == len || field[i] < '0' || field[i] > '9')
+		return -1;
+	for (; i < len && field[i] >= '0' && field[i] <= '9'; i++) {
+		if (value > (INT64_MAX - 9) / 10)
+			return -1;
+		value = value * 10 + (field[i] - '0');
+	}
+	for (; i < len; i++)
+		if (field[i] != ' ')
+			return -1;
+	return value;
+}
+
+static void copy_name(char *dst, size_t dstlen, const char *src, size_t len)
+{
+	size_t n = len < dstlen - 1 ? len : dstlen - 1;
+	size_t out = 0;
+
+	for (size_t i = 0; i < n; i++)     /* keep messages printable */
+		dst[out++] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
+	dst[out] = '\0';
+}
+
+/* A GNU long name "/123": the name at offset 123 of "//", ended by "/\n". */
+static int long_name(const uint8_t *table, size_t table_size, const char *field,
+		     struct mod_member *m, const char *archive)
+{
+	int64_t offset = parse_decimal(field + 1, 15);
+	if (!table || offset < 0 || (uint64_t)offset >= table_size)
+		return mod_error(ENOEXEC, "%s: malformed archive: bad long member name", archive);
+	const char *start = (const char *)table + offset;
+	size_t len = 0;
+	while ((size_t)offset + len < table_size && start[len] != '/' && start[len] != '\n')
+		len++;
+	copy_name(m->name, sizeof(m->name), start, len);
+	return 0;
+}
+
+static void short_name(const struct ar_header *h, struct mod_member *m)
+{
+	size_t len = 0;
+	while (len < sizeof(h->name) && h->name[len] != '/' && h->name[len] != ' ')
+		len++;
+	copy_name(m->name, sizeof(m->name), h->name, len);
+}
+
+static int add_member(struct mod_member **members, size_t *count, size_t *cap,
+		      const struct mod_member *m)
+{
+	if (*count == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 8;
+		struct mod_member *n = realloc(*members, ncap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		*members = n;
+		*cap = ncap;
+	}
+	(*members)[(*count)++] = *m;
+	return 0;
+}
+
+/* Fill m from the header at image + pos; *data_len is the data size. */
+static int parse_member(const uint8_t *image, size_t size, size_t pos, const char *archive,
+			const uint8_t *names, size_t names_size, struct mod_member *m,
+			uint64_t *data_len, int *special)
+{
+	struct ar_header h;
+
+	if (!mod_range_ok(pos, sizeof(h), size))
+		return mod_error(ENOEXEC, "%s: malformed archive: truncated member header", archive);
+	memcpy(&h, image + pos, sizeof(h));
+	int64_t len = parse_decimal(h.size, sizeof(h.size));
+	if (h.fmag[0] != '`' || h.fmag[1] != '\n' || len < 0)
+		return mod_error(ENOEXEC, "%s: malformed archive: bad member header at offset %zu",
+				 archive, pos);
+	uint64_t start = pos + sizeof(h);
+	if (!mod_range_ok(start, (uint64_t)len, size))
+		return mod_error(ENOEXEC, "%s: malformed archive: member at offset %zu runs past "
+				 "the end", archive, pos);
+	*data_len = (uint64_t)len;
+	m->data = image + start;
+	m->size = (size_t)len;
+	*special = 0;
+	if (memcmp(h.name, "/ ", 2) == 0 || memcmp(h.name, "/SYM64/", 7) == 0 ||
+	    memcmp(h.name, "__.SYMDEF", 9) == 0 || memcmp(h.name, "// ", 3) == 0) {
+		*special = h.name[1] == '/' ? 2 : 1;
+		return 0;
+	}
+	if (h.name[0] == '/')
+		return long_name(names, names_size, h.name, m, archive);
+	if (memcmp(h.name, "#1/", 3) == 0) {
+		int64_t nlen = parse_decimal(h.name + 3, sizeof(h.name) - 3);
+		if (nlen < 0 || (uint64_t)nlen > m->size)
+			return mod_error(ENOEXEC, "%s: malformed archive: bad BSD member name", archive);
+		copy_name(m->name, sizeof(m->name), (const char *)m->data, (size_t)nlen);
+		m->data += nlen;
+		m->size -= (size_t)nlen;
+		return 0;
+	}
+	short_name(&h, m);
+	return 0;
+}
+
+int mod_archive_members(const uint8_t *image, size_t size, const char *archive,
+			struct mod_member **members, size_t *count)
+{
+	const uint8_t *names = NULL;
+	size_t names_size = 0, cap = 0, pos = AR_MAGIC_LEN;
+	int err = 0;
+
+	*members = NULL;
+	*count = 0;
+	if (size >= AR_MAGIC_LEN && memcmp(image, AR_THIN_MAGIC, AR_MAGIC_LEN) == 0)
+		return mod_error(ENOTSUP, "%s: thin archives are not supported", archive);
+	while (pos < size && !err) {
+		struct mod_member m;
+		uint64_t len = 0;
+		int special;
+
+		memset(&m, 0, sizeof(m));
+		err = parse_member(image, size, pos, archive, names, names_size, &m, &len, &special);
+		if (err)
+			break;
+		if (special == 2) {
+			names = m.data;
+			names_size = m.size;
+		} else if (!special) {
+			if (*count >= MOD_MAX_MEMBERS)
+				err = mod_error(ENOEXEC, "%s: too many archive members", archive);
+			else if (add_member(members, count, &cap, &m))
+				err = mod_error(ENOMEM, "%s: out of memory", archive);
+		}
+		pos += sizeof(struct ar_header) + len;
+		pos += pos & 1;
+	}
+	if (!err && *count == 0)
+		err = mod_error(ENOEXEC, "%s: archive holds no object", archive);
+	if (err) {
+		free(*members);
+		*members = NULL;
+		*count = 0;
+	}
+	return err;
+}

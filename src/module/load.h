@@ -1,0 +1,117 @@
+/*
+ * load.h - the state of one module load, shared by the loader's stages:
+ *   load_layout.c    1-3: collect objects, classify sections into blocks,
+ *                    merge symbols, COMMON symbols
+ *   load_relocate.c  4 and 7: scan relocations, PLT/GOT, addresses, write
+ *                    windows, relocation
+ *   load_place.c     5-6: resolve imports, place blocks
+ *   load_publish.c   8: module description, constructors, sealing
+ *   loader.c         the sequence, and cleanup on failure
+ */
+#ifndef EXECMEM_MODULE_LOAD_H
+#define EXECMEM_MODULE_LOAD_H
+
+#include <string.h>
+#include "module_internal.h"
+
+/* A constructor or destructor section, for ordering. */
+struct init_section {
+	uint32_t object, section;
+	uint32_t priority;
+	int reversed;          /* .ctors/.dtors run their entries backwards */
+};
+
+struct init_list {
+	struct init_section *items;
+	uint32_t count, capacity;
+};
+
+/* One GOT entry or PLT stub: which symbol it stands for. */
+struct slot_owner {
+	int32_t entry;         /* global entry, or -1 for a local symbol: */
+	uint32_t object, symbol;
+};
+
+struct slot_list {
+	struct slot_owner *items;
+	uint32_t count, capacity;
+};
+
+struct load {
+	const char *name;               /* for messages: the file or options->name */
+	unsigned flags;                 /* EXECMEM_MODULE_* */
+	const struct execmem_module_options *options;
+	const struct mod_arch *arch;
+	struct mod_member *members;     /* archive members, when an archive */
+	char **member_names;            /* "archive(member)" */
+	size_t nmembers;
+	struct mod_object *objects;
+	uint32_t nobjects;
+	struct mod_symtab globals;      /* every global name defined or referenced */
+	uint32_t open_block[REGION_COUNT];  /* block being filled: index + 1, 0 none */
+	uint32_t blocks_capacity;
+	uint64_t total_size;
+	uint32_t plt_block, got_block, common_block;   /* where the loader's own */
+	uint64_t plt_offset, got_offset, common_offset, common_size; /* areas lie */
+	int have_got, uses_got_base;
+	struct slot_list plt, got;      /* what each stub and GOT entry stands for */
+	struct init_list ctors, dtors;
+	int low32;                      /* needs the low 2 GiB (R_X86_64_32/32S) */
+	int32_t dso_handle_entry;       /* entry + 1 of the module's __dso_handle, or 0 */
+	struct execmem_module *module;  /* its blocks are the load's blocks */
+	struct execmem_arena *arena;    /* NULL: the default arena */
+	uint64_t relocations;
+};
+
+static inline int starts_with(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static inline uintptr_t section_address(const struct load *ld, const struct mod_section *sec)
+{
+	return ld->module->blocks[sec->block].base + sec->block_offset;
+}
+
+static inline uint8_t *section_image(const struct load *ld, const struct mod_section *sec)
+{
+	return ld->module->blocks[sec->block].image + sec->block_offset;
+}
+
+static inline uintptr_t got_base(const struct load *ld)
+{
+	return ld->have_got ? ld->module->blocks[ld->got_block].base + ld->got_offset : 0;
+}
+
+static inline uintptr_t plt_base(const struct load *ld)
+{
+	return ld->module->blocks[ld->plt_block].base + ld->plt_offset;
+}
+
+static inline int is_got_symbol(const char *name)
+{
+	return strcmp(name, "_GLOBAL_OFFSET_TABLE_") == 0;
+}
+
+/* load_layout.c */
+MOD_HIDDEN int load_collect_objects(struct load *ld, const uint8_t *image, size_t size);
+MOD_HIDDEN int load_classify_sections(struct load *ld);
+MOD_HIDDEN int load_build_symbols(struct load *ld);
+MOD_HIDDEN int load_allocate_commons(struct load *ld);
+MOD_HIDDEN int load_reserve(struct load *ld, int region, uint64_t size, uint64_t align,
+			    uint32_t *block, uint64_t *offset);
+/* load_relocate.c */
+MOD_HIDDEN int load_scan_relocations(struct load *ld);
+MOD_HIDDEN int load_reserve_plt_got(struct load *ld);
+MOD_HIDDEN int load_compute_addresses(struct load *ld);
+MOD_HIDDEN int load_open_windows(struct load *ld);
+MOD_HIDDEN int load_close_windows(struct load *ld);
+MOD_HIDDEN int load_apply_relocations(struct load *ld);
+MOD_HIDDEN void load_write_plt_and_got(struct load *ld);
+/* load_place.c */
+MOD_HIDDEN int load_resolve_imports(struct load *ld);
+MOD_HIDDEN int load_place_blocks(struct load *ld);
+/* load_publish.c */
+MOD_HIDDEN int load_publish(struct load *ld);
+
+#endif

@@ -1,0 +1,433 @@
+/*
+ * load_relocate.c - stages 4 and 7 of a load: check every relocation and
+ * count PLT stubs and GOT entries; once the blocks are placed, compute the
+ * final addresses, copy the sections in through write windows, apply the
+ * relocations and fill the PLT and GOT.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "load.h"
+
+/* ------------------------------------------------------------------ */
+/* 4. scan relocations                                                 */
+/* ------------------------------------------------------------------ */
+
+static void read_rela(const struct mod_section *rel, uint64_t index, Elf64_Rela *out)
+{
+	memcpy(out, rel->data + index * sizeof(*out), sizeof(*out));
+}
+
+static int add_slot(struct slot_list *list, int32_t entry, uint32_t object, uint32_t symbol,
+		    int32_t *slot)
+{
+	if (list->count == list->capacity) {
+		uint32_t ncap = list->capacity ? list->capacity * 2 : 64;
+		struct slot_owner *n = realloc(list->items, ncap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		list->items = n;
+		list->capacity = ncap;
+	}
+	*slot = (int32_t)list->count;
+	list->items[list->count++] = (struct slot_owner){ entry, object, symbol };
+	return 0;
+}
+
+static int need_got(struct load *ld, uint32_t o, uint32_t i)
+{
+	struct mod_object *obj = &ld->objects[o];
+	int32_t entry = obj->entry[i];
+	int32_t *slot;
+
+	if (entry >= 0) {
+		slot = &ld->globals.entries[entry].got_slot;
+	} else {
+		if (!obj->local_got) {
+			obj->local_got = malloc(obj->nsymbols * sizeof(*obj->local_got));
+			if (!obj->local_got)
+				return -ENOMEM;
+			memset(obj->local_got, 0xff, obj->nsymbols * sizeof(*obj->local_got));
+		}
+		slot = &obj->local_got[i];
+	}
+	return *slot >= 0 ? 0 : add_slot(&ld->got, entry, o, i, slot);
+}
+
+/* Imports may lie anywhere: give them a PLT stub in case they are far. */
+static int need_plt(struct load *ld, uint32_t o, uint32_t i)
+{
+	int32_t entry = ld->objects[o].entry[i];
+	if (entry < 0 || ld->globals.entries[entry].state != ENTRY_UNDEFINED)
+		return 0;
+	struct mod_entry *e = &ld->globals.entries[entry];
+	return e->plt_slot >= 0 ? 0 : add_slot(&ld->plt, entry, o, i, &e->plt_slot);
+}
+
+static const char *symbol_name(const struct mod_object *obj, uint32_t i)
+{
+	const struct mod_symbol *sym = &obj->symbols[i];
+	if (sym->type == STT_SECTION && sym->shndx < obj->nsections)
+		return obj->sections[sym->shndx].name;
+	return sym->name[0] ? sym->name : "(unnamed)";
+}
+
+static int unsupported_reloc(const struct load *ld, const struct mod_object *obj,
+			     const struct mod_section *rel, uint32_t type, uint32_t symbol,
+			     uint64_t offset)
+{
+	char buf[64];
+	const char *why;
+	const char *name = mod_reloc_name(ld->arch, type, buf, sizeof(buf), &why);
+	return mod_error(ENOTSUP, "%s: section %s: unsupported relocation %s (%s) against "
+			 "symbol '%s' at offset 0x%llx", obj->name, rel->name, name,
+			 why ? why : "not implemented", symbol_name(obj, symbol),
+			 (unsigned long long)offset);
+}
+
+static int scan_one(struct load *ld, uint32_t o, const struct mod_section *rel,
+		    const Elf64_Rela *r)
+{
+	struct mod_object *obj = &ld->objects[o];
+	uint32_t type = (uint32_t)ELF64_R_TYPE(r->r_info);
+	uint64_t symbol = ELF64_R_SYM(r->r_info);
+
+	if (symbol >= obj->nsymbols)
+		return mod_error(ENOEXEC, "%s: section %s: relocation symbol index %llu out of range",
+				 obj->name, rel->name, (unsigned long long)symbol);
+	const struct mod_howto *howto = mod_howto_for(ld->arch, type);
+	if (!howto)
+		return unsupported_reloc(ld, obj, rel, type, (uint32_t)symbol, r->r_offset);
+	const struct mod_symbol *sym = &obj->symbols[symbol];
+	if (sym->type == STT_TLS)
+		return mod_error(ENOTSUP, "%s: section %s: %s against '%s': thread-local storage "
+				 "is not supported", obj->name, rel->name, howto->name, sym->name);
+	if (symbol && sym->shndx != SHN_UNDEF && sym->shndx < SHN_LORESERVE &&
+	    obj->sections[sym->shndx].region == REGION_NONE)
+		return mod_error(ENOTSUP, "%s: section %s: %s against '%s' at offset 0x%llx refers "
+				 "to section %s, which is not loaded", obj->name, rel->name,
+				 howto->name, symbol_name(obj, (uint32_t)symbol),
+				 (unsigned long long)r->r_offset, obj->sections[sym->shndx].name);
+	int err = 0;
+	if (howto->flags & HOWTO_GOT)
+		err = need_got(ld, o, (uint32_t)symbol);
+	if (!err && (howto->flags & (HOWTO_BRANCH | HOWTO_LOW32)))
+		err = need_plt(ld, o, (uint32_t)symbol);
+	if (err)
+		return mod_error(ENOMEM, "%s: out of memory", ld->name);
+	/* A 32-bit absolute address of the module itself needs the module
+	 * below 2 GiB; one of a host function needs its PLT stub there. */
+	if (howto->flags & HOWTO_LOW32)
+		ld->low32 = 1;
+	if (howto->flags & HOWTO_USES_GOT)
+		ld->uses_got_base = 1;
+	return 0;
+}
+
+/* The section a relocation section patches, or NULL when it is not loaded. */
+static const struct mod_section *patched_section(const struct mod_object *obj,
+						 const struct mod_section *rel)
+{
+	if (rel->type != SHT_RELA && rel->type != SHT_REL)
+		return NULL;
+	const struct mod_section *target = &obj->sections[rel->info];
+	return target->region == REGION_NONE ? NULL : target;
+}
+
+int load_scan_relocations(struct load *ld)
+{
+	for (uint32_t o = 0; o < ld->nobjects; o++) {
+		struct mod_object *obj = &ld->objects[o];
+		for (uint32_t s = 1; s < obj->nsections; s++) {
+			const struct mod_section *rel = &obj->sections[s];
+			const struct mod_section *target = patched_section(obj, rel);
+			if (!target)
+				continue;
+			if (rel->type == SHT_REL)
+				return mod_error(ENOTSUP, "%s: section %s: SHT_REL relocations are not "
+						 "supported", obj->name, rel->name);
+			if (target->type == SHT_NOBITS && rel->size)
+				return mod_error(ENOEXEC, "%s: section %s relocates %s, which has no "
+						 "contents", obj->name, rel->name, target->name);
+			uint64_t n = rel->size / sizeof(Elf64_Rela);
+			for (uint64_t k = 0; k < n; k++) {
+				Elf64_Rela r;
+				read_rela(rel, k, &r);
+				int err = scan_one(ld, o, rel, &r);
+				if (err)
+					return err;
+			}
+			ld->relocations += n;
+		}
+	}
+	return 0;
+}
+
+/* PLT stubs follow the code; the GOT follows the read-only data. */
+int load_reserve_plt_got(struct load *ld)
+{
+	int err = 0;
+	if (ld->plt.count)
+		err = load_reserve(ld, REGION_TEXT, (uint64_t)ld->plt.count * ld->arch->plt_size, 16,
+			      &ld->plt_block, &ld->plt_offset);
+	/* The GOT exists when used, or when code refers to its base. */
+	int got_needed = ld->got.count || ld->uses_got_base ||
+			 mod_symtab_find(&ld->globals, "_GLOBAL_OFFSET_TABLE_") >= 0;
+	if (!err && got_needed) {
+		err = load_reserve(ld, REGION_RODATA, (uint64_t)ld->got.count * 8, 8, &ld->got_block,
+			      &ld->got_offset);
+		ld->have_got = !err;
+	}
+	return err;
+}
+
+/* ------------------------------------------------------------------ */
+/* 7. link                                                             */
+/* ------------------------------------------------------------------ */
+
+static int symbol_address(struct load *ld, struct mod_object *obj, uint32_t i, uintptr_t *out)
+{
+	const struct mod_symbol *sym = &obj->symbols[i];
+
+	if (sym->shndx == SHN_ABS) {
+		*out = sym->value;
+		return 0;
+	}
+	const struct mod_section *sec = &obj->sections[sym->shndx];
+	if (sec->region == REGION_NONE) {
+		*out = 0;       /* only an error if a loaded section refers to it */
+		return 0;
+	}
+	if (sym->value > sec->size)
+		return mod_error(ENOEXEC, "%s: symbol '%s' lies outside its section %s", obj->name,
+				 sym->name, sec->name);
+	*out = section_address(ld, sec) + sym->value;
+	return 0;
+}
+
+/* Final addresses: definitions first, then every object's view of them. */
+int load_compute_addresses(struct load *ld)
+{
+	for (uint32_t o = 0; o < ld->nobjects; o++) {
+		struct mod_object *obj = &ld->objects[o];
+		for (uint32_t i = 1; i < obj->nsymbols; i++) {
+			uint32_t shndx = obj->symbols[i].shndx;
+			if (shndx == SHN_UNDEF || shndx == SHN_COMMON)
+				continue;
+			int err = symbol_address(ld, obj, i, &obj->address[i]);
+			if (err)
+				return err;
+		}
+	}
+	for (uint32_t i = 0; i < ld->globals.count; i++) {
+		struct mod_entry *e = &ld->globals.entries[i];
+		if (e->state == ENTRY_DEFINED)
+			e->address = ld->objects[e->object].address[e->symbol];
+		else if (e->state == ENTRY_COMMON)
+			e->address += ld->module->blocks[e->common_block].base;
+		else if (is_got_symbol(e->name))
+			e->address = got_base(ld);
+	}
+	for (uint32_t o = 0; o < ld->nobjects; o++) {
+		struct mod_object *obj = &ld->objects[o];
+		for (uint32_t i = 1; i < obj->nsymbols; i++)
+			if (obj->entry[i] >= 0)
+				obj->address[i] = ld->globals.entries[obj->entry[i]].address;
+	}
+	return 0;
+}
+
+/*
+ * Open a write window on every region and copy the sections in.  Execmem
+ * hands out code memory filled with traps and data memory filled with
+ * zeros, so gaps and .bss need no work, and linking in place saves a
+ * private copy of the whole module.  Code stays unreachable until the
+ * windows close (load_close_windows()), which publishes it.
+ */
+int load_open_windows(struct load *ld)
+{
+	struct execmem_module *m = ld->module;
+	for (uint32_t i = 0; i < m->nblocks; i++) {
+		struct mod_block *b = &m->blocks[i];
+		uint8_t *w = execmem_write_begin(b->alloc);
+		if (!w)
+			return mod_error(errno ? errno : EIO, "%s: cannot write %s memory: %s",
+					 ld->name, mod_type_name(b->type), strerror(errno));
+		b->window = w;
+		b->image = w + (b->base - (uintptr_t)b->alloc);
+	}
+	for (uint32_t o = 0; o < ld->nobjects; o++) {
+		const struct mod_object *obj = &ld->objects[o];
+		for (uint32_t s = 1; s < obj->nsections; s++) {
+			const struct mod_section *sec = &obj->sections[s];
+			if (sec->region != REGION_NONE && sec->data && sec->size)
+				memcpy(section_image(ld, sec), sec->data, sec->size);
+		}
+	}
+	return 0;
+}
+
+/* Close the windows: the bytes become visible (and code executable). */
+int load_close_windows(struct load *ld)
+{
+	int first = 0;
+	for (uint32_t i = 0; i < ld->module->nblocks; i++) {
+		struct mod_block *b = &ld->module->blocks[i];
+		if (!b->window)
+			continue;
+		int err = execmem_write_end(b->alloc);
+		b->window = NULL;
+		b->image = NULL;
+		if (err && !first)
+			first = mod_error(-err, "%s: publishing %s memory failed: %s", ld->name,
+					  mod_type_name(b->type), strerror(-err));
+	}
+	return first;
+}
+
+static uintptr_t got_entry_address(const struct load *ld, const struct mod_object *obj, uint32_t i)
+{
+	int32_t entry = obj->entry[i];
+	int32_t slot = entry >= 0 ? ld->globals.entries[entry].got_slot : obj->local_got[i];
+	return got_base(ld) + (uint64_t)slot * 8;
+}
+
+/* Is the import a function?  Asked only when a 32-bit absolute address of
+ * an import does not fit, which is rare, because dladdr1() is slow. */
+static int import_is_function(const struct mod_entry *e)
+{
+	if (e->provider) {
+		const struct mod_export *x = mod_find_export(e->provider, e->name);
+		return x && x->is_function;
+	}
+	Dl_info info;
+	const ElfW(Sym) *sym = NULL;
+	if (!e->address || !dladdr1((void *)e->address, &info, (void **)&sym, RTLD_DL_SYMENT) ||
+	    !sym)
+		return 0;
+	int type = ELF64_ST_TYPE(sym->st_info);
+	return type == STT_FUNC || type == STT_GNU_IFUNC;
+}
+
+/* The PLT stub a relocation may use instead of its symbol, or 0.  Branches
+ * may always; a 32-bit absolute address of an import only if it is a
+ * function (the stub then stands for it, as in non-PIE executables). */
+static uintptr_t plt_stub_address(const struct load *ld, const struct mod_object *obj, uint32_t i,
+				  const struct mod_howto *howto)
+{
+	int32_t entry = obj->entry[i];
+	if (entry < 0 || ld->globals.entries[entry].plt_slot < 0)
+		return 0;
+	const struct mod_entry *e = &ld->globals.entries[entry];
+	if (!(howto->flags & HOWTO_BRANCH) && (!(e->address >> 31) || !import_is_function(e)))
+		return 0;
+	return plt_base(ld) + (uint64_t)e->plt_slot * ld->arch->plt_size;
+}
+
+/* Why a relocation failed, with a hint for the usual cause. */
+static int reloc_failure(const struct mod_object *obj,
+			 const struct mod_section *target, const struct mod_howto *howto,
+			 uint32_t symbol, uint64_t offset, uintptr_t S, const char *detail, int err)
+{
+	const char *hint = "";
+	if (err == -ERANGE && obj->symbols[symbol].shndx == SHN_UNDEF)
+		hint = "; build the module with -fPIC";
+	return mod_error(-err, "%s: %s against '%s' (0x%llx) at %s+0x%llx: %s%s", obj->name,
+			 howto->name, symbol_name(obj, symbol), (unsigned long long)S, target->name,
+			 (unsigned long long)offset, detail ? detail : "failed", hint);
+}
+
+/* One relocation of target, whose final address is P0 and whose bytes are
+ * writable at loc0.  scan_one() has checked its type and symbol. */
+static int apply_one(struct load *ld, struct mod_object *obj, const struct mod_section *target,
+		     uintptr_t P0, uint8_t *loc0, const Elf64_Rela *r)
+{
+	uint32_t symbol = (uint32_t)ELF64_R_SYM(r->r_info);
+	const struct mod_howto *howto = &ld->arch->howtos[ELF64_R_TYPE(r->r_info)];
+	const char *detail = NULL;
+
+	if (r->r_offset > target->size)
+		return reloc_failure(obj, target, howto, symbol, r->r_offset, 0,
+				     "offset outside the section", -EINVAL);
+	struct mod_reloc_site site = {
+		.S = obj->address[symbol],
+		.A = (uint64_t)r->r_addend,
+		.P = P0 + r->r_offset,
+		.loc = loc0 + r->r_offset,
+		.room = target->size - r->r_offset,
+	};
+	if (howto->flags & HOWTO_USES_GOT)
+		site.GOT = got_base(ld);
+	if (howto->flags & HOWTO_GOT) {
+		site.G = got_entry_address(ld, obj, symbol);
+		if (howto->value == VAL_GOT_PAGE && r->r_addend)
+			return reloc_failure(obj, target, howto, symbol, r->r_offset, site.S,
+					     "GOT relocation with a non-zero addend", -ENOTSUP);
+	}
+	int err = mod_reloc_apply(howto, &site, &detail);
+	/* Out of reach: a branch (or a function address in a 32-bit field)
+	 * may use the symbol's PLT stub, which lies near the module. */
+	if (err == -ERANGE && (howto->flags & (HOWTO_BRANCH | HOWTO_LOW32))) {
+		uintptr_t S = site.S;
+		site.S = plt_stub_address(ld, obj, symbol, howto);
+		if (site.S)
+			err = mod_reloc_apply(howto, &site, &detail);
+		site.S = S;
+	}
+	return err ? reloc_failure(obj, target, howto, symbol, r->r_offset, site.S,
+				   detail, err) : 0;
+}
+
+int load_apply_relocations(struct load *ld)
+{
+	for (uint32_t o = 0; o < ld->nobjects; o++) {
+		struct mod_object *obj = &ld->objects[o];
+		for (uint32_t s = 1; s < obj->nsections; s++) {
+			const struct mod_section *rel = &obj->sections[s];
+			const struct mod_section *target = patched_section(obj, rel);
+			if (!target)
+				continue;
+			uint64_t n = rel->size / sizeof(Elf64_Rela);
+			uintptr_t P0 = section_address(ld, target);
+			uint8_t *loc0 = section_image(ld, target);
+			for (uint64_t k = 0; k < n; k++) {
+				Elf64_Rela r;
+				read_rela(rel, k, &r);
+				int err = apply_one(ld, obj, target, P0, loc0, &r);
+				if (err)
+					return err;
+			}
+		}
+	}
+	return 0;
+}
+
+static uintptr_t slot_target(const struct load *ld, const struct slot_owner *owner)
+{
+	if (owner->entry >= 0)
+		return ld->globals.entries[owner->entry].address;
+	return ld->objects[owner->object].address[owner->symbol];
+}
+
+void load_write_plt_and_got(struct load *ld)
+{
+	for (uint32_t i = 0; i < ld->plt.count; i++) {
+		const struct mod_block *pb = &ld->module->blocks[ld->plt_block];
+		uint64_t offset = ld->plt_offset + (uint64_t)i * ld->arch->plt_size;
+		ld->arch->write_plt(pb->image + offset, pb->base + offset,
+				    slot_target(ld, &ld->plt.items[i]));
+	}
+	for (uint32_t i = 0; i < ld->got.count; i++) {
+		const struct mod_block *gb = &ld->module->blocks[ld->got_block];
+		uint64_t value = slot_target(ld, &ld->got.items[i]);
+		uint8_t *p = gb->image + ld->got_offset + (uint64_t)i * 8;
+		for (int b = 0; b < 8; b++)
+			p[b] = (uint8_t)(value >> (8 * b));
+	}
+}

@@ -1,0 +1,100 @@
+/*
+ * loader.c - turn parsed objects into a running module.
+ *
+ *   1. collect    parse the object, or every member of an archive
+ *   2. classify   give each allocated section a region (memory type), a
+ *                 block of that region and an offset inside the block
+ *   3. symbols    merge global symbols of all objects into one table;
+ *                 COMMON symbols get space in the data region
+ *   4. scan       check every relocation and count PLT stubs and GOT entries
+ *   5. resolve    look imports up (resolver, earlier modules, host)
+ *   6. place      allocate every block, all within reach of each other
+ *   7. link       copy sections in through execmem write windows, relocate
+ *   8. publish    close the windows, run constructors, seal
+ *
+ * Nothing is visible to other modules until the last step succeeds, and
+ * every failure path frees what was made so far (see mod_load_image()).
+ * The stages live in load_*.c; see load.h.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "load.h"
+
+static void free_load(struct load *ld)
+{
+	for (uint32_t o = 0; o < ld->nobjects; o++)
+		mod_object_release(&ld->objects[o]);
+	for (size_t i = 0; ld->member_names && i < ld->nmembers; i++)
+		free(ld->member_names[i]);
+	free(ld->member_names);
+	free(ld->members);
+	free(ld->objects);
+	mod_symtab_release(&ld->globals);
+	free(ld->plt.items);
+	free(ld->got.items);
+	free(ld->ctors.items);
+	free(ld->dtors.items);
+}
+
+static int make_module(struct load *ld)
+{
+	ld->module = calloc(1, sizeof(*ld->module));
+	if (!ld->module || !(ld->module->name = strdup(ld->name)))
+		return mod_error(ENOMEM, "%s: out of memory", ld->name);
+	ld->module->flags = ld->flags;
+	return 0;
+}
+
+int mod_load_image(const uint8_t *image, size_t size, const char *name,
+		   const struct execmem_module_options *options, struct execmem_module **out)
+{
+	struct load ld;
+
+	memset(&ld, 0, sizeof(ld));
+	ld.options = options;
+	ld.flags = options ? options->flags : 0;
+	ld.name = options && options->name ? options->name : name;
+	int err = make_module(&ld);
+	if (!err)
+		err = load_collect_objects(&ld, image, size);
+	if (!err) {
+		ld.module->machine = ld.arch->machine;
+		err = load_classify_sections(&ld);
+	}
+	if (!err)
+		err = load_build_symbols(&ld);
+	if (!err)
+		err = load_allocate_commons(&ld);
+	if (!err)
+		err = load_scan_relocations(&ld);
+	if (!err)
+		err = load_reserve_plt_got(&ld);
+	if (!err)
+		err = load_resolve_imports(&ld);
+	if (!err)
+		err = load_place_blocks(&ld);
+	if (!err)
+		err = load_compute_addresses(&ld);
+	if (!err)
+		err = load_open_windows(&ld);
+	if (!err)
+		err = load_apply_relocations(&ld);
+	if (!err) {
+		load_write_plt_and_got(&ld);
+		err = load_publish(&ld);
+	}
+	if (!err) {
+		*out = ld.module;
+	} else if (ld.module) {       /* undo everything: windows, references, memory */
+		load_close_windows(&ld);
+		mod_drop_dependencies(ld.module);
+		mod_release_memory(ld.module);
+	}
+	free_load(&ld);
+	return err;
+}

@@ -1,0 +1,250 @@
+/*
+ * module.c - the public module API: loading from a file or a buffer,
+ * lookups, iteration, unloading, and the per-thread error message.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "module_internal.h"
+
+static __thread char last_error[512];
+
+int mod_error(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
+	return -err;
+}
+
+void mod_clear_error(void)
+{
+	last_error[0] = '\0';
+}
+
+const char *execmem_module_last_error(void)
+{
+	return last_error;
+}
+
+void execmem_module_options_init(struct execmem_module_options *options)
+{
+	if (options)
+		memset(options, 0, sizeof(*options));
+}
+
+const char *mod_type_name(enum execmem_type type)
+{
+	switch (type) {
+	case EXECMEM_CODE:          return "code";
+	case EXECMEM_CODE_NEAR:     return "code_near";
+	case EXECMEM_DATA:          return "data";
+	case EXECMEM_RODATA:        return "rodata";
+	case EXECMEM_RO_AFTER_INIT: return "ro_after_init";
+	default:                    return "absolute";
+	}
+}
+
+const char *execmem_module_type_name(enum execmem_type type)
+{
+	return mod_type_name(type);
+}
+
+static int check_load_args(const void *what, struct execmem_module **out)
+{
+	if (out)
+		*out = NULL;
+	if (!what || !out)
+		return mod_error(EINVAL, "NULL argument");
+	return 0;
+}
+
+int execmem_module_load_buffer(const void *data, size_t size, const char *name,
+			       const struct execmem_module_options *options,
+			       struct execmem_module **out)
+{
+	mod_clear_error();
+	int err = check_load_args(data, out);
+	if (err)
+		return err;
+	return mod_load_image(data, size, name ? name : "<buffer>", options, out);
+}
+
+/* Map the file read-only: the loader copies what it needs, so the pages of
+ * the page cache are shared and never written. */
+int execmem_module_load_file(const char *path, const struct execmem_module_options *options,
+			     struct execmem_module **out)
+{
+	struct stat st;
+
+	mod_clear_error();
+	int err = check_load_args(path, out);
+	if (err)
+		return err;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return mod_error(errno, "%s: %s", path, strerror(errno));
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		err = mod_error(S_ISDIR(st.st_mode) ? EISDIR : EINVAL, "%s: not a regular file", path);
+		close(fd);
+		return err;
+	}
+	if (st.st_size == 0) {
+		close(fd);
+		return mod_error(ENOEXEC, "%s: empty file", path);
+	}
+	void *image = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+	close(fd);
+	if (image == MAP_FAILED)
+		return mod_error(errno, "%s: cannot map: %s", path, strerror(errno));
+	err = mod_load_image(image, (size_t)st.st_size, path, options, out);
+	munmap(image, (size_t)st.st_size);
+	return err;
+}
+
+/* With the registry lock held: a loaded module that uses module, or NULL. */
+static const struct execmem_module *find_user(const struct execmem_module *module)
+{
+	for (const struct execmem_module *m = module->next; m; m = m->next)
+		for (uint32_t i = 0; i < m->ndeps; i++)
+			if (m->deps[i] == module)
+				return m;
+	return NULL;
+}
+
+/* The C library's, when it has one (glibc, musl). */
+extern void __cxa_finalize(void *dso_handle) __attribute__((weak));
+
+/*
+ * Destructors, in the order a shared library's run at dlclose(): the
+ * .fini_array/.dtors functions, then (as crtbegin.o's would) the functions
+ * registered with __cxa_atexit() for the module's __dso_handle: C++ static
+ * destructors and atexit().
+ */
+void mod_run_destructors(struct execmem_module *module)
+{
+	if (module->flags & EXECMEM_MODULE_LINK_ONLY)
+		return;
+	for (uint32_t i = 0; i < module->nfini; i++)
+		module->fini[i]();
+	if (module->dso_handle && __cxa_finalize)
+		__cxa_finalize((void *)module->dso_handle);
+}
+
+void mod_drop_dependencies(struct execmem_module *module)
+{
+	mod_registry_lock();
+	for (uint32_t i = 0; i < module->ndeps; i++)
+		module->deps[i]->users--;
+	mod_registry_unlock();
+	free(module->deps);
+	module->deps = NULL;
+	module->ndeps = 0;
+}
+
+void mod_release_memory(struct execmem_module *module)
+{
+	for (uint32_t b = 0; b < module->nblocks; b++)
+		if (module->blocks[b].alloc)
+			execmem_free(module->blocks[b].alloc);
+	free(module->blocks);
+	free(module->exports);
+	free(module->export_slots);
+	free(module->sections);
+	free(module->fini);
+	free(module->strings);
+	free(module->name);
+	free(module->deps);
+	free(module);
+}
+
+int execmem_module_unload(struct execmem_module *module)
+{
+	mod_clear_error();
+	if (!module)
+		return mod_error(EINVAL, "NULL module");
+	mod_registry_lock();
+	if (module->users) {
+		const struct execmem_module *user = find_user(module);
+		int err = mod_error(EBUSY, "%s: still used by module %s", module->name,
+				    user ? user->name : "(unknown)");
+		mod_registry_unlock();
+		return err;
+	}
+	mod_registry_remove(module);
+	mod_registry_unlock();
+	mod_run_destructors(module);
+	mod_drop_dependencies(module);
+	mod_release_memory(module);
+	return 0;
+}
+
+void *execmem_module_symbol(const struct execmem_module *module, const char *name)
+{
+	if (!module || !name)
+		return NULL;
+	const struct mod_export *e = mod_find_export(module, name);
+	return e ? (void *)e->address : NULL;
+}
+
+const char *execmem_module_name(const struct execmem_module *module)
+{
+	return module ? module->name : NULL;
+}
+
+int execmem_module_foreach_symbol(const struct execmem_module *module,
+				  int (*fn)(const struct execmem_module_symbol_info *, void *),
+				  void *context)
+{
+	if (!module || !fn)
+		return mod_error(EINVAL, "NULL argument");
+	for (uint32_t i = 0; i < module->nexports; i++) {
+		const struct mod_export *e = &module->exports[i];
+		struct execmem_module_symbol_info info = {
+			.name = e->name, .address = (void *)e->address, .size = e->size,
+			.type = (enum execmem_type)e->type, .is_function = e->is_function,
+			.is_exported = e->is_exported && !(module->flags & EXECMEM_MODULE_NO_EXPORT),
+		};
+		int ret = fn(&info, context);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int execmem_module_foreach_section(const struct execmem_module *module,
+				   int (*fn)(const struct execmem_module_section_info *, void *),
+				   void *context)
+{
+	if (!module || !fn)
+		return mod_error(EINVAL, "NULL argument");
+	for (uint32_t i = 0; i < module->nsections; i++) {
+		const struct mod_placed_section *s = &module->sections[i];
+		struct execmem_module_section_info info = {
+			.name = s->name, .object = s->object, .address = (void *)s->address,
+			.size = s->size, .type = (enum execmem_type)s->type,
+		};
+		int ret = fn(&info, context);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int execmem_module_stats(const struct execmem_module *module, struct execmem_module_stats *out)
+{
+	if (!module || !out)
+		return mod_error(EINVAL, "NULL argument");
+	*out = module->stats;
+	return 0;
+}

@@ -1,0 +1,105 @@
+/*
+ * symtab.c - the module-wide table of global symbols: every name defined or
+ * referenced by any object of the module maps to one entry, so that all
+ * objects share a definition, a PLT stub and a GOT entry.
+ * Open addressing with linear probing over a power-of-two slot array kept
+ * at most half full.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "module_internal.h"
+
+uint32_t mod_hash_name(const char *name)
+{
+	uint32_t h = 2166136261u;          /* FNV-1a */
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
+}
+
+static int make_slots(struct mod_symtab *table, uint32_t capacity)
+{
+	uint32_t nslots = 16;
+	while (nslots < capacity * 2u)
+		nslots *= 2;
+	uint32_t *slots = calloc(nslots, sizeof(*slots));
+	if (!slots)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < table->count; i++) {
+		uint32_t s = mod_hash_name(table->entries[i].name) & (nslots - 1);
+		while (slots[s])
+			s = (s + 1) & (nslots - 1);
+		slots[s] = i + 1;
+	}
+	free(table->slots);
+	table->slots = slots;
+	table->mask = nslots - 1;
+	return 0;
+}
+
+int mod_symtab_init(struct mod_symtab *table, uint32_t expected)
+{
+	memset(table, 0, sizeof(*table));
+	table->capacity = expected < 16 ? 16 : expected;
+	table->entries = calloc(table->capacity, sizeof(*table->entries));
+	if (!table->entries || make_slots(table, table->capacity)) {
+		mod_symtab_release(table);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int32_t mod_symtab_find(const struct mod_symtab *table, const char *name)
+{
+	uint32_t s = mod_hash_name(name) & table->mask;
+	for (; table->slots[s]; s = (s + 1) & table->mask) {
+		uint32_t i = table->slots[s] - 1;
+		if (strcmp(table->entries[i].name, name) == 0)
+			return (int32_t)i;
+	}
+	return -1;
+}
+
+static int grow(struct mod_symtab *table)
+{
+	if (table->capacity >= MOD_MAX_SYMBOLS)
+		return -ENOMEM;
+	uint32_t ncap = table->capacity * 2;
+	struct mod_entry *n = realloc(table->entries, ncap * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	table->entries = n;
+	table->capacity = ncap;
+	return make_slots(table, ncap);
+}
+
+int32_t mod_symtab_intern(struct mod_symtab *table, const char *name, int *created)
+{
+	int32_t found = mod_symtab_find(table, name);
+
+	*created = 0;
+	if (found >= 0)
+		return found;
+	if (table->count == table->capacity && grow(table))
+		return -1;
+	uint32_t index = table->count++;
+	struct mod_entry *e = &table->entries[index];
+	memset(e, 0, sizeof(*e));
+	e->name = name;
+	e->plt_slot = -1;
+	e->got_slot = -1;
+	uint32_t s = mod_hash_name(name) & table->mask;
+	while (table->slots[s])
+		s = (s + 1) & table->mask;
+	table->slots[s] = index + 1;
+	*created = 1;
+	return (int32_t)index;
+}
+
+void mod_symtab_release(struct mod_symtab *table)
+{
+	free(table->entries);
+	free(table->slots);
+	memset(table, 0, sizeof(*table));
+}
