@@ -189,11 +189,11 @@ EXECMEM_API void *execmem_alloc(enum execmem_type type, size_t size);
 
 /*
  * execmem_alloc_near - like execmem_alloc(), but every byte of the result
- * lies within reach bytes of target (|byte - target| <= reach).  The
- * type's own range must also hold unless the type is EXECMEM_CODE or
- * EXECMEM_DATA... types with a range are placed inside both.
- * Returns NULL with errno EINVAL for a NULL target or a reach smaller than
- * the size, ENOMEM when no address within reach is free.
+ * lies within reach bytes of target (|byte - target| <= reach), and inside
+ * the type's range (or its fallback) when the type has one.  Such
+ * allocations share chunks with other allocations that lie within reach.
+ * Returns NULL with errno EINVAL for a bad type or size, a NULL target or a
+ * reach smaller than the size; ENOMEM when no address within reach is free.
  */
 EXECMEM_API void *execmem_alloc_near(enum execmem_type type, size_t size,
 				     const void *target, size_t reach);
@@ -201,9 +201,11 @@ EXECMEM_API void *execmem_alloc_near(enum execmem_type type, size_t size,
 /*
  * execmem_free - return an allocation of any arena.  Code memory is refilled
  * with trap instructions, data memory with zeros, before it can be reused.
- * Returns 0 (also for NULL), or -EINVAL for a pointer that is not the start
- * of a live allocation (unknown, interior, already freed); nothing is
- * touched then.
+ * Returns 0 (also for NULL); -EINVAL for a pointer that is not the start
+ * of a live allocation (unknown, interior, already freed); -EBUSY while a
+ * write window is open on it; or, in mprotect mode, the OS error that kept
+ * the memory from being refilled.  The allocation is untouched and still
+ * live after any error.
  */
 EXECMEM_API int execmem_free(void *addr);
 

@@ -352,13 +352,24 @@ static struct em_chunk *create_chunk(struct em_pool *pool, const struct em_windo
 	return c;
 }
 
+/* Unmap an unowned chunk; one the kernel will not unmap now is kept. */
 static void release_chunk(struct em_pool *pool, struct em_chunk *c)
 {
-	count_chunk(pool, c, -1);
-	em_addrmap_set(c->base, c->span, NULL);
-	em_chunk_unmap(c);
+	bool kept = em_chunk_unmap(c) != 0;
+	if (!kept) {
+		count_chunk(pool, c, -1);
+		em_addrmap_set(c->base, c->span, NULL);
+	}
 	em_lock(&pool->lock);
-	push(&pool->spare, c);
+	if (!kept) {
+		push(&pool->spare, c);
+	} else if (c->large) {
+		push(&pool->large, c); /* unmapped again when the arena goes */
+	} else {
+		push(&pool->retained, c);
+		pool->nretained++;
+		atomic_fetch_add(&pool->arena->nretained, 1);
+	}
 	em_unlock(&pool->lock);
 }
 

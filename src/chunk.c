@@ -64,7 +64,7 @@ static int map_aliased(struct em_chunk *c, const void *initial)
 	if (!rc)
 		rc = em_place_random(c->size, c->base, &alias);
 	if (!rc && (rc = map_fixed(alias, c->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd))) {
-		em_os_unmap(alias, c->size);
+		em_unreserve(alias, c->size);
 		alias = NULL;
 	}
 	if (!rc) {
@@ -81,7 +81,7 @@ static int map_aliased(struct em_chunk *c, const void *initial)
 	em_os_close(fd);
 	if (rc) {
 		if (alias)
-			em_os_unmap(alias, c->size);
+			em_unreserve(alias, c->size);
 		return rc;
 	}
 	c->alias = alias;
@@ -125,20 +125,28 @@ int em_chunk_map(struct em_chunk *c, const struct em_window *window, enum em_chu
 	c->huge = false;
 	rc = kind == EM_CHUNK_ALIASED ? map_aliased(c, NULL) : map_private(c, NULL);
 	if (rc) {
-		em_os_unmap(base, c->span);
+		em_unreserve(base, c->span);
 		return rc;
 	}
 	return 0;
 }
 
-void em_chunk_unmap(struct em_chunk *c)
+/*
+ * Unmap both views.  Returns an error, with the chunk intact and usable,
+ * when its main view cannot be unmapped; an alias that outlives two tries
+ * is lost (the kernel keeps refusing to unmap it).
+ */
+int em_chunk_unmap(struct em_chunk *c)
 {
+	int rc = em_unreserve((void *)c->base, c->span);
+	if (rc)
+		return rc;
 	if (c->alias)
-		em_os_unmap(c->alias, c->size);
-	em_os_unmap((void *)c->base, c->span);
+		em_unreserve(c->alias, c->size);
 	c->alias = NULL;
 	free(c->rw_refs);
 	c->rw_refs = NULL;
+	return 0;
 }
 
 /*
@@ -162,7 +170,7 @@ int em_chunk_privatize(struct em_chunk *c)
 			rc = em_toggle_guard_install();
 	}
 	free(copy);
-	em_os_unmap(old_alias, c->size);
+	em_unreserve(old_alias, c->size);
 	return rc;
 }
 
@@ -205,8 +213,11 @@ int em_chunk_close_pages(struct em_chunk *c, uintptr_t addr, size_t len)
 		if (idle && !run)
 			run = p;
 		if (!idle && run) {
-			/* On failure the run stays writable, never executable. */
+			/* On failure the run stays writable, never executable; the
+			 * fault guard repairs it when code there is next run. */
 			int err = em_os_protect((void *)run, p - run, (int)c->pool->prot);
+			if (err)
+				err = em_os_protect((void *)run, p - run, (int)c->pool->prot);
 			rc = rc ? rc : err;
 			run = 0;
 		}

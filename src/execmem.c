@@ -210,7 +210,9 @@ static int put(void *dst, const void *src, size_t len)
 	int rc = em_locate(c, (uintptr_t)dst, len, &start, &size);
 	if (rc || len == 0)
 		return rc;
-	if (c->kind != EM_CHUNK_ALIASED)
+	/* Private data needs no care at fork; writes through an alias or a
+	 * toggled page must not straddle it (see fork.c). */
+	if (c->kind == EM_CHUNK_PLAIN)
 		return em_chunk_put(c, (uintptr_t)dst, src, len);
 	if ((rc = em_write_enter()))
 		return rc;

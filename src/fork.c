@@ -6,8 +6,9 @@
  * child's end closes when it is done or dies), so that no write of the
  * parent can reach the child's copy before it is taken.  Without a pipe the
  * parent takes a copy of its own as well, so nobody writes the shared
- * memfd after the fork.  Lock-free writes through aliases pass a gate that
- * fork closes.
+ * memfd after the fork.  Writes that take no allocator lock (through an
+ * alias, or a page toggled writable) pass a gate that fork closes, so none
+ * is half done when the child is made.
  */
 #include "internal.h"
 

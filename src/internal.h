@@ -150,12 +150,13 @@ uintptr_t em_user_va_top(void);
 int em_place(const struct execmem_range *range, const struct em_window *window,
 	     size_t span, void **out);
 int em_place_random(size_t span, uintptr_t avoid, void **out);
+int em_unreserve(void *addr, size_t len);
 void em_near_window(uintptr_t image_lo, uintptr_t image_hi, size_t reach,
 		    uintptr_t *lo, uintptr_t *hi);
 
 /* chunk.c */
 int em_chunk_map(struct em_chunk *c, const struct em_window *window, enum em_chunk_kind kind);
-void em_chunk_unmap(struct em_chunk *c);
+int em_chunk_unmap(struct em_chunk *c);
 int em_chunk_privatize(struct em_chunk *c);
 int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len);
 int em_chunk_open_pages(struct em_chunk *c, uintptr_t addr, size_t len);

@@ -39,6 +39,14 @@ void em_near_window(uintptr_t image_lo, uintptr_t image_hi, size_t reach,
 		*hi = top;
 }
 
+int em_unreserve(void *addr, size_t len)
+{
+	/* Unmapping a whole mapping of ours fails only transiently (the kernel
+	 * short of memory for its bookkeeping): one retry, then report. */
+	int rc = em_os_unmap(addr, len);
+	return rc ? em_os_unmap(addr, len) : 0;
+}
+
 static int reserve_at(uintptr_t addr, size_t span, void **out)
 {
 	return em_os_map(out, (void *)addr, span, PROT_NONE,
@@ -48,6 +56,8 @@ static int reserve_at(uintptr_t addr, size_t span, void **out)
 /* Reserve span bytes, 2 MiB-aligned, wholly inside [lo, hi). */
 static int reserve_inside(uintptr_t lo, uintptr_t hi, size_t span, void **out)
 {
+	if (lo > UINTPTR_MAX - EM_CHUNK)
+		return -ENOMEM; /* no aligned slot starts this high */
 	lo = align_up(lo < EM_CHUNK ? EM_CHUNK : lo, EM_CHUNK);
 	if (hi <= lo || hi - lo < span)
 		return -ENOMEM;
@@ -72,10 +82,12 @@ static int reserve_anywhere(size_t span, void **out)
 	if (rc)
 		return rc;
 	uintptr_t start = (uintptr_t)raw, aligned = align_up(start, EM_CHUNK);
-	if (aligned > start)
-		em_os_unmap(raw, aligned - start);
-	if (start + EM_CHUNK > aligned)
-		em_os_unmap((void *)(aligned + span), start + EM_CHUNK - aligned);
+	size_t head = aligned - start, tail = EM_CHUNK - head;
+	if ((head && (rc = em_unreserve(raw, head))) ||
+	    (tail && (rc = em_unreserve((void *)(aligned + span), tail)))) {
+		em_unreserve(raw, span + EM_CHUNK); /* whatever of it is left */
+		return rc;
+	}
 	*out = (void *)aligned;
 	return 0;
 }

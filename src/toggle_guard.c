@@ -25,6 +25,21 @@ static bool page_in_flux(struct em_chunk *c, uintptr_t addr)
 	       atomic_load(&c->rw_refs[(addr - c->base) / page]) != 0;
 }
 
+/*
+ * A page whose return to its protection failed stays writable and not
+ * executable: give it its protection back, unless a writer holds it.
+ */
+static void repair(struct em_chunk *c, uintptr_t addr)
+{
+	struct em_lock *lock = &c->pool->toggle_lock;
+	uintptr_t page = (uintptr_t)em_os_page_size();
+	if (atomic_exchange_explicit(&lock->held, 1, memory_order_acquire))
+		return; /* a toggle is under way: the retry will see how it ended */
+	if (!atomic_load(&c->rw_refs[(addr - c->base) / page]))
+		em_os_protect((void *)(addr & ~(page - 1)), page, (int)c->pool->prot);
+	em_unlock(lock);
+}
+
 static bool ours_and_transient(siginfo_t *si)
 {
 	uintptr_t addr = (uintptr_t)si->si_addr;
@@ -38,10 +53,12 @@ static bool ours_and_transient(siginfo_t *si)
 			sched_yield();
 		return true;
 	}
-	/* Settled: the page may have been restored between the fault and now;
-	 * retry once, and call a second fault with nothing changed real. */
+	/* Settled: the page may have been restored between the fault and now,
+	 * or its restore may have failed; retry once, and call a second fault
+	 * with nothing changed real. */
 	if (last_addr == addr && last_gen == gen)
 		return false;
+	repair(c, addr);
 	last_addr = addr;
 	last_gen = gen;
 	return true;
