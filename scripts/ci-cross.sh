@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# ci-cross.sh - cross-build execmem (library, tools, tests) for aarch64 and
+# riscv64 with Debian's cross compilers, statically linked, and run the CTest
+# suite under qemu-user (CMAKE_CROSSCOMPILING_EMULATOR, set by the toolchain
+# files).  qemu-user runs code rewritten through the dual-mode alias stale,
+# so EXECMEM_TEST_QEMU_USER=1 tells the tests to check such code's bytes
+# instead of calling it; scripts/ci-qemu-system.sh runs those calls on an
+# emulated arm64 machine.
+#
+#   scripts/ci-cross.sh                  both architectures (~2-4 min)
+#   scripts/ci-cross.sh aarch64          one of them
+#   CTEST_ARGS="-R reliability" scripts/ci-cross.sh riscv64
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ARCHES=("$@")
+((${#ARCHES[@]})) || ARCHES=(aarch64 riscv64)
+JOBS=${JOBS:-2}
+
+log() { echo "ci-cross: $*"; }
+
+check_tools() {
+	local arch=$1 tool
+	for tool in "$arch-linux-gnu-gcc" "qemu-$arch" cmake ctest; do
+		if ! command -v "$tool" >/dev/null; then
+			echo "ci-cross: $tool missing: run scripts/install-deps.sh" >&2
+			exit 1
+		fi
+	done
+}
+
+build_and_test() {
+	local arch=$1
+	local build=$ROOT/build-$arch start=$SECONDS
+	check_tools "$arch"
+	log "$arch: configuring and building in $build"
+	cmake -S "$ROOT" -B "$build" -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/toolchain-$arch.cmake" \
+		-DCMAKE_BUILD_TYPE=RelWithDebInfo -DEXECMEM_WERROR=ON >/dev/null
+	cmake --build "$build" -j"$JOBS" >/dev/null
+	log "$arch: running the tests under qemu-$arch"
+	local status=0
+	# shellcheck disable=SC2086 # CTEST_ARGS holds several arguments
+	(cd "$build" && EXECMEM_TEST_QEMU_USER=1 ctest --output-on-failure -j"$JOBS" --timeout 300 ${CTEST_ARGS:-}) ||
+		status=$?
+	if ((status)); then
+		log "$arch: FAILED after $((SECONDS - start)) s"
+		return 1
+	fi
+	log "$arch: passed in $((SECONDS - start)) s"
+}
+
+failed=()
+for arch in "${ARCHES[@]}"; do
+	case "$arch" in
+	aarch64|riscv64) build_and_test "$arch" || failed+=("$arch") ;;
+	*) echo "ci-cross: unknown architecture $arch (aarch64, riscv64)" >&2; exit 1 ;;
+	esac
+done
+if ((${#failed[@]})); then
+	log "failed on: ${failed[*]}"
+	exit 1
+fi

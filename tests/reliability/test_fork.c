@@ -1,0 +1,225 @@
+/*
+ * test_fork.c - fork() must leave parent and child each with code of its
+ * own (the failures of PCRE2 issue 162 and of libffi closures after fork).
+ * While threads of the parent keep allocating, writing, calling and freeing,
+ * the main thread forks again and again.  Each child runs the code it
+ * inherited, rewrites some of it, allocates, writes, runs and frees from
+ * several threads, and checks that a rewrite the parent makes after the
+ * fork does not reach it; the parent checks that nothing the child did
+ * reaches it.  Both must exit cleanly.  The mode comes from EXECMEM_MODE.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "rtest.h"
+
+enum { ROUNDS = 8, CHURN_THREADS = 2, CHILD_ITERATIONS = 300, CHILD_SECONDS = 3 };
+
+static enum execmem_mode mode;
+static atomic_bool stop;
+static atomic_ulong churn_errors, churn_operations;
+
+static bool rewrite(void *code, uint32_t value)
+{
+	uint8_t bytes[RT_PROGRAM_MAX];
+	size_t len = rt_emit_return(bytes, value);
+	return execmem_write(code, bytes, len) == 0;
+}
+
+/* Allocates, writes, runs and frees programs; counts what goes wrong. */
+static void churn_once(uint64_t *seed)
+{
+	uint32_t value = (uint32_t)rt_random(seed);
+	void *code = rt_new_program(NULL, 16 + rt_random(seed) % 600, value);
+	bool ok = code && rt_program_returns(mode, code, value);
+	if (code) {
+		value ^= 0x5555u;
+		ok = rewrite(code, value) && rt_program_returns(mode, code, value) && ok;
+		ok = execmem_free(code) == 0 && ok;
+	}
+	if (!ok)
+		atomic_fetch_add(&churn_errors, 1);
+	atomic_fetch_add(&churn_operations, 1);
+}
+
+static void *churn_until_stopped(void *arg)
+{
+	uint64_t seed = (uintptr_t)arg;
+	while (!atomic_load(&stop))
+		churn_once(&seed);
+	return NULL;
+}
+
+static void *churn_a_while(void *arg)
+{
+	uint64_t seed = (uintptr_t)arg;
+	for (int i = 0; i < CHILD_ITERATIONS; i++)
+		churn_once(&seed);
+	return NULL;
+}
+
+/* The child allocates, writes, runs and frees from several threads. */
+static void churn_in_child(void)
+{
+	if (rt_no_threads_after_fork()) {
+		churn_a_while((void *)99); /* main() said why */
+		return;
+	}
+	pthread_t threads[CHURN_THREADS];
+	for (uintptr_t i = 0; i < CHURN_THREADS; i++)
+		pthread_create(&threads[i], NULL, churn_a_while, (void *)(i + 99));
+	for (int i = 0; i < CHURN_THREADS; i++)
+		pthread_join(threads[i], NULL);
+}
+
+/* Exit statuses of the child, one per way it can go wrong. */
+enum { CHILD_OK, CHILD_INHERITED_WRONG, CHILD_OWN_REWRITE_WRONG, CHILD_SAW_PARENT, CHILD_CHURN,
+       CHILD_PIPE, CHILD_FREE };
+
+struct shared_programs {
+	void *parent_code;     /* rewritten by the parent after each fork */
+	uint32_t parent_value; /* its value at the fork */
+	void *round_code;      /* rewritten by the child */
+	uint32_t round_value;
+};
+
+static int child(const struct shared_programs *p, int from_parent)
+{
+	if (!rt_program_returns(mode, p->parent_code, p->parent_value) ||
+	    !rt_program_returns(mode, p->round_code, p->round_value))
+		return CHILD_INHERITED_WRONG;
+	if (!rewrite(p->round_code, p->round_value + 1) ||
+	    !rt_program_returns(mode, p->round_code, p->round_value + 1))
+		return CHILD_OWN_REWRITE_WRONG;
+	churn_in_child();
+	if (atomic_load(&churn_errors))
+		return CHILD_CHURN;
+	char byte;
+	if (read(from_parent, &byte, 1) != 1)
+		return CHILD_PIPE;
+	/* The parent has rewritten parent_code by now: the child must not see it. */
+	if (!rt_program_returns(mode, p->parent_code, p->parent_value))
+		return CHILD_SAW_PARENT;
+	return execmem_free(p->round_code) == 0 ? CHILD_OK : CHILD_FREE;
+}
+
+static void fork_round(struct shared_programs *p, int round)
+{
+	int pipe_fds[2];
+	RT_CHECK(pipe(pipe_fds) == 0, "pipe");
+	p->round_value = 0x7000u + (uint32_t)round * 16;
+	p->round_code = rt_new_program(NULL, 64 + (size_t)round * 40, p->round_value);
+	RT_CHECK(p->round_code, "round program: errno %d", errno);
+	if (!p->round_code)
+		return;
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(pipe_fds[1]);
+		exit(child(p, pipe_fds[0])); /* exit(): atexit handlers and LeakSanitizer run */
+	}
+	close(pipe_fds[0]);
+	uint32_t new_value = p->parent_value + 1;
+	RT_CHECK(rewrite(p->parent_code, new_value), "parent rewrite");
+	RT_CHECK(write(pipe_fds[1], "x", 1) == 1, "pipe write");
+	close(pipe_fds[1]);
+	int status = rt_wait_child(pid, CHILD_SECONDS);
+	RT_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == CHILD_OK,
+		 "round %d: child status %#x (exit 1 inherited code wrong, 2 own rewrite, 3 saw parent's"
+		 " rewrite, 4 churn, 5 pipe, 6 free; signal 9: hung, killed)", round, status);
+	RT_CHECK(rt_program_returns(mode, p->parent_code, new_value), "parent lost its own rewrite");
+	RT_CHECK(rt_program_returns(mode, p->round_code, p->round_value), "round %d: the child's rewrite reached the parent", round);
+	p->parent_value = new_value;
+	RT_CHECK(execmem_free(p->round_code) == 0, "free of round program");
+}
+
+/* ---- fork in the middle of another thread's write ---- */
+
+struct big_writer {
+	uint8_t *big;
+	size_t len;
+	atomic_bool stop;
+};
+
+/* Rewrites a large allocation again and again: in mprotect mode its pages,
+ * and the neighbours sharing them, are writable (not executable) meanwhile. */
+static void *rewrite_big(void *arg)
+{
+	struct big_writer *w = arg;
+	uint8_t *bytes = malloc(w->len);
+	if (!bytes)
+		return NULL;
+	memset(bytes, 0, w->len);
+	while (!atomic_load(&w->stop))
+		execmem_write(w->big, bytes, w->len);
+	free(bytes);
+	return NULL;
+}
+
+/* A child forked at any moment must be able to run code it inherited, even
+ * code on a page another thread of the parent was writing at the fork. */
+static void test_fork_during_write(void)
+{
+	enum { FORKS = 40 };
+	uint32_t value = 0x2a2a;
+	void *neighbour = rt_new_program(NULL, 64, value);
+	struct big_writer w = { .len = 256 * 1024, .stop = false };
+	w.big = execmem_alloc(EXECMEM_CODE, w.len); /* usually right after the neighbour, same page */
+	pthread_t thread;
+	RT_CHECK(neighbour && w.big && pthread_create(&thread, NULL, rewrite_big, &w) == 0, "set-up");
+	if (!neighbour || !w.big)
+		return;
+	int bad = 0;
+	for (int i = 0; i < FORKS && bad < 2; i++) {
+		fflush(NULL);
+		pid_t pid = fork();
+		if (pid == 0)
+			_exit(rt_program_returns(mode, neighbour, value) ? 0 : 1);
+		int status = rt_wait_child(pid, CHILD_SECONDS);
+		bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+		RT_CHECK(ok, "fork %d during a write: child status %#x%s", i, status,
+			 WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL ? " (hung running inherited code)" : "");
+		bad += !ok;
+	}
+	atomic_store(&w.stop, true);
+	pthread_join(thread, NULL);
+	RT_CHECK(execmem_free(w.big) == 0 && execmem_free(neighbour) == 0, "frees");
+	printf("fork during a write: %d forks, %d bad children\n", FORKS, bad);
+}
+
+int main(void)
+{
+	mode = rt_mode_from_env();
+	rt_can_run_rewritten_code(mode); /* says once, before any fork, what qemu-user cannot run */
+	if (rt_no_threads_after_fork())
+		printf("NOTE: the children churn on one thread only: %s; the native and qemu-system runs"
+		       " churn from several\n", rt_no_threads_after_fork());
+	signal(SIGPIPE, SIG_IGN); /* a child that died must fail a check, not kill the parent */
+	printf("fork: %d rounds while %d threads churn, default arena in %s mode\n", ROUNDS, CHURN_THREADS,
+	       execmem_mode_name(mode));
+	struct shared_programs programs = { .parent_value = 0x4000 };
+	programs.parent_code = rt_new_program(NULL, 64, programs.parent_value);
+	RT_CHECK(programs.parent_code, "parent program: errno %d", errno);
+	if (!programs.parent_code)
+		return rt_finish("fork");
+	pthread_t threads[CHURN_THREADS];
+	for (uintptr_t i = 0; i < CHURN_THREADS; i++)
+		RT_CHECK(pthread_create(&threads[i], NULL, churn_until_stopped, (void *)(i + 1)) == 0, "thread");
+	for (int round = 0; round < ROUNDS; round++)
+		fork_round(&programs, round);
+	atomic_store(&stop, true);
+	for (int i = 0; i < CHURN_THREADS; i++)
+		pthread_join(threads[i], NULL);
+	RT_CHECK(atomic_load(&churn_errors) == 0, "%lu churn errors in the parent", atomic_load(&churn_errors));
+	RT_CHECK(execmem_free(programs.parent_code) == 0, "final free");
+	RT_CHECK(rt_count_wx_mappings() == 0, "a W+X mapping is left");
+	printf("fork: %d forks, %lu parent operations meanwhile\n", ROUNDS, atomic_load(&churn_operations));
+	test_fork_during_write();
+	return rt_finish("fork");
+}
