@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,7 +367,7 @@ static void test_placement(void)
 	execmem_module_unload(m);
 }
 
-static volatile int scanning;
+static atomic_int scanning; /* the watcher thread reads it */
 static int scan_found_wx;
 
 static void *scan_maps(void *arg)
