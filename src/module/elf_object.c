@@ -90,15 +90,18 @@ static int load_section(struct mod_object *obj, uint32_t index, const Elf64_Shdr
 {
 	struct mod_section *sec = &obj->sections[index];
 
-	sec->type = sh->sh_type;
-	sec->flags = sh->sh_flags;
-	sec->size = sh->sh_size;
-	sec->align = sh->sh_addralign ? sh->sh_addralign : 1;
-	sec->entsize = sh->sh_entsize;
-	sec->offset = sh->sh_offset;
-	sec->link = sh->sh_link;
-	sec->info = sh->sh_info;
-	sec->region = REGION_NONE;
+	/* Every field: the array is not zeroed (it is large and written once). */
+	*sec = (struct mod_section){
+		.type = sh->sh_type,
+		.flags = sh->sh_flags,
+		.size = sh->sh_size,
+		.align = sh->sh_addralign ? sh->sh_addralign : 1,
+		.entsize = sh->sh_entsize,
+		.offset = sh->sh_offset,
+		.link = sh->sh_link,
+		.info = sh->sh_info,
+		.region = REGION_NONE,
+	};
 	if (!is_power_of_two(sec->align))
 		return bad(obj->name, "section alignment is not a power of two");
 	if (sec->type == SHT_NOBITS || sec->type == SHT_NULL)
@@ -109,31 +112,59 @@ static int load_section(struct mod_object *obj, uint32_t index, const Elf64_Shdr
 	return 0;
 }
 
-static int compare_offsets(const void *a, const void *b)
+/* The bytes of one section in the file: [start, end). */
+struct file_range {
+	uint64_t start, end;
+};
+
+/*
+ * Sort n ranges by start with an LSD radix sort, a byte per pass, as many
+ * passes as the file size needs (3 for a few MiB).  Objects built with
+ * -ffunction-sections have thousands of sections, and a comparison sort
+ * through qsort() was the largest part of parsing them; this one is linear
+ * whatever the input, hostile or not.  Sorts from one of the two buffers
+ * into the other per pass; returns the one holding the result.
+ */
+static struct file_range *sort_ranges(struct file_range *ranges, struct file_range *spare,
+				      uint32_t n, uint64_t file_size)
 {
-	const struct mod_section *x = *(const struct mod_section *const *)a;
-	const struct mod_section *y = *(const struct mod_section *const *)b;
-	return x->offset < y->offset ? -1 : x->offset > y->offset;
+	for (unsigned shift = 0; shift < 64 && (file_size >> shift) != 0; shift += 8) {
+		uint32_t start_of[257] = { 0 };
+		for (uint32_t i = 0; i < n; i++)
+			start_of[((ranges[i].start >> shift) & 0xff) + 1]++;
+		for (unsigned d = 0; d < 256; d++)
+			start_of[d + 1] += start_of[d];
+		for (uint32_t i = 0; i < n; i++)
+			spare[start_of[(ranges[i].start >> shift) & 0xff]++] = ranges[i];
+		struct file_range *sorted = spare;
+		spare = ranges;
+		ranges = sorted;
+	}
+	return ranges;
 }
 
 /* Two sections whose contents overlap in the file are malformed (and would
- * let one section's relocation rewrite another's bytes). */
+ * let one section's relocation rewrite another's bytes).  In start order,
+ * any overlap shows between neighbours. */
 static int check_overlaps(struct mod_object *obj)
 {
-	struct mod_section **order = calloc(obj->nsections, sizeof(*order));
+	struct file_range *ranges = malloc(2 * (size_t)obj->nsections * sizeof(*ranges));
 	uint32_t n = 0;
 	int err = 0;
 
-	if (!order)
+	if (!ranges)
 		return mod_error(ENOMEM, "%s: out of memory", obj->name);
-	for (uint32_t i = 1; i < obj->nsections; i++)
-		if (obj->sections[i].data && obj->sections[i].size)
-			order[n++] = &obj->sections[i];
-	qsort(order, n, sizeof(*order), compare_offsets);
+	for (uint32_t i = 1; i < obj->nsections; i++) {
+		const struct mod_section *sec = &obj->sections[i];
+		if (sec->data && sec->size)      /* inside the file: no overflow */
+			ranges[n++] = (struct file_range){ sec->offset, sec->offset + sec->size };
+	}
+	const struct file_range *order = sort_ranges(ranges, ranges + obj->nsections, n,
+						     obj->image_size);
 	for (uint32_t i = 1; i < n && !err; i++)
-		if (order[i - 1]->offset + order[i - 1]->size > order[i]->offset)
+		if (order[i - 1].end > order[i].start)
 			err = bad(obj->name, "sections overlap in the file");
-	free(order);
+	free(ranges);
 	return err;
 }
 
@@ -226,7 +257,8 @@ static int load_symbols(struct mod_object *obj)
 	if (count > MOD_MAX_SYMBOLS)
 		return bad(obj->name, "too many symbols");
 	obj->nsymbols = (uint32_t)count;
-	obj->symbols = calloc(count ? count : 1, sizeof(*obj->symbols));
+	/* Not zeroed: load_symbol() sets every field of every symbol. */
+	obj->symbols = malloc((count ? count : 1) * sizeof(*obj->symbols));
 	if (!obj->symbols)
 		return mod_error(ENOMEM, "%s: out of memory for %llu symbols", obj->name,
 				 (unsigned long long)count);
@@ -278,7 +310,7 @@ int mod_object_parse(struct mod_object *obj, const uint8_t *image, size_t size, 
 	if (err)
 		return err;
 	obj->machine = eh.e_machine;
-	obj->sections = calloc(obj->nsections, sizeof(*obj->sections));
+	obj->sections = malloc(obj->nsections * sizeof(*obj->sections));   /* load_section() */
 	if (!obj->sections)
 		return mod_error(ENOMEM, "%s: out of memory", name);
 	for (uint32_t i = 0; i < obj->nsections && !err; i++) {
@@ -304,11 +336,11 @@ void mod_object_release(struct mod_object *obj)
 	free(obj->sections);
 	free(obj->symbols);
 	free(obj->entry);
-	free(obj->local_got);
+	free(obj->got_slot);
 	free(obj->address);
 	obj->sections = NULL;
 	obj->symbols = NULL;
 	obj->entry = NULL;
-	obj->local_got = NULL;
+	obj->got_slot = NULL;
 	obj->address = NULL;
 }

@@ -379,12 +379,24 @@ static void give_dso_handle(struct load *ld)
 	ld->dso_handle_entry = i + 1;
 }
 
+/* How many global symbols with a name the objects have: at least as many
+ * as the table will hold, so it is sized once and never grows.  Objects
+ * have more local than global symbols (sections, statics, string labels),
+ * and the table's entries are large. */
+static uint32_t count_global_names(const struct load *ld)
+{
+	uint64_t n = 0;
+	for (uint32_t o = 0; o < ld->nobjects; o++)
+		for (uint32_t i = 1; i < ld->objects[o].nsymbols; i++) {
+			const struct mod_symbol *sym = &ld->objects[o].symbols[i];
+			n += is_global(sym) && sym->name[0] != '\0';
+		}
+	return n < MOD_MAX_SYMBOLS ? (uint32_t)n : MOD_MAX_SYMBOLS;   /* the table's limit */
+}
+
 int load_build_symbols(struct load *ld)
 {
-	uint32_t total = 0;
-	for (uint32_t o = 0; o < ld->nobjects; o++)
-		total += ld->objects[o].nsymbols;
-	if (mod_symtab_init(&ld->globals, total / 2 + 16))
+	if (mod_symtab_init(&ld->globals, count_global_names(ld) + 16))
 		return mod_error(ENOMEM, "%s: out of memory for symbols", ld->name);
 	for (uint32_t o = 0; o < ld->nobjects; o++) {
 		struct mod_object *obj = &ld->objects[o];

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "load.h"
+#include "reloc_engine.h"
 
 /* ------------------------------------------------------------------ */
 /* 4. scan relocations                                                 */
@@ -40,34 +41,38 @@ static int add_slot(struct slot_list *list, int32_t entry, uint32_t object, uint
 	return 0;
 }
 
+/*
+ * Give symbol i of object o a GOT slot, once.  A global's slot is shared by
+ * every object of the module (it is kept in its entry); obj->got_slot holds
+ * each symbol's slot as well, so that applying relocations reads one small
+ * array instead of the large table of global entries.
+ */
 static int need_got(struct load *ld, uint32_t o, uint32_t i)
 {
 	struct mod_object *obj = &ld->objects[o];
-	int32_t entry = obj->entry[i];
-	int32_t *slot;
 
-	if (entry >= 0) {
-		slot = &ld->globals.entries[entry].got_slot;
-	} else {
-		if (!obj->local_got) {
-			obj->local_got = malloc(obj->nsymbols * sizeof(*obj->local_got));
-			if (!obj->local_got)
-				return -ENOMEM;
-			memset(obj->local_got, 0xff, obj->nsymbols * sizeof(*obj->local_got));
-		}
-		slot = &obj->local_got[i];
+	if (!obj->got_slot) {
+		obj->got_slot = malloc(obj->nsymbols * sizeof(*obj->got_slot));
+		if (!obj->got_slot)
+			return -ENOMEM;
+		memset(obj->got_slot, 0xff, obj->nsymbols * sizeof(*obj->got_slot));
 	}
-	return *slot >= 0 ? 0 : add_slot(&ld->got, entry, o, i, slot);
+	if (obj->got_slot[i] >= 0)
+		return 0;
+	int32_t entry = obj->entry[i];
+	int32_t *slot = entry >= 0 ? &ld->globals.entries[entry].got_slot : &obj->got_slot[i];
+	if (*slot < 0 && add_slot(&ld->got, entry, o, i, slot))
+		return -ENOMEM;
+	obj->got_slot[i] = *slot;
+	return 0;
 }
 
 /* Imports may lie anywhere: give them a PLT stub in case they are far. */
 static int need_plt(struct load *ld, uint32_t o, uint32_t i)
 {
-	int32_t entry = ld->objects[o].entry[i];
-	if (entry < 0 || ld->globals.entries[entry].state != ENTRY_UNDEFINED)
-		return 0;
-	struct mod_entry *e = &ld->globals.entries[entry];
-	return e->plt_slot >= 0 ? 0 : add_slot(&ld->plt, entry, o, i, &e->plt_slot);
+	struct mod_entry *e = &ld->globals.entries[ld->objects[o].entry[i]];
+	return e->plt_slot >= 0 ? 0 : add_slot(&ld->plt, ld->objects[o].entry[i], o, i,
+					       &e->plt_slot);
 }
 
 static const char *symbol_name(const struct mod_object *obj, uint32_t i)
@@ -91,10 +96,55 @@ static int unsupported_reloc(const struct load *ld, const struct mod_object *obj
 			 (unsigned long long)offset);
 }
 
-static int scan_one(struct load *ld, uint32_t o, const struct mod_section *rel,
-		    const Elf64_Rela *r)
+/* A relocation cannot use this symbol: thread-local, or defined in a
+ * section that is not loaded. */
+static int symbol_unusable(const struct mod_object *obj, uint32_t i)
 {
-	struct mod_object *obj = &ld->objects[o];
+	const struct mod_symbol *sym = &obj->symbols[i];
+	return sym->type == STT_TLS || (i && sym->shndx != SHN_UNDEF &&
+					sym->shndx < SHN_LORESERVE &&
+					obj->sections[sym->shndx].region == REGION_NONE);
+}
+
+/* Why a relocation cannot use its symbol (symbol_unusable() said so). */
+static int unusable_symbol_error(const struct mod_object *obj, const struct mod_section *rel,
+				 const struct mod_howto *howto, uint32_t i, uint64_t offset)
+{
+	const struct mod_symbol *sym = &obj->symbols[i];
+	if (sym->type == STT_TLS)
+		return mod_error(ENOTSUP, "%s: section %s: %s against '%s': thread-local storage "
+				 "is not supported", obj->name, rel->name, howto->name, sym->name);
+	return mod_error(ENOTSUP, "%s: section %s: %s against '%s' at offset 0x%llx refers "
+			 "to section %s, which is not loaded", obj->name, rel->name,
+			 howto->name, symbol_name(obj, i), (unsigned long long)offset,
+			 obj->sections[sym->shndx].name);
+}
+
+/* What the scan needs to know of a symbol, worked out once per symbol:
+ * tens of thousands of relocations refer to a few thousand symbols. */
+#define SYMBOL_UNUSABLE 0x01   /* symbol_unusable() */
+#define SYMBOL_IMPORT   0x02   /* a global the module does not define */
+
+static uint8_t *classify_symbols(const struct load *ld, const struct mod_object *obj)
+{
+	uint8_t *kinds = malloc(obj->nsymbols ? obj->nsymbols : 1);
+	if (!kinds) {
+		mod_error(ENOMEM, "%s: out of memory", ld->name);
+		return NULL;
+	}
+	for (uint32_t i = 0; i < obj->nsymbols; i++) {
+		int32_t entry = obj->entry[i];
+		int import = entry >= 0 && ld->globals.entries[entry].state == ENTRY_UNDEFINED;
+		kinds[i] = (uint8_t)((symbol_unusable(obj, i) ? SYMBOL_UNUSABLE : 0) |
+				     (import ? SYMBOL_IMPORT : 0));
+	}
+	return kinds;
+}
+
+static int scan_one(struct load *ld, uint32_t o, const struct mod_section *rel,
+		    const uint8_t *kinds, const Elf64_Rela *r)
+{
+	const struct mod_object *obj = &ld->objects[o];
 	uint32_t type = (uint32_t)ELF64_R_TYPE(r->r_info);
 	uint64_t symbol = ELF64_R_SYM(r->r_info);
 
@@ -104,20 +154,13 @@ static int scan_one(struct load *ld, uint32_t o, const struct mod_section *rel,
 	const struct mod_howto *howto = mod_howto_for(ld->arch, type);
 	if (!howto)
 		return unsupported_reloc(ld, obj, rel, type, (uint32_t)symbol, r->r_offset);
-	const struct mod_symbol *sym = &obj->symbols[symbol];
-	if (sym->type == STT_TLS)
-		return mod_error(ENOTSUP, "%s: section %s: %s against '%s': thread-local storage "
-				 "is not supported", obj->name, rel->name, howto->name, sym->name);
-	if (symbol && sym->shndx != SHN_UNDEF && sym->shndx < SHN_LORESERVE &&
-	    obj->sections[sym->shndx].region == REGION_NONE)
-		return mod_error(ENOTSUP, "%s: section %s: %s against '%s' at offset 0x%llx refers "
-				 "to section %s, which is not loaded", obj->name, rel->name,
-				 howto->name, symbol_name(obj, (uint32_t)symbol),
-				 (unsigned long long)r->r_offset, obj->sections[sym->shndx].name);
+	if (kinds[symbol] & SYMBOL_UNUSABLE)
+		return unusable_symbol_error(obj, rel, howto, (uint32_t)symbol, r->r_offset);
 	int err = 0;
 	if (howto->flags & HOWTO_GOT)
 		err = need_got(ld, o, (uint32_t)symbol);
-	if (!err && (howto->flags & (HOWTO_BRANCH | HOWTO_LOW32)))
+	if (!err && (howto->flags & (HOWTO_BRANCH | HOWTO_LOW32)) &&
+	    (kinds[symbol] & SYMBOL_IMPORT))
 		err = need_plt(ld, o, (uint32_t)symbol);
 	if (err)
 		return mod_error(ENOMEM, "%s: out of memory", ld->name);
@@ -130,41 +173,52 @@ static int scan_one(struct load *ld, uint32_t o, const struct mod_section *rel,
 	return 0;
 }
 
-/* The section a relocation section patches, or NULL when it is not loaded. */
-static const struct mod_section *patched_section(const struct mod_object *obj,
-						 const struct mod_section *rel)
+/* The index of the section a relocation section patches, or 0 when sec is
+ * not a relocation section or patches a section that is not loaded. */
+static uint32_t patched_section(const struct mod_object *obj, const struct mod_section *sec)
 {
-	if (rel->type != SHT_RELA && rel->type != SHT_REL)
-		return NULL;
-	const struct mod_section *target = &obj->sections[rel->info];
-	return target->region == REGION_NONE ? NULL : target;
+	if (sec->type != SHT_RELA && sec->type != SHT_REL)
+		return 0;
+	return obj->sections[sec->info].region == REGION_NONE ? 0 : sec->info;
+}
+
+static int scan_section(struct load *ld, uint32_t o, const struct mod_section *rel,
+			const struct mod_section *target, const uint8_t *kinds)
+{
+	const struct mod_object *obj = &ld->objects[o];
+	if (rel->type == SHT_REL)
+		return mod_error(ENOTSUP, "%s: section %s: SHT_REL relocations are not "
+				 "supported", obj->name, rel->name);
+	if (target->type == SHT_NOBITS && rel->size)
+		return mod_error(ENOEXEC, "%s: section %s relocates %s, which has no "
+				 "contents", obj->name, rel->name, target->name);
+	uint64_t n = rel->size / sizeof(Elf64_Rela);
+	for (uint64_t k = 0; k < n; k++) {
+		Elf64_Rela r;
+		read_rela(rel, k, &r);
+		int err = scan_one(ld, o, rel, kinds, &r);
+		if (err)
+			return err;
+	}
+	ld->relocations += n;
+	return 0;
 }
 
 int load_scan_relocations(struct load *ld)
 {
 	for (uint32_t o = 0; o < ld->nobjects; o++) {
-		struct mod_object *obj = &ld->objects[o];
-		for (uint32_t s = 1; s < obj->nsections; s++) {
+		const struct mod_object *obj = &ld->objects[o];
+		uint8_t *kinds = classify_symbols(ld, obj);
+		int err = kinds ? 0 : -ENOMEM;
+		for (uint32_t s = 1; s < obj->nsections && !err; s++) {
 			const struct mod_section *rel = &obj->sections[s];
-			const struct mod_section *target = patched_section(obj, rel);
-			if (!target)
-				continue;
-			if (rel->type == SHT_REL)
-				return mod_error(ENOTSUP, "%s: section %s: SHT_REL relocations are not "
-						 "supported", obj->name, rel->name);
-			if (target->type == SHT_NOBITS && rel->size)
-				return mod_error(ENOEXEC, "%s: section %s relocates %s, which has no "
-						 "contents", obj->name, rel->name, target->name);
-			uint64_t n = rel->size / sizeof(Elf64_Rela);
-			for (uint64_t k = 0; k < n; k++) {
-				Elf64_Rela r;
-				read_rela(rel, k, &r);
-				int err = scan_one(ld, o, rel, &r);
-				if (err)
-					return err;
-			}
-			ld->relocations += n;
+			uint32_t target = patched_section(obj, rel);
+			if (target)
+				err = scan_section(ld, o, rel, &obj->sections[target], kinds);
 		}
+		free(kinds);
+		if (err)
+			return err;
 	}
 	return 0;
 }
@@ -244,11 +298,11 @@ int load_compute_addresses(struct load *ld)
 }
 
 /*
- * Open a write window on every region and copy the sections in.  Execmem
- * hands out code memory filled with traps and data memory filled with
- * zeros, so gaps and .bss need no work, and linking in place saves a
- * private copy of the whole module.  Code stays unreachable until the
- * windows close (load_close_windows()), which publishes it.
+ * Open a write window on every block.  Execmem hands out code memory
+ * filled with traps and data memory filled with zeros, so gaps and .bss
+ * need no work, and linking in place saves a private copy of the whole
+ * module.  Code stays unreachable until the windows close
+ * (load_close_windows()), which publishes it.
  */
 int load_open_windows(struct load *ld)
 {
@@ -261,14 +315,6 @@ int load_open_windows(struct load *ld)
 					 ld->name, mod_type_name(b->type), strerror(errno));
 		b->window = w;
 		b->image = w + (b->base - (uintptr_t)b->alloc);
-	}
-	for (uint32_t o = 0; o < ld->nobjects; o++) {
-		const struct mod_object *obj = &ld->objects[o];
-		for (uint32_t s = 1; s < obj->nsections; s++) {
-			const struct mod_section *sec = &obj->sections[s];
-			if (sec->region != REGION_NONE && sec->data && sec->size)
-				memcpy(section_image(ld, sec), sec->data, sec->size);
-		}
 	}
 	return 0;
 }
@@ -289,13 +335,6 @@ int load_close_windows(struct load *ld)
 					  mod_type_name(b->type), strerror(-err));
 	}
 	return first;
-}
-
-static uintptr_t got_entry_address(const struct load *ld, const struct mod_object *obj, uint32_t i)
-{
-	int32_t entry = obj->entry[i];
-	int32_t slot = entry >= 0 ? ld->globals.entries[entry].got_slot : obj->local_got[i];
-	return got_base(ld) + (uint64_t)slot * 8;
 }
 
 /* Is the import a function?  Asked only when a 32-bit absolute address of
@@ -343,66 +382,114 @@ static int reloc_failure(const struct mod_object *obj,
 			 (unsigned long long)offset, detail ? detail : "failed", hint);
 }
 
-/* One relocation of target, whose final address is P0 and whose bytes are
- * writable at loc0.  scan_one() has checked its type and symbol. */
-static int apply_one(struct load *ld, struct mod_object *obj, const struct mod_section *target,
-		     uintptr_t P0, uint8_t *loc0, const Elf64_Rela *r)
+/*
+ * What every relocation of one relocation section shares, read once per
+ * section.  Kept in a local so that the compiler can hold it in registers:
+ * stores into the module's bytes go through uint8_t pointers, which may
+ * alias anything, and would otherwise force every field to be reloaded
+ * from the load state after each relocation.
+ */
+struct reloc_pass {
+	struct load *ld;
+	struct mod_object *obj;
+	const struct mod_section *target;
+	const struct mod_howto *howtos;   /* checked by scan_one() */
+	const uintptr_t *address;         /* final address of each symbol */
+	const int32_t *got_slot;          /* GOT slot of each symbol (need_got()) */
+	uintptr_t P0;                     /* final address of target */
+	uint8_t *loc0;                    /* its bytes, writable */
+	uint64_t size;                    /* its size */
+	uintptr_t GOT;                    /* GOT base, or 0 */
+};
+
+/* One relocation of the pass's section.  scan_one() has checked its type
+ * and symbol. */
+static int apply_one(const struct reloc_pass *rp, const Elf64_Rela *r)
 {
 	uint32_t symbol = (uint32_t)ELF64_R_SYM(r->r_info);
-	const struct mod_howto *howto = &ld->arch->howtos[ELF64_R_TYPE(r->r_info)];
+	const struct mod_howto *howto = &rp->howtos[ELF64_R_TYPE(r->r_info)];
 	const char *detail = NULL;
 
-	if (r->r_offset > target->size)
-		return reloc_failure(obj, target, howto, symbol, r->r_offset, 0,
+	if (r->r_offset > rp->size)
+		return reloc_failure(rp->obj, rp->target, howto, symbol, r->r_offset, 0,
 				     "offset outside the section", -EINVAL);
 	struct mod_reloc_site site = {
-		.S = obj->address[symbol],
+		.S = rp->address[symbol],
 		.A = (uint64_t)r->r_addend,
-		.P = P0 + r->r_offset,
-		.loc = loc0 + r->r_offset,
-		.room = target->size - r->r_offset,
+		.P = rp->P0 + r->r_offset,
+		.GOT = rp->GOT,
+		.loc = rp->loc0 + r->r_offset,
+		.room = rp->size - r->r_offset,
 	};
-	if (howto->flags & HOWTO_USES_GOT)
-		site.GOT = got_base(ld);
 	if (howto->flags & HOWTO_GOT) {
-		site.G = got_entry_address(ld, obj, symbol);
+		site.G = rp->GOT + (uint64_t)rp->got_slot[symbol] * 8;
 		if (howto->value == VAL_GOT_PAGE && r->r_addend)
-			return reloc_failure(obj, target, howto, symbol, r->r_offset, site.S,
+			return reloc_failure(rp->obj, rp->target, howto, symbol, r->r_offset, site.S,
 					     "GOT relocation with a non-zero addend", -ENOTSUP);
 	}
-	int err = mod_reloc_apply(howto, &site, &detail);
+	int err = reloc_engine_apply(howto, &site, &detail);
 	/* Out of reach: a branch (or a function address in a 32-bit field)
 	 * may use the symbol's PLT stub, which lies near the module. */
 	if (err == -ERANGE && (howto->flags & (HOWTO_BRANCH | HOWTO_LOW32))) {
 		uintptr_t S = site.S;
-		site.S = plt_stub_address(ld, obj, symbol, howto);
+		site.S = plt_stub_address(rp->ld, rp->obj, symbol, howto);
 		if (site.S)
-			err = mod_reloc_apply(howto, &site, &detail);
+			err = reloc_engine_apply(howto, &site, &detail);
 		site.S = S;
 	}
-	return err ? reloc_failure(obj, target, howto, symbol, r->r_offset, site.S,
+	return err ? reloc_failure(rp->obj, rp->target, howto, symbol, r->r_offset, site.S,
 				   detail, err) : 0;
 }
 
+static int apply_section(struct load *ld, struct mod_object *obj, const struct mod_section *rel,
+			 const struct mod_section *target)
+{
+	const struct reloc_pass rp = {
+		.ld = ld, .obj = obj, .target = target, .howtos = ld->arch->howtos,
+		.address = obj->address, .got_slot = obj->got_slot, .P0 = section_address(ld, target),
+		.loc0 = section_image(ld, target), .size = target->size, .GOT = got_base(ld),
+	};
+	uint64_t n = rel->size / sizeof(Elf64_Rela);
+	for (uint64_t k = 0; k < n; k++) {
+		Elf64_Rela r;
+		read_rela(rel, k, &r);
+		int err = apply_one(&rp, &r);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* Copy a loaded section's bytes into its block, once. */
+static void copy_section(struct load *ld, struct mod_section *sec)
+{
+	if (sec->copied || sec->region == REGION_NONE || !sec->data || !sec->size)
+		return;
+	memcpy(section_image(ld, sec), sec->data, sec->size);
+	sec->copied = 1;
+}
+
+/*
+ * Copy every loaded section in and apply its relocations right after, while
+ * its bytes are still in the cache: a module's code is larger than the
+ * cache, so copying all of it first and relocating it afterwards read it
+ * back from memory.  A relocation section may come before the section it
+ * patches; that section is then copied first.
+ */
 int load_apply_relocations(struct load *ld)
 {
 	for (uint32_t o = 0; o < ld->nobjects; o++) {
 		struct mod_object *obj = &ld->objects[o];
 		for (uint32_t s = 1; s < obj->nsections; s++) {
-			const struct mod_section *rel = &obj->sections[s];
-			const struct mod_section *target = patched_section(obj, rel);
+			struct mod_section *sec = &obj->sections[s];
+			uint32_t target = patched_section(obj, sec);
+			copy_section(ld, sec);
 			if (!target)
 				continue;
-			uint64_t n = rel->size / sizeof(Elf64_Rela);
-			uintptr_t P0 = section_address(ld, target);
-			uint8_t *loc0 = section_image(ld, target);
-			for (uint64_t k = 0; k < n; k++) {
-				Elf64_Rela r;
-				read_rela(rel, k, &r);
-				int err = apply_one(ld, obj, target, P0, loc0, &r);
-				if (err)
-					return err;
-			}
+			copy_section(ld, &obj->sections[target]);
+			int err = apply_section(ld, obj, sec, &obj->sections[target]);
+			if (err)
+				return err;
 		}
 	}
 	return 0;

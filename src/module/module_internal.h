@@ -5,8 +5,9 @@
  *   elf_object.c  parse and validate one ELF relocatable object
  *   archive.c     split a static archive into its members
  *   symtab.c      the module-wide table of global symbols (name -> entry)
- *   reloc.c       apply relocations, one framework for every architecture,
- *                 driven by the per-architecture tables of
+ *   reloc.c       apply relocations, one framework for every architecture
+ *                 (its engine inline in reloc_engine.h), driven by the
+ *                 per-architecture tables of
  *   reloc_x86_64.c / reloc_aarch64.c
  *   registry.c    loaded modules, their exports and dependencies
  *   loader.c      layout, placement, linking, constructors
@@ -70,10 +71,11 @@ enum mod_region {
 struct mod_section {
 	const char *name;
 	uint32_t type, link, info;
+	int region;                   /* enum mod_region */
 	uint64_t flags, size, align, entsize, offset;
 	const uint8_t *data;          /* NULL for SHT_NOBITS */
-	int region;                   /* enum mod_region */
 	uint32_t block;               /* index of its block */
+	int copied;                   /* its bytes are in the block (stage 7) */
 	uint64_t block_offset;        /* where it lies inside the block */
 };
 
@@ -96,7 +98,7 @@ struct mod_object {
 	uint32_t symtab_index;        /* 0 when the object has no symbol table */
 	/* filled by the loader: */
 	int32_t *entry;               /* per symbol: global table entry or -1 for locals */
-	int32_t *local_got;           /* per symbol: GOT slot of a local, or -1; lazily made */
+	int32_t *got_slot;            /* per symbol: its GOT slot, or -1; lazily made */
 	uintptr_t *address;           /* per symbol: final address */
 };
 

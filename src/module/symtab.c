@@ -42,7 +42,8 @@ int mod_symtab_init(struct mod_symtab *table, uint32_t expected)
 {
 	memset(table, 0, sizeof(*table));
 	table->capacity = expected < 16 ? 16 : expected;
-	table->entries = calloc(table->capacity, sizeof(*table->entries));
+	/* Not zeroed: mod_symtab_intern() clears each entry it hands out. */
+	table->entries = malloc(table->capacity * sizeof(*table->entries));
 	if (!table->entries || make_slots(table, table->capacity)) {
 		mod_symtab_release(table);
 		return -ENOMEM;

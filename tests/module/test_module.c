@@ -12,6 +12,7 @@
  * The host's own functions used by modules are exported (ENABLE_EXPORTS).
  */
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -465,22 +466,37 @@ static void test_concurrent_loads(void)
 	CHECK(bad[0] == NULL && bad[1] == NULL, "concurrent loads failed");
 }
 
+/* The bytes of a module built in the work directory, or 0 (a failure). */
+static size_t read_work_file(const char *name, uint8_t *buffer, size_t capacity)
+{
+	char path[1024];
+	path_in_work(path, sizeof(path), name);
+	FILE *f = fopen(path, "rb");
+	size_t size = f ? fread(buffer, 1, capacity, f) : 0;
+	if (f)
+		fclose(f);
+	CHECK(size > 0, "cannot read %s", path);
+	return size;
+}
+
+/* Options that link a module without running it or exporting its symbols. */
+static void link_only_options(struct execmem_module_options *opt)
+{
+	execmem_module_options_init(opt);
+	opt->flags = EXECMEM_MODULE_LINK_ONLY | EXECMEM_MODULE_NO_EXPORT;
+	opt->resolver = static_host_resolver;
+}
+
 /* Truncated and corrupted objects must fail cleanly (or load), never crash. */
 static void test_malformed(void)
 {
-	char path[1024];
-	path_in_work(path, sizeof(path), "m_libc.o");
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return failures++, (void)0;
 	static uint8_t good[1 << 20];
-	size_t size = fread(good, 1, sizeof(good), f);
-	fclose(f);
+	size_t size = read_work_file("m_libc.o", good, sizeof(good));
+	if (!size)
+		return;
 	uint8_t *copy = malloc(size);
 	struct execmem_module_options opt;
-	execmem_module_options_init(&opt);
-	opt.flags = EXECMEM_MODULE_LINK_ONLY | EXECMEM_MODULE_NO_EXPORT;
-	opt.resolver = static_host_resolver;
+	link_only_options(&opt);
 	size_t before = live_allocations();
 	uint64_t seed = 12345;
 	int rejected = 0;
@@ -511,6 +527,49 @@ static void test_malformed(void)
 	struct execmem_module *m = NULL;
 	CHECK(execmem_module_load_buffer("hello", 5, "text", NULL, &m) == -ENOEXEC, "not ELF");
 	CHECK(strstr(execmem_module_last_error(), "ELF"), "message: %s", execmem_module_last_error());
+}
+
+/*
+ * Two sections whose bytes overlap in the file are refused, whatever the
+ * order of their headers: the last PROGBITS section is moved onto the
+ * first, so the check must sort the sections by offset to see it.
+ */
+static void test_overlapping_sections(void)
+{
+	static uint8_t image[1 << 20];
+	size_t size = read_work_file("m_libc.o", image, sizeof(image));
+	Elf64_Ehdr eh;
+	Elf64_Shdr first = { 0 }, last = { 0 };
+	int first_index = -1, last_index = -1;
+
+	if (size < sizeof(eh))
+		return;
+	memcpy(&eh, image, sizeof(eh));
+	for (int i = 1; i < eh.e_shnum; i++) {
+		Elf64_Shdr sh;
+		memcpy(&sh, image + eh.e_shoff + (size_t)i * sizeof(sh), sizeof(sh));
+		if (sh.sh_type != SHT_PROGBITS || sh.sh_size == 0)
+			continue;
+		if (first_index < 0) {
+			first_index = i;
+			first = sh;
+		}
+		last_index = i;
+		last = sh;
+	}
+	CHECK(first_index > 0 && last_index > first_index, "two PROGBITS sections in m_libc.o");
+	if (first_index <= 0 || last_index <= first_index || first.sh_offset + last.sh_size > size)
+		return;
+	last.sh_offset = first.sh_offset;
+	memcpy(image + eh.e_shoff + (size_t)last_index * sizeof(last), &last, sizeof(last));
+
+	struct execmem_module_options opt;
+	struct execmem_module *m = NULL;
+	link_only_options(&opt);
+	int err = execmem_module_load_buffer(image, size, "overlap.o", &opt, &m);
+	CHECK(err == -ENOEXEC && !m, "overlapping sections: %d", err);
+	CHECK(strstr(execmem_module_last_error(), "overlap"), "message: %s",
+	      execmem_module_last_error());
 }
 
 /* ---- aarch64 relocations, checked by decoding --------------------------- */
@@ -650,6 +709,7 @@ int main(int argc, char **argv)
 	test_concurrent_loads();
 	test_own_arena();
 	test_malformed();
+	test_overlapping_sections();
 	test_aarch64_relocations("-O2 -fno-pic -fno-builtin");
 	test_aarch64_relocations("-O0 -fPIC -fno-builtin");
 	if (failures)

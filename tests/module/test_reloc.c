@@ -1,5 +1,5 @@
 /*
- * test_reloc.c - the relocation engine (src/module/reloc.c) on its own: for
+ * test_reloc.c - the relocation engine (src/module/reloc_engine.h) on its own: for
  * each x86-64 and aarch64 relocation type, apply it to a known instruction
  * or word and check the encoded bytes against the architecture manuals'
  * encodings, the overflow limits, and that a failed relocation leaves the
