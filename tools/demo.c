@@ -210,14 +210,15 @@ static void print_report(const struct demo *d, const struct timings *t, const st
 	printf("execmem demo: %zu programs on %s, mode %s\n", d->count, ARCH_NAME,
 	       execmem_mode_name(st->mode));
 	printf("  load         %zu programs in %.1f ms (%.0f ns each: allocate + write),\n"
-	       "               making %zu chunks of 2 MiB\n",
-	       t->loaded, (double)t->load / 1e6, per_program_ns(t->load, t->loaded), t->chunks_loaded);
+	       "               making %zu chunk%s of 2 MiB\n",
+	       t->loaded, (double)t->load / 1e6, per_program_ns(t->load, t->loaded), t->chunks_loaded,
+	       t->chunks_loaded == 1 ? "" : "s");
 	printf("  run + check  %zu programs in %.1f ms\n", t->loaded, (double)t->check1 / 1e6);
 	printf("  free half    %zu programs in %.1f ms (%.0f ns each)\n",
 	       t->freed, (double)t->free_half / 1e6, per_program_ns(t->free_half, t->freed));
-	printf("  refill holes %zu programs in %.1f ms (%.0f ns each), making %zu more chunks\n",
+	printf("  refill holes %zu programs in %.1f ms (%.0f ns each), making %zu more chunk%s\n",
 	       t->reloaded, (double)t->reload / 1e6, per_program_ns(t->reload, t->reloaded),
-	       t->chunks_reloaded);
+	       t->chunks_reloaded, t->chunks_reloaded == 1 ? "" : "s");
 	printf("  run + check  all %zu programs again in %.1f ms\n", fp->live, (double)t->check2 / 1e6);
 	printf("  code         %.2f MiB in %zu live programs\n", mib(fp->code_bytes), fp->live);
 	printf("  memory used  %.2f MiB (Pss of execmem's chunks, both views once): %.2fx the code\n",
