@@ -38,6 +38,12 @@ static void basics(void)
 	CHECK_EQ(em_fs_alloc(&fs, 4, 1, 500, 504), -1);  /* window full */
 	CHECK_EQ(em_fs_alloc(&fs, GRANULES, 1, 0, GRANULES), -1);
 	CHECK_EQ(em_fs_alloc(&fs, 0, 1, 0, GRANULES), -1);
+	/* freeing the newest allocation hands its place to the next one */
+	long newest = em_fs_alloc(&fs, 2, 1, 0, GRANULES);
+	CHECK(newest >= 0);
+	em_fs_free(&fs, (uint32_t)newest, 2);
+	CHECK_EQ(em_fs_alloc(&fs, 2, 1, 0, GRANULES), newest);
+	em_fs_free(&fs, (uint32_t)newest, 2);
 	/* flags */
 	em_fs_set_flag(&fs, EM_FS_SEALED, 500, 1);
 	CHECK(em_fs_flag(&fs, EM_FS_SEALED, 500));
