@@ -114,10 +114,9 @@ enum execmem_mode {
 #define EXECMEM_RANGE_ANYWHERE  0x2 /* no address constraint: start/end ignored */
 
 /*
- * Where memory of one type may lie and how it is protected, like the
- * kernel's struct execmem_range.  Allocations lie inside [start, end), or,
- * when that range is full, inside [fallback_start, fallback_end) if the
- * fallback is not empty.  protection is the protection of the view that
+ * Where memory of one type may lie and how it is protected.  Allocations
+ * lie inside [start, end), or, when that range is full, inside
+ * [fallback_start, fallback_end) if the fallback is not empty.  protection is the protection of the view that
  * code runs from or data is read from; it never holds both WRITE and EXEC.
  * alignment is the minimum alignment of every allocation of the type (a
  * power of two; 0 means the arena's granularity).

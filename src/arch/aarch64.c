@@ -1,8 +1,7 @@
 /*
  * aarch64.c - AArch64: BRK #0 traps; BL/B reach +-128 MiB, farther callees
  * are reached through veneers (ADRP-based, +-4 GiB), so near code falls back
- * to a 2 GiB window as the kernel's module area does; ADRP data reach is
- * +-4 GiB.  Publishing cleans the data cache and invalidates the instruction
+ * to a 2 GiB window; ADRP data reach is +-4 GiB.  Publishing cleans the data cache and invalidates the instruction
  * cache to the point of unification (broadcast to all cores); other threads
  * still need a context synchronisation (ISB or execmem_sync_cores()).
  */
