@@ -83,14 +83,10 @@ static void short_name(const struct ar_header *h, struct mod_member *m)
 static int add_member(struct mod_member **members, size_t *count, size_t *cap,
 		      const struct mod_member *m)
 {
-	if (*count == *cap) {
-		size_t ncap = *cap ? *cap * 2 : 8;
-		struct mod_member *n = realloc(*members, ncap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		*members = n;
-		*cap = ncap;
-	}
+	struct mod_member *n = mod_grow(*members, *count, cap, sizeof(*n), 8);
+	if (!n)
+		return -ENOMEM;
+	*members = n;
 	(*members)[(*count)++] = *m;
 	return 0;
 }

@@ -23,7 +23,8 @@ struct init_section {
 
 struct init_list {
 	struct init_section *items;
-	uint32_t count, capacity;
+	uint32_t count;
+	size_t capacity;
 };
 
 /* One GOT entry or PLT stub: which symbol it stands for. */
@@ -34,7 +35,8 @@ struct slot_owner {
 
 struct slot_list {
 	struct slot_owner *items;
-	uint32_t count, capacity;
+	uint32_t count;
+	size_t capacity;
 };
 
 struct load {
@@ -49,7 +51,7 @@ struct load {
 	uint32_t nobjects;
 	struct mod_symtab globals;      /* every global name defined or referenced */
 	uint32_t open_block[REGION_COUNT];  /* block being filled: index + 1, 0 none */
-	uint32_t blocks_capacity;
+	size_t blocks_capacity;
 	uint64_t total_size;
 	uint32_t plt_block, got_block, common_block;   /* where the loader's own */
 	uint64_t plt_offset, got_offset, common_offset, common_size; /* areas lie */

@@ -93,14 +93,10 @@ static uint32_t init_priority(const char *name, const char *base)
 static int add_init(struct init_list *list, uint32_t object, uint32_t section,
 		    uint32_t priority, int reversed)
 {
-	if (list->count == list->capacity) {
-		uint32_t ncap = list->capacity ? list->capacity * 2 : 8;
-		struct init_section *n = realloc(list->items, ncap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		list->items = n;
-		list->capacity = ncap;
-	}
+	struct init_section *n = mod_grow(list->items, list->count, &list->capacity, sizeof(*n), 8);
+	if (!n)
+		return -ENOMEM;
+	list->items = n;
 	list->items[list->count++] = (struct init_section){ object, section, priority, reversed };
 	return 0;
 }
@@ -170,14 +166,10 @@ static int region_of(const struct mod_object *obj, const struct mod_section *sec
 static int new_block(struct load *ld, int region, uint32_t *index)
 {
 	struct execmem_module *m = ld->module;
-	if (m->nblocks == ld->blocks_capacity) {
-		uint32_t ncap = ld->blocks_capacity ? ld->blocks_capacity * 2 : 8;
-		struct mod_block *n = realloc(m->blocks, ncap * sizeof(*n));
-		if (!n)
-			return mod_error(ENOMEM, "%s: out of memory", ld->name);
-		m->blocks = n;
-		ld->blocks_capacity = ncap;
-	}
+	struct mod_block *n = mod_grow(m->blocks, m->nblocks, &ld->blocks_capacity, sizeof(*n), 8);
+	if (!n)
+		return mod_error(ENOMEM, "%s: out of memory", ld->name);
+	m->blocks = n;
 	*index = m->nblocks++;
 	memset(&m->blocks[*index], 0, sizeof(m->blocks[*index]));
 	m->blocks[*index].region = region;

@@ -28,14 +28,10 @@ static void read_rela(const struct mod_section *rel, uint64_t index, Elf64_Rela 
 static int add_slot(struct slot_list *list, int32_t entry, uint32_t object, uint32_t symbol,
 		    int32_t *slot)
 {
-	if (list->count == list->capacity) {
-		uint32_t ncap = list->capacity ? list->capacity * 2 : 64;
-		struct slot_owner *n = realloc(list->items, ncap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		list->items = n;
-		list->capacity = ncap;
-	}
+	struct slot_owner *n = mod_grow(list->items, list->count, &list->capacity, sizeof(*n), 64);
+	if (!n)
+		return -ENOMEM;
+	list->items = n;
 	*slot = (int32_t)list->count;
 	list->items[list->count++] = (struct slot_owner){ entry, object, symbol };
 	return 0;

@@ -32,6 +32,17 @@ void mod_clear_error(void)
 	last_error[0] = '\0';
 }
 
+void *mod_grow(void *items, size_t count, size_t *capacity, size_t item_size, size_t first)
+{
+	if (count < *capacity)
+		return items;
+	size_t ncap = *capacity ? *capacity * 2 : first;
+	void *n = realloc(items, ncap * item_size);
+	if (n)
+		*capacity = ncap;
+	return n;
+}
+
 const char *execmem_module_last_error(void)
 {
 	return last_error;

@@ -38,6 +38,14 @@
 /* Record a message for execmem_module_last_error() and return -err. */
 MOD_HIDDEN int mod_error(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 MOD_HIDDEN void mod_clear_error(void);
+/*
+ * Room for one more item of item_size bytes in the array items, which holds
+ * count items in *capacity slots: doubles the slots (starting at `first`)
+ * when they are full.  Returns the array, moved or not, or NULL when out of
+ * memory (items and *capacity unchanged).
+ */
+MOD_HIDDEN void *mod_grow(void *items, size_t count, size_t *capacity, size_t item_size,
+			  size_t first);
 
 /* ---- overflow-safe arithmetic ----------------------------------------- */
 
