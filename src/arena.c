@@ -521,7 +521,8 @@ static bool flagged(struct em_chunk *c, const struct held *h, enum em_fs_flag fl
 	return em_fs_flag(&c->fs, flag, h->index);
 }
 
-int em_locate(struct em_chunk *c, uintptr_t addr, size_t len, uintptr_t *start, size_t *size)
+/* Whether [addr, addr + len) lies in one live, unsealed allocation of c. */
+int em_check_range(struct em_chunk *c, uintptr_t addr, size_t len)
 {
 	if (!atomic_load_explicit(&c->shard, memory_order_acquire) || addr < c->base ||
 	    addr >= c->base + c->size)
@@ -530,9 +531,8 @@ int em_locate(struct em_chunk *c, uintptr_t addr, size_t len, uintptr_t *start, 
 	long first = em_fs_find(&c->fs, (uint32_t)((addr - c->base) >> c->unit_shift), &granules);
 	if (first < 0)
 		return -EINVAL;
-	*start = c->base + ((uintptr_t)first << c->unit_shift);
-	*size = alloc_bytes(c, granules);
-	if (len > *start + *size - addr)
+	uintptr_t end = c->base + ((uintptr_t)first << c->unit_shift) + alloc_bytes(c, granules);
+	if (len > end - addr)
 		return -EINVAL;
 	if (em_fs_flag(&c->fs, EM_FS_SEALED, (uint32_t)first))
 		return -EPERM;

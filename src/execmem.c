@@ -203,11 +203,9 @@ int execmem_free(void *addr)
 static int put(void *dst, const void *src, size_t len)
 {
 	struct em_chunk *c = em_addrmap_get(dst);
-	uintptr_t start;
-	size_t size;
 	if (!c)
 		return -EINVAL;
-	int rc = em_locate(c, (uintptr_t)dst, len, &start, &size);
+	int rc = em_check_range(c, (uintptr_t)dst, len);
 	if (rc || len == 0)
 		return rc;
 	/* Private data needs no care at fork; writes through an alias or a

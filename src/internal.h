@@ -169,7 +169,7 @@ int em_arena_init(struct em_arena *a, const struct execmem_params *params);
 void em_arena_release(struct em_arena *a);
 void *em_pool_alloc(struct em_pool *pool, size_t size, const struct em_window *window);
 int em_pool_free(struct em_chunk *c, uintptr_t addr);
-int em_locate(struct em_chunk *c, uintptr_t addr, size_t len, uintptr_t *start, size_t *size);
+int em_check_range(struct em_chunk *c, uintptr_t addr, size_t len);
 int em_window_begin(struct em_chunk *c, uintptr_t addr, void **writable);
 int em_window_end(struct em_chunk *c, uintptr_t addr);
 int em_seal(struct em_chunk *c, uintptr_t addr);
