@@ -14,7 +14,11 @@ PACKAGES=(
 	build-essential cmake python3
 	clang libclang-rt-14-dev          # fuzzing and sanitizer builds
 	libasmjit-dev                     # benchmark peer
-	gcc-aarch64-linux-gnu gcc-riscv64-linux-gnu
+	# Cross compilers with their C libraries: --no-install-recommends leaves
+	# the libc6-dev-*-cross headers out, and a compiler without them builds
+	# nothing (bits/libc-header-start.h missing).
+	gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+	gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
 	qemu-user                         # cross test runs (scripts/ci-cross.sh)
 	qemu-system-arm                   # arm64 full-system run (scripts/ci-qemu-system.sh)
 	cpio                              # initramfs for that run
