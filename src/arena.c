@@ -299,14 +299,28 @@ static enum em_chunk_kind kind_for(struct em_pool *pool)
 								    : EM_CHUNK_TOGGLED;
 }
 
-/* Map a chunk, falling back to mprotect mode when dual mapping is refused. */
+/* The kernel refuses dual mapping for good: a policy or a missing feature. */
+static bool dual_refused(int err)
+{
+	return err == -EPERM || err == -EACCES || err == -ENOSYS || err == -EINVAL ||
+	       err == -EOPNOTSUPP || err == -ENODEV;
+}
+
+/* No descriptor now: this chunk is toggled, later ones try dual again. */
+static bool no_descriptor(int err)
+{
+	return err == -EMFILE || err == -ENFILE;
+}
+
+/* Map a chunk, falling back to mprotect mode when dual mapping cannot be had. */
 static int map_with_fallback(struct em_chunk *c, const struct em_window *w)
 {
 	struct em_arena *a = c->pool->arena;
 	enum em_chunk_kind kind = kind_for(c->pool);
 	int rc = em_chunk_map(c, w, kind);
-	if (kind == EM_CHUNK_ALIASED && (rc == -EPERM || rc == -EACCES) && !a->mode_forced) {
-		atomic_store(&a->mode, EXECMEM_MODE_MPROTECT);
+	if (kind == EM_CHUNK_ALIASED && !a->mode_forced && (dual_refused(rc) || no_descriptor(rc))) {
+		if (dual_refused(rc))
+			atomic_store(&a->mode, EXECMEM_MODE_MPROTECT);
 		kind = EM_CHUNK_TOGGLED;
 		rc = em_chunk_map(c, w, kind);
 	}
@@ -352,14 +366,19 @@ static struct em_chunk *create_chunk(struct em_pool *pool, const struct em_windo
 	return c;
 }
 
-/* Unmap an unowned chunk; one the kernel will not unmap now is kept. */
+/*
+ * Unmap an unowned chunk; one the kernel will not unmap now is kept.  Its
+ * address-map entry goes first: once the address space is free, another
+ * thread may map a new chunk there and register it.
+ */
 static void release_chunk(struct em_pool *pool, struct em_chunk *c)
 {
+	em_addrmap_set(c->base, c->span, NULL);
 	bool kept = em_chunk_unmap(c) != 0;
-	if (!kept) {
+	if (kept)
+		em_addrmap_set(c->base, c->span, c); /* the slots' nodes exist: cannot fail */
+	else
 		count_chunk(pool, c, -1);
-		em_addrmap_set(c->base, c->span, NULL);
-	}
 	em_lock(&pool->lock);
 	if (!kept) {
 		push(&pool->spare, c);
@@ -383,7 +402,7 @@ static bool overlaps(const struct em_chunk *c, const struct em_window *w)
 static void *alloc_in(struct em_shard *s, struct em_chunk *c, uint32_t n, uint32_t align,
 		      const struct em_window *w)
 {
-	if (c->fs.free < n || !overlaps(c, w))
+	if (c->fs.free < n || !overlaps(c, w) || c->kind == EM_CHUNK_DETACHED)
 		return NULL;
 	unsigned shift = c->unit_shift;
 	uint32_t lo = 0, hi = c->fs.granules;
@@ -599,7 +618,8 @@ int em_pool_free(struct em_chunk *c, uintptr_t addr)
 		return rc;
 	struct em_shard *s = h.shard;
 	rc = flagged(c, &h, EM_FS_WINDOW) ? -EBUSY : unseal(c, addr, &h);
-	if (!rc && !c->large)
+	/* Nothing is ever placed again in a detached chunk: no refill. */
+	if (!rc && !c->large && c->kind != EM_CHUNK_DETACHED)
 		rc = em_chunk_put(c, addr, NULL, h.size);
 	if (rc) {
 		em_unlock(&s->lock);
@@ -745,36 +765,6 @@ static void each_chunk(struct em_arena *a, void *ctx,
 			}
 		}
 	}
-}
-
-static void note_alias(struct em_pool *pool, struct em_chunk *c, void *found)
-{
-	(void)pool;
-	*(bool *)found |= c->kind == EM_CHUNK_ALIASED;
-}
-
-bool em_arena_has_aliases(struct em_arena *a)
-{
-	bool found = false;
-	each_chunk(a, &found, note_alias);
-	return found;
-}
-
-static void privatize(struct em_pool *pool, struct em_chunk *c, void *unused)
-{
-	(void)unused;
-	if (c->kind != EM_CHUNK_ALIASED)
-		return;
-	bool was_huge = c->huge;
-	if (em_chunk_privatize(c))
-		abort(); /* neither a copy nor a private mapping: cannot keep W^X apart */
-	if (was_huge != c->huge)
-		atomic_fetch_add(&pool->bytes_huge, c->huge ? c->size : -c->size);
-}
-
-void em_arena_privatize(struct em_arena *a)
-{
-	each_chunk(a, NULL, privatize);
 }
 
 static void destroy_chunk(struct em_pool *pool, struct em_chunk *c, void *unused)

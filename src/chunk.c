@@ -41,44 +41,81 @@ static bool make_huge(void *addr, size_t len)
 	return em_os_advise(addr, len, MADV_COLLAPSE) == 0;
 }
 
-static int map_fixed(void *addr, size_t len, int prot, int flags, int fd)
+static int map_fixed(void *addr, size_t len, int prot, int flags, const struct em_fd *fd)
 {
 	void *out;
 	return em_os_map(&out, addr, len, prot, flags | MAP_FIXED, fd);
 }
 
 /*
- * Give the aliased chunk a fresh sealed memfd: an RW alias at a random
- * address, filled with `initial` (or traps), then the executable view at
- * c->base.  The view is mapped only once its bytes are final.
+ * Every chunk with an RW alias is on this list, from before its memfd
+ * exists until its alias is gone, and the lock is held across that whole
+ * making or unmaking: fork takes it, so a child never inherits an alias
+ * (or a memfd) that fork did not see.
  */
-static int map_aliased(struct em_chunk *c, const void *initial)
+static struct em_lock aliases_lock;
+static struct em_chunk *aliases;
+
+static void track_alias(struct em_chunk *c)
 {
-	int fd = em_os_memfd("execmem");
-	if (fd < 0)
-		return fd;
-	void *alias = NULL;
-	int rc = em_os_ftruncate(fd, c->size);
+	c->alias_prev = NULL;
+	c->alias_next = aliases;
+	if (aliases)
+		aliases->alias_prev = c;
+	aliases = c;
+}
+
+static void untrack_alias(struct em_chunk *c)
+{
+	if (c->alias_prev)
+		c->alias_prev->alias_next = c->alias_next;
+	else
+		aliases = c->alias_next;
+	if (c->alias_next)
+		c->alias_next->alias_prev = c->alias_prev;
+	c->alias_next = c->alias_prev = NULL;
+}
+
+/* A sealed memfd of the chunk's size. */
+static int new_memfd(const struct em_chunk *c, struct em_fd *fd)
+{
+	int rc = em_os_memfd("execmem", fd);
+	if (rc)
+		return rc;
+	rc = em_os_ftruncate(fd, c->size);
 	if (!rc)
 		rc = em_os_seal_size(fd);
-	if (!rc)
-		rc = em_place_random(c->size, c->base, &alias);
-	if (!rc && (rc = map_fixed(alias, c->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd))) {
+	if (rc)
+		em_os_close(fd);
+	return rc;
+}
+
+/*
+ * Give the aliased chunk a fresh memfd: an RW alias at a random address,
+ * filled with traps, then the executable view at c->base.  The view is
+ * mapped only once its bytes are final.
+ */
+static int map_aliased(struct em_chunk *c)
+{
+	struct em_fd fd;
+	int rc = new_memfd(c, &fd);
+	if (rc)
+		return rc;
+	void *alias = NULL;
+	rc = em_place_random(c->size, c->base, &alias);
+	if (!rc && (rc = map_fixed(alias, c->size, PROT_READ | PROT_WRITE, MAP_SHARED, &fd))) {
 		em_unreserve(alias, c->size);
 		alias = NULL;
 	}
 	if (!rc) {
 		/* Shared memory collapses only once its pages exist: fill first. */
-		if (initial)
-			memcpy(alias, initial, c->size);
-		else
-			em_fill(c->pool, alias, c->size);
+		em_fill(c->pool, alias, c->size);
 		c->huge = make_huge(alias, c->size);
-		rc = map_fixed((void *)c->base, c->size, (int)c->pool->prot, MAP_SHARED, fd);
+		rc = map_fixed((void *)c->base, c->size, (int)c->pool->prot, MAP_SHARED, &fd);
 	}
 	if (!rc && c->huge)
 		c->huge = make_huge((void *)c->base, c->size);
-	em_os_close(fd);
+	em_os_close(&fd);
 	if (rc) {
 		if (alias)
 			em_unreserve(alias, c->size);
@@ -88,29 +125,46 @@ static int map_aliased(struct em_chunk *c, const void *initial)
 	return 0;
 }
 
-/* A private mapping at c->base holding `initial` (or the pool's fill). */
-static int map_private(struct em_chunk *c, const void *initial)
+/* A private mapping at c->base holding the pool's fill. */
+static int map_private(struct em_chunk *c)
 {
 	int rc = map_fixed((void *)c->base, c->size, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS, -1);
+			   MAP_PRIVATE | MAP_ANONYMOUS, NULL);
 	if (rc)
 		return rc;
 	if (c->kind == EM_CHUNK_PLAIN) {
 		em_os_advise((void *)c->base, c->size, MADV_HUGEPAGE);
 		return 0;
 	}
-	if (initial)
-		memcpy((void *)c->base, initial, c->size);
-	else
-		em_fill(c->pool, (void *)c->base, c->size);
+	em_fill(c->pool, (void *)c->base, c->size);
 	c->huge = make_huge((void *)c->base, c->size);
-	rc = em_os_protect((void *)c->base, c->size, (int)c->pool->prot);
-	if (rc)
-		return rc;
+	return em_os_protect((void *)c->base, c->size, (int)c->pool->prot);
+}
+
+/*
+ * Page counters exist for every chunk that may be toggled, aliased ones
+ * included: a forked child may have to turn an aliased chunk into a
+ * toggled one when it cannot have a memfd, and must not need memory then.
+ */
+static int alloc_page_counters(struct em_chunk *c)
+{
+	if (c->kind == EM_CHUNK_PLAIN || c->rw_refs)
+		return 0;
 	size_t pages = c->size / (size_t)em_os_page_size();
-	if (!c->rw_refs && !(c->rw_refs = calloc(pages, sizeof *c->rw_refs)))
-		return -ENOMEM;
-	return 0;
+	c->rw_refs = calloc(pages, sizeof *c->rw_refs);
+	return c->rw_refs ? 0 : -ENOMEM;
+}
+
+static int map_kind(struct em_chunk *c)
+{
+	if (c->kind != EM_CHUNK_ALIASED)
+		return map_private(c);
+	em_lock(&aliases_lock);
+	int rc = map_aliased(c);
+	if (!rc)
+		track_alias(c);
+	em_unlock(&aliases_lock);
+	return rc;
 }
 
 int em_chunk_map(struct em_chunk *c, const struct em_window *window, enum em_chunk_kind kind)
@@ -123,9 +177,13 @@ int em_chunk_map(struct em_chunk *c, const struct em_window *window, enum em_chu
 	c->kind = kind;
 	c->alias = NULL;
 	c->huge = false;
-	rc = kind == EM_CHUNK_ALIASED ? map_aliased(c, NULL) : map_private(c, NULL);
+	rc = alloc_page_counters(c);
+	if (!rc)
+		rc = map_kind(c);
 	if (rc) {
 		em_unreserve(base, c->span);
+		free(c->rw_refs);
+		c->rw_refs = NULL;
 		return rc;
 	}
 	return 0;
@@ -138,40 +196,128 @@ int em_chunk_map(struct em_chunk *c, const struct em_window *window, enum em_chu
  */
 int em_chunk_unmap(struct em_chunk *c)
 {
+	bool aliased = c->kind == EM_CHUNK_ALIASED;
+	if (aliased)
+		em_lock(&aliases_lock);
 	int rc = em_unreserve((void *)c->base, c->span);
+	if (!rc && aliased) {
+		em_unreserve(c->alias, c->size);
+		untrack_alias(c);
+	}
+	if (aliased)
+		em_unlock(&aliases_lock);
 	if (rc)
 		return rc;
-	if (c->alias)
-		em_unreserve(c->alias, c->size);
 	c->alias = NULL;
 	free(c->rw_refs);
 	c->rw_refs = NULL;
 	return 0;
 }
 
-/*
- * After fork, in the child: the memfd is shared with the parent, so give
- * the chunk memory of its own with the same contents.  A private copy in
- * mprotect mode is the fallback when a new memfd cannot be had.
- */
-int em_chunk_privatize(struct em_chunk *c)
+/* ------------------------------------------------------------ fork */
+
+void em_aliases_lock(void)
 {
-	void *copy = malloc(c->size);
-	if (!copy)
-		return -ENOMEM;
-	memcpy(copy, (void *)c->base, c->size);
-	uint8_t *old_alias = c->alias;
-	int rc = map_aliased(c, copy);
-	if (rc) {
-		c->alias = NULL;
-		c->kind = EM_CHUNK_TOGGLED;
-		rc = map_private(c, copy);
-		if (!rc)
-			rc = em_toggle_guard_install();
-	}
-	free(copy);
-	em_unreserve(old_alias, c->size);
+	em_lock(&aliases_lock);
+}
+
+void em_aliases_unlock(void)
+{
+	em_unlock(&aliases_lock);
+}
+
+bool em_aliases_exist(void)
+{
+	return aliases != NULL;
+}
+
+/*
+ * A new memfd with the chunk's bytes, mapped over both views in place: no
+ * buffer and no address space beyond what the chunk already has, so it
+ * works at the address-space limit.
+ */
+static int copy_to_new_memfd(struct em_chunk *c)
+{
+	struct em_fd fd;
+	int rc = new_memfd(c, &fd);
+	if (rc)
+		return rc;
+	rc = em_os_write_file(&fd, (void *)c->base, c->size);
+	if (!rc)
+		rc = map_fixed(c->alias, c->size, PROT_READ | PROT_WRITE, MAP_SHARED, &fd);
+	if (!rc)
+		rc = map_fixed((void *)c->base, c->size, (int)c->pool->prot, MAP_SHARED, &fd);
+	em_os_close(&fd);
+	if (!rc && c->huge)
+		c->huge = make_huge(c->alias, c->size) && make_huge((void *)c->base, c->size);
 	return rc;
+}
+
+/*
+ * Without a descriptor: private memory over the alias takes the bytes of
+ * the view, then moves over the view.  The chunk is toggled from now on.
+ */
+static int copy_to_private(struct em_chunk *c)
+{
+	int rc = map_fixed(c->alias, c->size, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, NULL);
+	if (rc)
+		return rc;
+	memcpy(c->alias, (void *)c->base, c->size);
+	rc = em_os_protect(c->alias, c->size, (int)c->pool->prot);
+	if (!rc)
+		rc = em_os_move(c->alias, (void *)c->base, c->size);
+	if (!rc)
+		rc = em_toggle_guard_install();
+	if (rc)
+		return rc;
+	untrack_alias(c);
+	c->alias = NULL;
+	c->kind = EM_CHUNK_TOGGLED;
+	c->huge = false;
+	return 0;
+}
+
+/*
+ * Nothing could be had: drop the alias, so that this process can no
+ * longer write memory it shares with the other; its code still runs.
+ */
+static void detach(struct em_chunk *c)
+{
+	em_unreserve(c->alias, c->size);
+	untrack_alias(c);
+	c->alias = NULL;
+	c->kind = EM_CHUNK_DETACHED;
+}
+
+/*
+ * Give one aliased chunk memory of its own, with the same contents.
+ * Returns false when it had to be detached instead.
+ */
+static bool privatize(struct em_chunk *c)
+{
+	bool was_huge = c->huge;
+	bool own = copy_to_new_memfd(c) == 0 || copy_to_private(c) == 0;
+	if (!own)
+		detach(c);
+	if (was_huge && !c->huge)
+		atomic_fetch_sub(&c->pool->bytes_huge, c->size);
+	return own;
+}
+
+/*
+ * After fork, with every lock held and no other thread running execmem
+ * code: give every aliased chunk of this process memory of its own.
+ * Returns how many chunks had to be detached.
+ */
+size_t em_aliases_privatize(void)
+{
+	size_t detached = 0;
+	for (struct em_chunk *c = aliases, *next; c; c = next) {
+		next = c->alias_next;
+		detached += !privatize(c);
+	}
+	return detached;
 }
 
 static void page_span(uintptr_t addr, size_t len, uintptr_t *first, uintptr_t *end)
@@ -235,6 +381,8 @@ void *em_chunk_writable(struct em_chunk *c, uintptr_t addr)
 /* Copy src (or the pool's fill when src is NULL) to dst and publish it. */
 int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len)
 {
+	if (c->kind == EM_CHUNK_DETACHED)
+		return -EIO;
 	bool toggled = c->kind == EM_CHUNK_TOGGLED;
 	if (toggled) {
 		int rc = em_chunk_open_pages(c, dst, len);

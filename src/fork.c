@@ -1,14 +1,18 @@
 /*
  * fork.c - keeping parent and child apart.  A dual-mapped chunk is a memfd
  * that fork() would share, so that either process could rewrite the other's
- * code.  Around fork every arena is locked; the child gives each aliased
- * chunk memory of its own while the parent waits for it on a pipe (the
- * child's end closes when it is done or dies), so that no write of the
- * parent can reach the child's copy before it is taken.  Without a pipe the
- * parent takes a copy of its own as well, so nobody writes the shared
- * memfd after the fork.  Writes that take no allocator lock (through an
- * alias, or a page toggled writable) pass a gate that fork closes, so none
- * is half done when the child is made.
+ * code.  Around fork every arena is locked, and so is the list of aliased
+ * chunks (chunk.c holds that lock from before a memfd exists until its
+ * mappings are gone, so no chunk is half made or half released at fork).
+ * The child gives each aliased chunk memory of its own, copying it in place
+ * (no buffer, no new address space: it works at the address-space limit),
+ * and reports on a pipe; the parent waits for that report before anything
+ * of it writes again.  Without the report (no pipe, a child that died, a
+ * fork handler of the program that closed or replaced the descriptors) the
+ * parent copies its own chunks as well, so nobody writes the shared memfds
+ * after the fork.  Writes that take no allocator lock (through an alias, or
+ * a page toggled writable) pass a gate that fork closes, so none is half
+ * done when the child is made.
  */
 #include "internal.h"
 
@@ -19,7 +23,8 @@
 
 static struct em_lock registry_lock;
 static struct em_arena *registry;
-static int fork_pipe[2] = { -1, -1 };
+static struct em_fd fork_pipe[2] = { { .fd = -1 }, { .fd = -1 } };
+#define CHILD_COPIED 1
 
 /*
  * The write gate.  Each writing thread owns a record whose `active` flag
@@ -141,48 +146,52 @@ static void before_fork(void)
 {
 	em_lock(&registry_lock);
 	close_gate();
-	bool aliases = false;
-	for (struct em_arena *a = registry; a; a = a->next) {
+	for (struct em_arena *a = registry; a; a = a->next)
 		em_arena_lock_all(a);
-		aliases |= em_arena_has_aliases(a);
-	}
-	if (!aliases || em_os_pipe(fork_pipe) < 0)
-		fork_pipe[0] = fork_pipe[1] = -1;
+	em_aliases_lock();
+	if (!em_aliases_exist() || em_os_pipe(fork_pipe) < 0)
+		fork_pipe[0].fd = fork_pipe[1].fd = -1;
 }
 
 static void unlock_all(void)
 {
+	em_aliases_unlock();
 	for (struct em_arena *a = registry; a; a = a->next)
 		em_arena_unlock_all(a);
 	atomic_store(&fork_pending, false);
 	em_unlock(&registry_lock);
 }
 
-static void privatize_all(void)
-{
-	for (struct em_arena *a = registry; a; a = a->next)
-		em_arena_privatize(a);
-}
-
+/*
+ * The child's byte says that it has copied every chunk and no longer maps
+ * the memfds it shares with the parent.  Anything else (end of file, an
+ * error, our descriptor replaced by a fork handler of the program) leaves
+ * the parent not knowing, so it takes copies of its own: then nobody
+ * writes the shared memfds again.
+ */
 static void in_parent(void)
 {
-	if (fork_pipe[0] >= 0) {
-		em_os_close(fork_pipe[1]);
-		em_os_read_byte(fork_pipe[0]);
-		em_os_close(fork_pipe[0]);
-	} else {
-		privatize_all();
+	unsigned char byte = 0;
+	bool child_done = false;
+	if (fork_pipe[0].fd >= 0) {
+		em_os_close(&fork_pipe[1]);
+		child_done = em_os_read_byte(&fork_pipe[0], &byte) == 1 && byte == CHILD_COPIED;
+		em_os_close(&fork_pipe[0]);
 	}
+	if (!child_done)
+		em_aliases_privatize();
 	unlock_all();
 }
 
+/* Descriptors are used only while they are still the ones fork made. */
 static void in_child(void)
 {
-	privatize_all();
-	if (fork_pipe[0] >= 0) {
-		em_os_close(fork_pipe[0]);
-		em_os_write_byte(fork_pipe[1]);
-		em_os_close(fork_pipe[1]);
+	bool copied = em_aliases_privatize() == 0;
+	if (fork_pipe[0].fd >= 0) {
+		em_os_close(&fork_pipe[0]);
+		if (copied)
+			em_os_write_byte(&fork_pipe[1], CHILD_COPIED);
+		em_os_close(&fork_pipe[1]);
 	}
 	unlock_all();
 }

@@ -66,7 +66,8 @@ extern const struct em_arch em_arch;
 enum em_chunk_kind {
 	EM_CHUNK_ALIASED, /* memfd, executable/readable view + RW alias */
 	EM_CHUNK_TOGGLED, /* private mapping toggled to RW for each write */
-	EM_CHUNK_PLAIN    /* private read-write data */
+	EM_CHUNK_PLAIN,   /* private read-write data */
+	EM_CHUNK_DETACHED /* after a fork that could not copy it: runs, is never written */
 };
 
 struct em_pool;
@@ -88,6 +89,7 @@ struct em_chunk {
 	atomic_uint *rw_refs;      /* TOGGLED: open writes per page */
 	atomic_uint toggle_gen;     /* TOGGLED: bumped whenever a page goes back to RX */
 	struct em_chunk *next, *prev;
+	struct em_chunk *alias_next, *alias_prev; /* chunk.c's list of aliased chunks */
 };
 
 /* ---- pools: one per distinct (range, protection) of an arena ---- */
@@ -157,7 +159,11 @@ void em_near_window(uintptr_t image_lo, uintptr_t image_hi, size_t reach,
 /* chunk.c */
 int em_chunk_map(struct em_chunk *c, const struct em_window *window, enum em_chunk_kind kind);
 int em_chunk_unmap(struct em_chunk *c);
-int em_chunk_privatize(struct em_chunk *c);
+/* Fork: the lock that chunk creation and release hold, and privatization. */
+void em_aliases_lock(void);
+void em_aliases_unlock(void);
+bool em_aliases_exist(void);
+size_t em_aliases_privatize(void);
 int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len);
 int em_chunk_open_pages(struct em_chunk *c, uintptr_t addr, size_t len);
 int em_chunk_close_pages(struct em_chunk *c, uintptr_t addr, size_t len);
@@ -177,8 +183,6 @@ size_t em_usable(struct em_chunk *c, uintptr_t addr);
 void em_arena_stats(struct em_arena *a, struct execmem_stats *out);
 void em_arena_lock_all(struct em_arena *a);
 void em_arena_unlock_all(struct em_arena *a);
-bool em_arena_has_aliases(struct em_arena *a);
-void em_arena_privatize(struct em_arena *a);
 
 /* fork.c: the registry of live arenas, and fork handling */
 int em_fork_guard_install(void);

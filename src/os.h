@@ -7,6 +7,7 @@
 #ifndef EXECMEM_OS_H
 #define EXECMEM_OS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <signal.h>
@@ -15,22 +16,42 @@
 
 #define EM_HIDDEN __attribute__((visibility("hidden")))
 
-EM_HIDDEN int em_os_memfd(const char *name);
-EM_HIDDEN int em_os_ftruncate(int fd, size_t size);
-EM_HIDDEN int em_os_seal_size(int fd);
-EM_HIDDEN int em_os_close(int fd);
+/*
+ * A descriptor execmem opened, with the identity it had then: another
+ * thread (or a fork handler) may close the number and open something else
+ * under it, so every use checks the identity first and refuses (-EBADF) a
+ * descriptor that is no longer the one opened.
+ */
+struct em_fd {
+	int fd;
+	dev_t dev;
+	ino_t ino;
+};
+
+EM_HIDDEN int em_os_memfd(const char *name, struct em_fd *out);
+EM_HIDDEN bool em_os_fd_owned(const struct em_fd *f);
+EM_HIDDEN int em_os_ftruncate(const struct em_fd *f, size_t size);
+EM_HIDDEN int em_os_seal_size(const struct em_fd *f);
+/* Writes all of buf at offset 0. */
+EM_HIDDEN int em_os_write_file(const struct em_fd *f, const void *buf, size_t len);
+/* Closes f only while it is still the descriptor opened; -EBADF otherwise. */
+EM_HIDDEN int em_os_close(const struct em_fd *f);
 /* mmap: *out receives the address.  A non-NULL hint without fixed is only
  * accepted when the kernel placed the mapping exactly there (-EEXIST
  * otherwise, nothing left mapped). */
-EM_HIDDEN int em_os_map(void **out, void *hint, size_t len, int prot, int flags, int fd);
+EM_HIDDEN int em_os_map(void **out, void *hint, size_t len, int prot, int flags,
+			const struct em_fd *f);
+/* Moves the mapping at from over to, replacing what is there (same length). */
+EM_HIDDEN int em_os_move(void *from, void *to, size_t len);
 EM_HIDDEN int em_os_unmap(void *addr, size_t len);
 EM_HIDDEN int em_os_protect(void *addr, size_t len, int prot);
 EM_HIDDEN int em_os_advise(void *addr, size_t len, int advice);
 EM_HIDDEN int em_os_membarrier(int cmd);
 EM_HIDDEN int em_os_flush_icache(void *start, void *end);
-EM_HIDDEN int em_os_pipe(int fds[2]);
-EM_HIDDEN int em_os_read_byte(int fd);
-EM_HIDDEN int em_os_write_byte(int fd);
+EM_HIDDEN int em_os_pipe(struct em_fd ends[2]);
+/* One byte: 1 read, 0 at end of file, or a negative errno. */
+EM_HIDDEN int em_os_read_byte(const struct em_fd *f, unsigned char *byte);
+EM_HIDDEN int em_os_write_byte(const struct em_fd *f, unsigned char byte);
 EM_HIDDEN int em_os_install_fault_handler(void (*handler)(int, siginfo_t *, void *),
 					 struct sigaction *previous);
 EM_HIDDEN long em_os_page_size(void);

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,7 +59,30 @@ static int result(long rc)
 	return rc < 0 ? -errno : (int)rc;
 }
 
-int em_os_memfd(const char *name)
+static int identify(int fd, struct em_fd *out)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return -errno;
+	out->fd = fd;
+	out->dev = st.st_dev;
+	out->ino = st.st_ino;
+	return 0;
+}
+
+bool em_os_fd_owned(const struct em_fd *f)
+{
+	struct stat st;
+	return f->fd >= 0 && fstat(f->fd, &st) == 0 && st.st_dev == f->dev && st.st_ino == f->ino;
+}
+
+/* The descriptor that was opened, or -EBADF when its number now names another file. */
+static int owned(const struct em_fd *f)
+{
+	return em_os_fd_owned(f) ? f->fd : -EBADF;
+}
+
+int em_os_memfd(const char *name, struct em_fd *out)
 {
 	int rc = enter(EXECMEM_OS_MEMFD);
 	if (rc)
@@ -68,32 +92,57 @@ int em_os_memfd(const char *name)
 	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
 	if (fd < 0 && errno == EINVAL)
 		fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	return result(fd);
+	if (fd < 0)
+		return -errno;
+	if ((rc = identify(fd, out)))
+		close(fd);
+	return rc;
 }
 
-int em_os_ftruncate(int fd, size_t size)
+int em_os_ftruncate(const struct em_fd *f, size_t size)
 {
 	int rc = enter(EXECMEM_OS_FTRUNCATE);
-	return rc ? rc : result(ftruncate(fd, (off_t)size));
+	int fd = rc ? rc : owned(f);
+	return fd < 0 ? fd : result(ftruncate(fd, (off_t)size));
 }
 
-int em_os_seal_size(int fd)
+int em_os_seal_size(const struct em_fd *f)
 {
 	int rc = enter(EXECMEM_OS_FCNTL);
-	return rc ? rc : result(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL));
+	int fd = rc ? rc : owned(f);
+	return fd < 0 ? fd : result(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL));
 }
 
-int em_os_close(int fd)
+int em_os_write_file(const struct em_fd *f, const void *buf, size_t len)
+{
+	int rc = enter(EXECMEM_OS_OTHER);
+	int fd = rc ? rc : owned(f);
+	if (fd < 0)
+		return fd;
+	for (size_t done = 0; done < len;) {
+		ssize_t n = pwrite(fd, (const char *)buf + done, len - done, (off_t)done);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		done += n > 0 ? (size_t)n : 0;
+	}
+	return 0;
+}
+
+int em_os_close(const struct em_fd *f)
 {
 	atomic_fetch_add_explicit(&call_counts[EXECMEM_OS_OTHER], 1, memory_order_relaxed);
-	return result(close(fd));
+	int fd = owned(f);
+	return fd < 0 ? fd : result(close(fd));
 }
 
-int em_os_map(void **out, void *hint, size_t len, int prot, int flags, int fd)
+int em_os_map(void **out, void *hint, size_t len, int prot, int flags, const struct em_fd *f)
 {
 	int rc = enter(EXECMEM_OS_MMAP);
-	if (rc)
-		return rc;
+	int fd = rc ? rc : f ? owned(f) : -1;
+	if (rc || (f && fd < 0))
+		return rc ? rc : fd;
 	if (hint && !(flags & MAP_FIXED))
 		flags |= MAP_FIXED_NOREPLACE;
 	void *p = mmap(hint, len, prot, flags, fd, 0);
@@ -106,6 +155,14 @@ int em_os_map(void **out, void *hint, size_t len, int prot, int flags, int fd)
 	}
 	*out = p;
 	return 0;
+}
+
+int em_os_move(void *from, void *to, size_t len)
+{
+	int rc = enter(EXECMEM_OS_MMAP);
+	if (rc)
+		return rc;
+	return mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to) == MAP_FAILED ? -errno : 0;
 }
 
 int em_os_unmap(void *addr, size_t len)
@@ -146,26 +203,39 @@ int em_os_flush_icache(void *start, void *end)
 #endif
 }
 
-int em_os_pipe(int fds[2])
+int em_os_pipe(struct em_fd ends[2])
 {
 	int rc = enter(EXECMEM_OS_OTHER);
-	return rc ? rc : result(pipe2(fds, O_CLOEXEC));
+	int fds[2];
+	if (rc)
+		return rc;
+	if (pipe2(fds, O_CLOEXEC) != 0)
+		return -errno;
+	if ((rc = identify(fds[0], &ends[0])) || (rc = identify(fds[1], &ends[1]))) {
+		close(fds[0]);
+		close(fds[1]);
+	}
+	return rc;
 }
 
-int em_os_read_byte(int fd)
+int em_os_read_byte(const struct em_fd *f, unsigned char *byte)
 {
-	char byte;
-	ssize_t n;
+	int fd = owned(f);
+	ssize_t n = -1;
+	if (fd < 0)
+		return fd;
 	do
-		n = read(fd, &byte, 1);
+		n = read(fd, byte, 1);
 	while (n < 0 && errno == EINTR);
 	return n < 0 ? -errno : (int)n;
 }
 
-int em_os_write_byte(int fd)
+int em_os_write_byte(const struct em_fd *f, unsigned char byte)
 {
-	char byte = 1;
-	ssize_t n;
+	int fd = owned(f);
+	ssize_t n = -1;
+	if (fd < 0)
+		return fd;
 	do
 		n = write(fd, &byte, 1);
 	while (n < 0 && errno == EINTR);

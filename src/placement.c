@@ -50,7 +50,7 @@ int em_unreserve(void *addr, size_t len)
 static int reserve_at(uintptr_t addr, size_t span, void **out)
 {
 	return em_os_map(out, (void *)addr, span, PROT_NONE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1);
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, NULL);
 }
 
 /* Reserve span bytes, 2 MiB-aligned, wholly inside [lo, hi). */
@@ -78,7 +78,7 @@ static int reserve_anywhere(size_t span, void **out)
 {
 	void *raw;
 	int rc = em_os_map(&raw, NULL, span + EM_CHUNK, PROT_NONE,
-			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1);
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, NULL);
 	if (rc)
 		return rc;
 	uintptr_t start = (uintptr_t)raw, aligned = align_up(start, EM_CHUNK);

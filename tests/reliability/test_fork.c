@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "os.h"
 #include "rtest.h"
 
 enum { ROUNDS = 8, CHURN_THREADS = 2, CHILD_ITERATIONS = 300, CHILD_SECONDS = 3 };
@@ -193,8 +194,83 @@ static void test_fork_during_write(void)
 	printf("fork during a write: %d forks, %d bad children\n", FORKS, bad);
 }
 
+/* ---- a child that cannot have memory of its own ---- */
+
+/* Armed by the test: the OS call that fails in the child from its first
+ * fork handler on (registered before execmem's, so it runs first). */
+static _Atomic int child_failing_call = -1;
+
+static void arm_child_failures(void)
+{
+	int call = atomic_load(&child_failing_call);
+	if (call >= 0)
+		em_os_fail_nth((enum execmem_os_call)call, 1, ENOMEM, 1);
+}
+
+enum { NOMEM_OK, NOMEM_INHERITED, NOMEM_WRITE, NOMEM_FREE, NOMEM_NEW, NOMEM_PIPE, NOMEM_SAW_PARENT };
+
+/*
+ * With memfds refused, the child's chunks become private toggled memory;
+ * with every mapping refused too, they are detached: their code runs,
+ * writes fail with -EIO, frees succeed, new code goes elsewhere.
+ */
+static int child_without_memory(void *code, uint32_t value, bool detached, int from_parent)
+{
+	uint8_t bytes[RT_PROGRAM_MAX];
+	size_t len = rt_emit_return(bytes, value + 7);
+	if (!rt_program_returns(mode, code, value))
+		return NOMEM_INHERITED;
+	int rc = execmem_write(code, bytes, len);
+	if (detached ? rc != -EIO : rc != 0 || !rt_program_returns(mode, code, value + 7))
+		return NOMEM_WRITE;
+	char byte;
+	if (read(from_parent, &byte, 1) != 1)
+		return NOMEM_PIPE;
+	/* The parent rewrote code to value + 1 meanwhile. */
+	if (!rt_program_returns(mode, code, detached ? value : value + 7))
+		return NOMEM_SAW_PARENT;
+	if (execmem_free(code) != 0)
+		return NOMEM_FREE;
+	em_os_fail_clear();
+	void *fresh = rt_new_program(NULL, 64, value + 9);
+	bool ok = fresh && (!detached || fresh != code) && rt_program_returns(mode, fresh, value + 9) &&
+		  execmem_free(fresh) == 0;
+	return ok ? NOMEM_OK : NOMEM_NEW;
+}
+
+static void test_fork_without_memory(enum execmem_os_call call, bool detached)
+{
+	uint32_t value = 0x5150 + (uint32_t)call;
+	void *code = rt_new_program(NULL, 64, value);
+	int pipe_fds[2];
+	RT_CHECK(code && pipe(pipe_fds) == 0, "set-up");
+	if (!code)
+		return;
+	atomic_store(&child_failing_call, (int)call);
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(pipe_fds[1]);
+		_exit(child_without_memory(code, value, detached, pipe_fds[0]));
+	}
+	atomic_store(&child_failing_call, -1);
+	close(pipe_fds[0]);
+	RT_CHECK(rewrite(code, value + 1), "parent rewrite after the fork");
+	RT_CHECK(write(pipe_fds[1], "x", 1) == 1, "pipe write");
+	close(pipe_fds[1]);
+	int status = rt_wait_child(pid, CHILD_SECONDS);
+	RT_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == NOMEM_OK,
+		 "%s refused in the child: status %#x (exit 1 inherited code wrong, 2 write, 3 free,"
+		 " 4 new code, 5 pipe, 6 saw the parent's rewrite; signal 6: aborted)",
+		 call == EXECMEM_OS_MEMFD ? "memfd" : "mmap", status);
+	RT_CHECK(rt_program_returns(mode, code, value + 1), "the child's write reached the parent");
+	RT_CHECK(execmem_free(code) == 0, "parent free");
+}
+
 int main(void)
 {
+	/* Before execmem's first use, so that it runs before execmem's handler. */
+	pthread_atfork(NULL, NULL, arm_child_failures);
 	mode = rt_mode_from_env();
 	rt_can_run_rewritten_code(mode); /* says once, before any fork, what qemu-user cannot run */
 	if (rt_no_threads_after_fork())
@@ -221,5 +297,9 @@ int main(void)
 	RT_CHECK(rt_count_wx_mappings() == 0, "a W+X mapping is left");
 	printf("fork: %d forks, %lu parent operations meanwhile\n", ROUNDS, atomic_load(&churn_operations));
 	test_fork_during_write();
+	if (mode == EXECMEM_MODE_DUAL) {
+		test_fork_without_memory(EXECMEM_OS_MEMFD, false);
+		test_fork_without_memory(EXECMEM_OS_MMAP, true);
+	}
 	return rt_finish("fork");
 }
