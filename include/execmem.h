@@ -59,10 +59,20 @@
  *
  * FORK
  *   After fork() neither process can change the other's code.  In dual mode
- *   the child gives every chunk its own copy while the parent waits, which
- *   costs one copy of the live chunks per fork.  Code allocated before the
- *   fork keeps running in both processes.  Children created with raw
- *   clone(2), which skips pthread_atfork() handlers, are not covered.
+ *   the child gives every chunk memory of its own while the parent waits
+ *   (one copy of the live chunks per fork).  The copy needs no extra memory
+ *   or address space: a new memfd mapped over the old views in place or,
+ *   with no descriptor to be had, private memory (the chunk is then in
+ *   mprotect mode).  If the child's copy cannot be confirmed (it died, or a
+ *   fork handler of the program closed or replaced execmem's descriptors),
+ *   the parent copies its own chunks as well.  If neither copy can be had,
+ *   the chunk is detached in that process: its code keeps running, writes,
+ *   invalidations and write windows on it fail with -EIO, frees succeed, and
+ *   nothing new is placed in it.  execmem never closes, reads, writes or
+ *   maps a descriptor whose number has come to name another file.  Code
+ *   allocated before the fork keeps running in both processes.  Children
+ *   created with raw clone(2), which skips pthread_atfork() handlers, are
+ *   not covered.  fork() handlers of the program must not call execmem.
  */
 #ifndef EXECMEM_H
 #define EXECMEM_H
