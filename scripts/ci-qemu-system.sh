@@ -11,7 +11,8 @@
 #      qemu_init.c) runs them one by one and powers off,
 #   4. boots it with qemu-system-aarch64 -smp 1 (QEMU 7.2's multi-threaded
 #      TCG runs stale code on a second vCPU, see docs/design notes) and
-#      greps the console for the PASS line; QEMU's exit status says nothing.
+#      greps the console for the PASS line (and no skipped test); QEMU's
+#      exit status says nothing.
 #
 #   scripts/ci-qemu-system.sh                    the labelled tests (~1-2 min)
 #   scripts/ci-qemu-system.sh --program FILE...  these static aarch64 programs
@@ -34,7 +35,7 @@ parse_arguments() {
 	while (($#)); do
 		case "$1" in
 		--program) PROGRAMS+=("$(realpath "$2")"); shift 2 ;;
-		-h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+		-h|--help) sed -n '2,21p' "$0"; exit 0 ;;
 		*) die "unknown argument $1" ;;
 		esac
 	done
@@ -153,6 +154,10 @@ boot() {
 	if ! grep -q '^execmem-qemu-system: PASS' <(tr -d '\r' <"$console"); then
 		grep -q '^init: running' "$console" || tail -n 40 "$console" # it did not boot: show why
 		die "no PASS line on the console"
+	fi
+	# As for the ctest stages (scripts/ci-lib.sh), a skipped test is a failure.
+	if ! grep -q '^execmem-qemu-system: .* 0 skipped$' <(tr -d '\r' <"$console"); then
+		die "some test skipped itself: see its output above"
 	fi
 }
 

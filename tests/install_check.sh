@@ -2,9 +2,17 @@
 # install_check.sh BUILD_DIR SOURCE_DIR - install execmem into a scratch
 # prefix, then build and run the JIT example against it twice: through
 # pkg-config and through CMake's find_package(execmem).
+# Without one of the tools it needs it does not start: it exits 77, which
+# CTest reports as skipped, and says which tool is missing.
 set -eu
 build=$1
 src=$2
+for tool in cmake pkg-config cc nm; do
+	if ! command -v "$tool" >/dev/null 2>&1; then
+		echo "SKIP: $tool not found; the install check needs cmake, pkg-config, cc and nm"
+		exit 77
+	fi
+done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cmake --install "$build" --prefix "$work/prefix" >/dev/null
