@@ -71,6 +71,7 @@ enum em_chunk_kind {
 
 struct em_pool;
 struct em_shard;
+struct em_shadow;
 
 struct em_chunk {
 	uintptr_t base;            /* the view code runs from / data is read from */
@@ -111,11 +112,12 @@ struct em_pool {
 	bool sealable;
 	uint32_t granule;
 	uint32_t align;            /* allocation alignment, >= granule */
-	struct em_lock lock;       /* retained list, counters, large list */
+	struct em_lock lock;       /* retained list, counters, large list, shadows */
 	struct em_lock toggle_lock; /* page toggles in mprotect mode */
 	struct em_chunk *retained;
 	struct em_chunk *large;    /* large mappings */
 	struct em_chunk *spare;    /* descriptors of released chunks, reused */
+	struct em_shadow *shadows; /* open windows of toggled chunks (arena.c) */
 	size_t chunks, nretained, nlarge, bytes_reserved;
 	atomic_size_t bytes_huge;  /* also lowered by page toggles, under the toggle lock */
 	struct em_shard shards[EM_MAX_SHARDS];
@@ -159,8 +161,6 @@ int em_chunk_map(struct em_chunk *c, const struct em_window *window, enum em_chu
 int em_chunk_unmap(struct em_chunk *c);
 int em_chunk_privatize(struct em_chunk *c);
 int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len);
-int em_chunk_open_pages(struct em_chunk *c, uintptr_t addr, size_t len);
-int em_chunk_close_pages(struct em_chunk *c, uintptr_t addr, size_t len);
 void *em_chunk_writable(struct em_chunk *c, uintptr_t addr);
 void em_fill(struct em_pool *pool, void *dst, size_t len);
 
