@@ -230,6 +230,8 @@ EXECMEM_API int execmem_free(void *addr);
 /*
  * execmem_write - copy len bytes from src to dst, where [dst, dst + len) lies
  * inside one live allocation, then make the instruction cache coherent.
+ * The copy is made as memmove() makes it: src may overlap dst, for instance
+ * lie in the same allocation to move code inside it.
  * Returns 0, -EINVAL when the range is not inside one live allocation or src
  * is NULL with len > 0 (nothing is written), -EPERM for a sealed
  * RO_AFTER_INIT allocation, -EBUSY while a write window is open on the

@@ -233,11 +233,35 @@ void *em_chunk_writable(struct em_chunk *c, uintptr_t addr)
 	return c->alias ? c->alias + (addr - c->base) : (void *)addr;
 }
 
+/*
+ * Copy len bytes from src to `to`, the writable address of a destination in
+ * c, as memmove() does.  A source in the executable view of an aliased
+ * chunk is the memory the alias shows at another address: it is read at
+ * its alias address, so that memmove() sees the overlap.  The part of a
+ * source outside the view cannot overlap the destination and is copied
+ * afterwards.
+ */
+static void move_bytes(struct em_chunk *c, uint8_t *to, const uint8_t *src, size_t len)
+{
+	uintptr_t from = (uintptr_t)src, view_end = c->base + c->size;
+	if (!c->alias || from >= view_end || (from < c->base && c->base - from >= len)) {
+		memmove(to, src, len);
+		return;
+	}
+	size_t before = from < c->base ? c->base - from : 0;
+	size_t inside = len - before;
+	if (inside > view_end - (from + before))
+		inside = view_end - (from + before);
+	memmove(to + before, c->alias + (from + before - c->base), inside);
+	memcpy(to, src, before);
+	memcpy(to + before + inside, src + before + inside, len - before - inside);
+}
+
 static void put_bytes(struct em_chunk *c, uintptr_t dst, const void *src, size_t len)
 {
 	uint8_t *to = em_chunk_writable(c, dst);
 	if (src)
-		memcpy(to, src, len);
+		move_bytes(c, to, src, len);
 	else
 		em_fill(c->pool, to, len);
 }
@@ -260,7 +284,8 @@ static int put_toggled(struct em_chunk *c, uintptr_t dst, const void *src, size_
 	return rc;
 }
 
-/* Copy src (or the pool's fill when src is NULL) to dst and publish it. */
+/* Copy src (or the pool's fill when src is NULL) to dst, as memmove() does,
+ * and publish it. */
 int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len)
 {
 	int rc = 0;

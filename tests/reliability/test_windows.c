@@ -1,5 +1,6 @@
 /*
- * test_windows.c - writing code while code of the same pages runs.
+ * test_windows.c - writing code while code of the same pages runs, and
+ * moving code inside an allocation.
  *   - A thread that holds a write window keeps running the other programs
  *     on the window's page, writes one of them with execmem_write(), then
  *     fills and closes its window: a JIT running code while it emits more.
@@ -7,6 +8,9 @@
  *     again, a thread rewriting another program on the same page.
  *   - Writes and invalidations of an allocation whose window is open are
  *     refused; an arena destroyed with windows open gives everything back.
+ *   - execmem_write() with a source inside the destination's allocation
+ *     moves bytes as memmove() does, both ways, across pages, in a chunk
+ *     and in a large mapping.
  * The first two can hang the process when they fail, so they run in a
  * child that is killed after CHILD_SECONDS and reported as hung.
  */
@@ -205,6 +209,74 @@ static void test_destroy_with_windows_open(void)
 	RT_CHECK(!arena || execmem_arena_destroy(arena) == 0, "destroy with windows open");
 }
 
+/* ---- moving code inside an allocation ---- */
+
+static void fill_random(uint8_t *buf, size_t len, uint64_t *seed)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = (uint8_t)rt_random(seed);
+}
+
+/* Moves len bytes from offset from to offset to, in code and in model. */
+static bool move_matches(uint8_t *code, uint8_t *model, size_t size, size_t from, size_t to, size_t len)
+{
+	int rc = execmem_write(code + to, code + from, len);
+	memmove(model + to, model + from, len);
+	if (rc != 0 || memcmp(code, model, size) != 0) {
+		size_t at = 0;
+		while (at < size && code[at] == model[at])
+			at++;
+		RT_CHECK(false, "moving %zu bytes from +%zu to +%zu of %zu: rc %d, first wrong byte at +%zu",
+			 len, from, to, size, rc, at);
+		memcpy(model, code, size); /* go on from what is there */
+		return false;
+	}
+	return true;
+}
+
+static void moves_in(struct execmem_arena *arena, size_t size, const size_t *lens, size_t nlens)
+{
+	static const size_t shifts[] = { 1, 8, 63, 4096, 4101 };
+	uint64_t seed = size;
+	uint8_t *code = execmem_arena_alloc(arena, EXECMEM_CODE, size);
+	uint8_t *model = malloc(size);
+	RT_CHECK(code && model, "allocating %zu bytes", size);
+	if (model)
+		fill_random(model, size, &seed);
+	if (!code || !model || execmem_write(code, model, size) != 0) {
+		free(model);
+		return;
+	}
+	unsigned moves = 0, right = 0;
+	for (size_t l = 0; l < nlens; l++) {
+		for (size_t s = 0; s < sizeof(shifts) / sizeof(shifts[0]); s++) {
+			size_t len = lens[l], shift = shifts[s];
+			if (len + shift > size)
+				continue;
+			size_t low = rt_random(&seed) % (size - len - shift + 1);
+			right += move_matches(code, model, size, low + shift, low, len); /* down */
+			right += move_matches(code, model, size, low, low + shift, len); /* up */
+			moves += 2;
+		}
+	}
+	printf("  %zu-byte allocation: %u of %u overlapping moves right\n", size, right, moves);
+	free(model);
+	RT_CHECK(execmem_free(code) == 0, "free");
+}
+
+static void test_overlapping_moves(void)
+{
+	static const size_t small_lens[] = { 1, 7, 64, 100, 300, 4096, 4104, 9000, 40000 };
+	static const size_t large_lens[] = { 8192 + 5, (1 << 20) + 17 };
+	struct execmem_arena *arena = new_arena();
+	RT_CHECK(arena, "arena_create: errno %d", errno);
+	if (!arena)
+		return;
+	moves_in(arena, 64 << 10, small_lens, sizeof(small_lens) / sizeof(small_lens[0]));
+	moves_in(arena, 3 << 20, large_lens, sizeof(large_lens) / sizeof(large_lens[0]));
+	execmem_arena_destroy(arena);
+}
+
 int main(void)
 {
 	mode = rt_mode_from_env();
@@ -216,5 +288,6 @@ int main(void)
 	test_signal_during_write();
 	test_window_refuses_writes();
 	test_destroy_with_windows_open();
+	test_overlapping_moves();
 	return rt_finish("windows");
 }
