@@ -22,9 +22,28 @@
  *                          mprotect() under a lock for every write.  Used
  *                          when memfd or a shared executable mapping is
  *                          refused (hardened kernels, SELinux) or when asked
- *                          for.  Threads that execute code on a page while it
- *                          is being rewritten wait in a SIGSEGV handler that
- *                          execmem installs for this mode, then continue.
+ *                          for.  A page is non-executable only while
+ *                          execmem_write(), execmem_invalidate(),
+ *                          execmem_write_end() or execmem_free() copies into
+ *                          it, a few microseconds for small code; write
+ *                          windows are copies in ordinary memory and leave
+ *                          the pages executable.  The copying thread blocks
+ *                          its signals meanwhile (all but SIGSEGV, SIGBUS,
+ *                          SIGILL, SIGFPE, SIGTRAP and SIGSYS, which its own
+ *                          faults raise), so none of its signal handlers runs
+ *                          code of the page.  Other threads that execute code
+ *                          on the page then wait in a SIGSEGV handler that
+ *                          execmem installs for this mode, and continue.  A
+ *                          SIGSEGV handler the program installs later must
+ *                          pass the faults it does not recognise to the
+ *                          handler it replaced (the old action of
+ *                          sigaction()); if it does not, such a thread runs
+ *                          the program's handler instead, on an access
+ *                          fault (SEGV_ACCERR) at an address of live code: a
+ *                          handler that returns makes the thread retry, and
+ *                          fault, until the page is executable again, then
+ *                          go on; one that treats the fault as a crash ends
+ *                          the process.
  *   The default arena takes its mode from the environment variable
  *   EXECMEM_MODE ("dual", "mprotect" or "auto", the default: dual, falling
  *   back to mprotect when the kernel refuses).
@@ -221,10 +240,15 @@ EXECMEM_API int execmem_free(void *addr);
 /*
  * execmem_write - copy len bytes from src to dst, where [dst, dst + len) lies
  * inside one live allocation, then make the instruction cache coherent.
+ * The copy is made as memmove() makes it: src may overlap dst, for instance
+ * lie in the same allocation to move code inside it.
  * Returns 0, -EINVAL when the range is not inside one live allocation or src
  * is NULL with len > 0 (nothing is written), -EPERM for a sealed
- * RO_AFTER_INIT allocation, or an error of the OS layer in mprotect mode.
- * Writes to distinct allocations may run concurrently.
+ * RO_AFTER_INIT allocation, -EBUSY while a write window is open on the
+ * allocation (nothing is written; write through the window instead), or an
+ * error of the OS layer in mprotect mode.
+ * Writes to distinct allocations may run concurrently; a write must not
+ * race with a window being opened or closed on its allocation.
  */
 EXECMEM_API int execmem_write(void *dst, const void *src, size_t len);
 
@@ -237,18 +261,32 @@ EXECMEM_API int execmem_invalidate(void *dst, size_t len);
 /*
  * execmem_write_begin - open a write window on the allocation that starts at
  * addr and return a writable pointer to its first byte (valid for
- * execmem_usable_size(addr) bytes) until execmem_write_end(addr).  For DATA
- * and unsealed RO_AFTER_INIT memory this is addr itself.  In mprotect mode
- * the pages stay non-executable while the window is open.
+ * execmem_usable_size(addr) bytes) until execmem_write_end(addr).  The
+ * window holds the allocation's bytes; the code written there is meant to
+ * run at addr, so compute addresses (branches, PC-relative references) from
+ * addr and put only the bytes through the returned pointer.  For DATA and
+ * unsealed RO_AFTER_INIT memory the pointer is addr itself.  For code and
+ * rodata it is the RW alias in dual mode, where bytes written show at addr
+ * at once; in mprotect mode it is a copy in ordinary memory, aligned as addr
+ * is up to a page, whose bytes reach addr when the window closes.  Until
+ * then what addr holds is unspecified; read back through the window.  The
+ * pages stay executable in both modes, so the caller may run other code of
+ * the same pages (and write other allocations) while the window is open.
+ * While it is open, execmem_write(), execmem_invalidate() and execmem_free()
+ * of the allocation fail with -EBUSY.
  * Returns NULL with errno EINVAL (not the start of a live allocation),
- * EBUSY (a window is already open on it), EPERM (sealed) or an OS error.
+ * EBUSY (a window is already open on it), EPERM (sealed), ENOMEM (no memory
+ * for the copy, mprotect mode) or an OS error.
  */
 EXECMEM_API void *execmem_write_begin(void *addr);
 
 /*
- * execmem_write_end - close the window opened on addr and publish its bytes
- * as execmem_write() does.  Returns 0, -EINVAL when no window is open on
- * addr, or an OS error in mprotect mode.
+ * execmem_write_end - close the window opened on addr, whose pointer must not
+ * be used any more, and publish its bytes as execmem_write() does (in
+ * mprotect mode the copy is put in place the same way, then freed).
+ * Returns 0, -EINVAL when no window is open on addr, or an OS error in
+ * mprotect mode.  The window is closed even when an error is returned (the
+ * allocation may then still hold its bytes from before the window).
  */
 EXECMEM_API int execmem_write_end(void *addr);
 

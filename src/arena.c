@@ -540,7 +540,8 @@ static bool flagged(struct em_chunk *c, const struct held *h, enum em_fs_flag fl
 	return em_fs_flag(&c->fs, flag, h->index);
 }
 
-/* Whether [addr, addr + len) lies in one live, unsealed allocation of c. */
+/* Whether [addr, addr + len) lies in one live, unsealed allocation of c
+ * without an open write window. */
 int em_check_range(struct em_chunk *c, uintptr_t addr, size_t len)
 {
 	if (!atomic_load_explicit(&c->shard, memory_order_acquire) || addr < c->base ||
@@ -555,6 +556,8 @@ int em_check_range(struct em_chunk *c, uintptr_t addr, size_t len)
 		return -EINVAL;
 	if (em_fs_flag(&c->fs, EM_FS_SEALED, (uint32_t)first))
 		return -EPERM;
+	if (em_fs_flag(&c->fs, EM_FS_WINDOW, (uint32_t)first))
+		return -EBUSY;
 	return 0;
 }
 
@@ -640,6 +643,56 @@ int em_pool_free(struct em_chunk *c, uintptr_t addr)
 
 /* --------------------------------------------------- windows and seals */
 
+/*
+ * In a toggled chunk a window is a copy of the allocation in ordinary
+ * memory, put in place when the window closes: the pages stay executable
+ * while the caller emits, so it may run their other code meanwhile.  The
+ * copies are kept by address in the pool, under its lock.
+ */
+struct em_shadow {
+	struct em_shadow *next;
+	uintptr_t addr;
+	void *bytes;
+};
+
+/* The copy is aligned as the allocation is, up to a page, like an alias. */
+static int open_shadow(struct em_pool *pool, uintptr_t addr, size_t size, void **writable)
+{
+	size_t align = (size_t)(addr & -addr), page = (size_t)em_os_page_size();
+	struct em_shadow *s = malloc(sizeof *s);
+	if (!s || posix_memalign(&s->bytes, align < page ? align : page, size)) {
+		free(s);
+		return -ENOMEM;
+	}
+	s->addr = addr;
+	memcpy(s->bytes, (void *)addr, size);
+	em_lock(&pool->lock);
+	s->next = pool->shadows;
+	pool->shadows = s;
+	em_unlock(&pool->lock);
+	*writable = s->bytes;
+	return 0;
+}
+
+static struct em_shadow *take_shadow(struct em_pool *pool, uintptr_t addr)
+{
+	em_lock(&pool->lock);
+	struct em_shadow **link = &pool->shadows;
+	while (*link && (*link)->addr != addr)
+		link = &(*link)->next;
+	struct em_shadow *s = *link;
+	if (s)
+		*link = s->next;
+	em_unlock(&pool->lock);
+	return s;
+}
+
+static void free_shadow(struct em_shadow *s)
+{
+	free(s->bytes);
+	free(s);
+}
+
 int em_window_begin(struct em_chunk *c, uintptr_t addr, void **writable)
 {
 	struct held h;
@@ -650,16 +703,19 @@ int em_window_begin(struct em_chunk *c, uintptr_t addr, void **writable)
 		rc = -EPERM;
 	else if (flagged(c, &h, EM_FS_WINDOW))
 		rc = -EBUSY;
+	else if (c->kind == EM_CHUNK_DETACHED)
+		rc = -EIO;
 	else if (c->kind == EM_CHUNK_TOGGLED)
-		rc = em_chunk_open_pages(c, addr, h.size);
-	if (!rc) {
-		em_fs_set_flag(&c->fs, EM_FS_WINDOW, h.index, 1);
+		rc = open_shadow(c->pool, addr, h.size, writable);
+	else
 		*writable = em_chunk_writable(c, addr);
-	}
+	if (!rc)
+		em_fs_set_flag(&c->fs, EM_FS_WINDOW, h.index, 1);
 	em_unlock(&h.shard->lock);
 	return rc;
 }
 
+/* The window closes even when its bytes cannot be put in place. */
 int em_window_end(struct em_chunk *c, uintptr_t addr)
 {
 	struct held h;
@@ -670,10 +726,14 @@ int em_window_end(struct em_chunk *c, uintptr_t addr)
 		rc = -EINVAL;
 	} else {
 		em_fs_set_flag(&c->fs, EM_FS_WINDOW, h.index, 0);
-		if (c->kind == EM_CHUNK_TOGGLED)
-			rc = em_chunk_close_pages(c, addr, h.size);
-		if (!rc && c->pool->code)
+		/* A chunk made toggled by fork holds a window opened on its alias. */
+		struct em_shadow *s = c->kind == EM_CHUNK_TOGGLED ? take_shadow(c->pool, addr) : NULL;
+		if (s) {
+			rc = em_chunk_put(c, addr, s->bytes, h.size);
+			free_shadow(s);
+		} else if (c->pool->code) {
 			rc = em_arch.publish((void *)addr, h.size);
+		}
 	}
 	em_unlock(&h.shard->lock);
 	return rc;
@@ -781,6 +841,11 @@ void em_arena_release(struct em_arena *a)
 	atomic_store(&a->alive, 0);
 	each_chunk(a, NULL, destroy_chunk);
 	FOR_EACH_POOL(a, pool) {
+		for (struct em_shadow *s = pool->shadows, *next; s; s = next) {
+			next = s->next;
+			free_shadow(s);
+		}
+		pool->shadows = NULL;
 		for (struct em_chunk *c = pool->spare, *next; c; c = next) {
 			next = c->next;
 			free_descriptor(c);

@@ -327,8 +327,9 @@ static void page_span(uintptr_t addr, size_t len, uintptr_t *first, uintptr_t *e
 	*end = (addr + len + page - 1) & ~(page - 1);
 }
 
-/* Make pages of a toggled chunk writable (counted, so windows nest). */
-int em_chunk_open_pages(struct em_chunk *c, uintptr_t addr, size_t len)
+/* Make pages of a toggled chunk writable (counted: writes to different
+ * allocations of one page may overlap in time). */
+static int open_pages(struct em_chunk *c, uintptr_t addr, size_t len)
 {
 	uintptr_t first, end, page = (uintptr_t)em_os_page_size();
 	page_span(addr, len, &first, &end);
@@ -347,7 +348,7 @@ int em_chunk_open_pages(struct em_chunk *c, uintptr_t addr, size_t len)
 }
 
 /* Pages whose last writer left go back to the pool's protection, in runs. */
-int em_chunk_close_pages(struct em_chunk *c, uintptr_t addr, size_t len)
+static int close_pages(struct em_chunk *c, uintptr_t addr, size_t len)
 {
 	uintptr_t first, end, page = (uintptr_t)em_os_page_size();
 	page_span(addr, len, &first, &end);
@@ -378,23 +379,68 @@ void *em_chunk_writable(struct em_chunk *c, uintptr_t addr)
 	return c->alias ? c->alias + (addr - c->base) : (void *)addr;
 }
 
-/* Copy src (or the pool's fill when src is NULL) to dst and publish it. */
-int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len)
+/*
+ * Copy len bytes from src to `to`, the writable address of a destination in
+ * c, as memmove() does.  A source in the executable view of an aliased
+ * chunk is the memory the alias shows at another address: it is read at
+ * its alias address, so that memmove() sees the overlap.  The part of a
+ * source outside the view cannot overlap the destination and is copied
+ * afterwards.
+ */
+static void move_bytes(struct em_chunk *c, uint8_t *to, const uint8_t *src, size_t len)
 {
-	if (c->kind == EM_CHUNK_DETACHED)
-		return -EIO;
-	bool toggled = c->kind == EM_CHUNK_TOGGLED;
-	if (toggled) {
-		int rc = em_chunk_open_pages(c, dst, len);
-		if (rc)
-			return rc;
+	uintptr_t from = (uintptr_t)src, view_end = c->base + c->size;
+	if (!c->alias || from >= view_end || (from < c->base && c->base - from >= len)) {
+		memmove(to, src, len);
+		return;
 	}
-	void *to = em_chunk_writable(c, dst);
+	size_t before = from < c->base ? c->base - from : 0;
+	size_t inside = len - before;
+	if (inside > view_end - (from + before))
+		inside = view_end - (from + before);
+	memmove(to + before, c->alias + (from + before - c->base), inside);
+	memcpy(to, src, before);
+	memcpy(to + before + inside, src + before + inside, len - before - inside);
+}
+
+static void put_bytes(struct em_chunk *c, uintptr_t dst, const void *src, size_t len)
+{
+	uint8_t *to = em_chunk_writable(c, dst);
 	if (src)
-		memcpy(to, src, len);
+		move_bytes(c, to, src, len);
 	else
 		em_fill(c->pool, to, len);
-	int rc = toggled ? em_chunk_close_pages(c, dst, len) : 0;
+}
+
+/*
+ * The pages of a toggled chunk are not executable while they are written.
+ * Signals stay blocked meanwhile: a handler running code there would wait
+ * in the fault guard for this very thread to finish.
+ */
+static int put_toggled(struct em_chunk *c, uintptr_t dst, const void *src, size_t len)
+{
+	sigset_t saved;
+	em_os_block_signals(&saved);
+	int rc = open_pages(c, dst, len);
+	if (!rc) {
+		put_bytes(c, dst, src, len);
+		rc = close_pages(c, dst, len);
+	}
+	em_os_restore_signals(&saved);
+	return rc;
+}
+
+/* Copy src (or the pool's fill when src is NULL) to dst, as memmove() does,
+ * and publish it. */
+int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len)
+{
+	int rc = 0;
+	if (c->kind == EM_CHUNK_DETACHED)
+		return -EIO;
+	if (c->kind == EM_CHUNK_TOGGLED)
+		rc = put_toggled(c, dst, src, len);
+	else
+		put_bytes(c, dst, src, len);
 	if (!rc && c->pool->code)
 		rc = em_arch.publish((void *)dst, len);
 	return rc;

@@ -72,6 +72,7 @@ enum em_chunk_kind {
 
 struct em_pool;
 struct em_shard;
+struct em_shadow;
 
 struct em_chunk {
 	uintptr_t base;            /* the view code runs from / data is read from */
@@ -113,11 +114,12 @@ struct em_pool {
 	bool sealable;
 	uint32_t granule;
 	uint32_t align;            /* allocation alignment, >= granule */
-	struct em_lock lock;       /* retained list, counters, large list */
+	struct em_lock lock;       /* retained list, counters, large list, shadows */
 	struct em_lock toggle_lock; /* page toggles in mprotect mode */
 	struct em_chunk *retained;
 	struct em_chunk *large;    /* large mappings */
 	struct em_chunk *spare;    /* descriptors of released chunks, reused */
+	struct em_shadow *shadows; /* open windows of toggled chunks (arena.c) */
 	size_t chunks, nretained, nlarge, bytes_reserved;
 	atomic_size_t bytes_huge;  /* also lowered by page toggles, under the toggle lock */
 	struct em_shard shards[EM_MAX_SHARDS];
@@ -165,8 +167,6 @@ void em_aliases_unlock(void);
 bool em_aliases_exist(void);
 size_t em_aliases_privatize(void);
 int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len);
-int em_chunk_open_pages(struct em_chunk *c, uintptr_t addr, size_t len);
-int em_chunk_close_pages(struct em_chunk *c, uintptr_t addr, size_t len);
 void *em_chunk_writable(struct em_chunk *c, uintptr_t addr);
 void em_fill(struct em_pool *pool, void *dst, size_t len);
 

@@ -54,6 +54,11 @@ EM_HIDDEN int em_os_read_byte(const struct em_fd *f, unsigned char *byte);
 EM_HIDDEN int em_os_write_byte(const struct em_fd *f, unsigned char byte);
 EM_HIDDEN int em_os_install_fault_handler(void (*handler)(int, siginfo_t *, void *),
 					 struct sigaction *previous);
+/* Block in the calling thread every signal but those its own faults raise
+ * (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS); *saved receives the
+ * mask to give back to em_os_restore_signals().  Counted, cannot fail. */
+EM_HIDDEN void em_os_block_signals(sigset_t *saved);
+EM_HIDDEN void em_os_restore_signals(const sigset_t *saved);
 EM_HIDDEN long em_os_page_size(void);
 EM_HIDDEN int em_os_cpu_count(void);
 EM_HIDDEN uint64_t em_os_random(void);

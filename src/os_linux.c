@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/membarrier.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -253,6 +254,27 @@ int em_os_install_fault_handler(void (*handler)(int, siginfo_t *, void *),
 	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
 	sigemptyset(&sa.sa_mask);
 	return result(sigaction(SIGSEGV, &sa, previous));
+}
+
+/* A fault of the thread's own (a bad source of a copy, a system call that
+ * seccomp traps) must still reach the program: blocked, the kernel would
+ * kill the process instead. */
+static const int own_fault_signals[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS };
+
+void em_os_block_signals(sigset_t *saved)
+{
+	atomic_fetch_add_explicit(&call_counts[EXECMEM_OS_OTHER], 1, memory_order_relaxed);
+	sigset_t blocked;
+	sigfillset(&blocked);
+	for (size_t i = 0; i < sizeof own_fault_signals / sizeof own_fault_signals[0]; i++)
+		sigdelset(&blocked, own_fault_signals[i]);
+	pthread_sigmask(SIG_BLOCK, &blocked, saved);
+}
+
+void em_os_restore_signals(const sigset_t *saved)
+{
+	atomic_fetch_add_explicit(&call_counts[EXECMEM_OS_OTHER], 1, memory_order_relaxed);
+	pthread_sigmask(SIG_SETMASK, saved, NULL);
 }
 
 long em_os_page_size(void)

@@ -2,8 +2,11 @@
  * toggle_guard.c - in mprotect mode a page is briefly RW (not executable)
  * while it is written, and other threads may be running code on it.  Their
  * faults land here: the handler waits until the page is executable again
- * and returns, so the instruction is retried.  Faults that are not ours go
- * to the handler that was installed before.
+ * and returns, so the instruction is retried.  The writer itself blocks
+ * its signals while its pages are not executable (em_chunk_put()), so the
+ * faults waited for here are other threads', and the wait is as short as
+ * one copy.  Faults that are not ours go to the handler that was installed
+ * before.
  */
 #include "internal.h"
 

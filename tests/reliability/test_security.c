@@ -167,7 +167,8 @@ static void test_alias_apart_and_random(void)
 		execmem_arena_destroy(arenas[i]);
 }
 
-/* In mprotect mode a window leaves the page writable but not executable. */
+/* In mprotect mode a window is ordinary memory, never executable, and the
+ * code it is for stays executable while it is open. */
 static void test_window_not_executable(void)
 {
 	struct execmem_arena *arena = new_arena();
@@ -179,6 +180,8 @@ static void test_window_not_executable(void)
 		char perms[5];
 		RT_CHECK(rt_find_mapping(window, &start, &end, perms) && perms[2] != 'x',
 			 "open window is mapped %s", perms);
+		RT_CHECK(rt_find_mapping(code, &start, &end, perms) && strncmp(perms, "r-x", 3) == 0,
+			 "code with its window open is mapped %s", perms);
 		RT_CHECK(execmem_write_end(code) == 0, "write_end failed");
 		RT_CHECK(rt_find_mapping(code, &start, &end, perms) && strncmp(perms, "r-x", 3) == 0,
 			 "code after the window is mapped %s", perms);
