@@ -127,6 +127,14 @@ static int apply_ranges(struct em_arena *a, const struct execmem_range *given)
 	return 0;
 }
 
+void execmem_params_init(struct execmem_params *params)
+{
+	memset(params, 0, sizeof *params);
+	params->granularity = 64;
+	params->retained_chunks = 8;
+	params->mode = EXECMEM_MODE_AUTO;
+}
+
 static int check_params(const struct execmem_params *p)
 {
 	size_t g = p->granularity;

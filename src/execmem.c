@@ -5,25 +5,8 @@
 #include "internal.h"
 
 #include <linux/membarrier.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static _Thread_local char last_error[256];
-
-void em_set_error(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof last_error, fmt, ap);
-	va_end(ap);
-}
-
-const char *execmem_last_error(void)
-{
-	return last_error;
-}
 
 const char *execmem_mode_name(enum execmem_mode mode)
 {
@@ -35,14 +18,6 @@ const char *execmem_mode_name(enum execmem_mode mode)
 	default:
 		return "auto";
 	}
-}
-
-void execmem_params_init(struct execmem_params *params)
-{
-	memset(params, 0, sizeof *params);
-	params->granularity = 64;
-	params->retained_chunks = 8;
-	params->mode = EXECMEM_MODE_AUTO;
 }
 
 /* ------------------------------------------------------ the default arena */

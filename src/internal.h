@@ -194,7 +194,7 @@ void em_write_exit(void);
 /* toggle_guard.c */
 int em_toggle_guard_install(void);
 
-/* execmem.c */
+/* error.c */
 void em_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif
