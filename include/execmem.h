@@ -286,36 +286,63 @@ EXECMEM_API int execmem_configure(const struct execmem_params *params);
 
 /*
  * execmem_get_ranges - copy the range table in force for arena (NULL: the
- * default arena) into out[EXECMEM_TYPE_MAX].  Returns 0 or a negative errno.
+ * default arena) into out[EXECMEM_TYPE_MAX].  Returns 0, or -EINVAL for a
+ * NULL out, a destroyed arena or a default arena that cannot be set up.
  */
 EXECMEM_API int execmem_get_ranges(struct execmem_arena *arena,
 				   struct execmem_range out[EXECMEM_TYPE_MAX]);
 
 /*
- * execmem_arena_create - make an independent allocator (NULL: defaults).
+ * execmem_arena_create - make an independent allocator (NULL: defaults) and
+ * return its handle.  Besides the arena's memory, which
+ * execmem_arena_destroy() frees, every arena ever made costs its handle
+ * (16 bytes and the C library's overhead) for the rest of the process: a
+ * handle is never freed nor handed out again, so that a destroyed arena's
+ * handle stays safely dead (see execmem_arena_destroy()).
  * Returns NULL with errno EINVAL (bad parameters; see execmem_last_error())
  * or ENOMEM.
  */
 EXECMEM_API struct execmem_arena *execmem_arena_create(const struct execmem_params *params);
 
-/* execmem_arena_alloc - execmem_alloc() from a given arena. */
+/*
+ * execmem_arena_alloc - execmem_alloc() from a given arena.  Errors as
+ * execmem_alloc(), and EINVAL for a NULL or destroyed arena.
+ */
 EXECMEM_API void *execmem_arena_alloc(struct execmem_arena *arena,
 				      enum execmem_type type, size_t size);
 
-/* execmem_arena_alloc_near - execmem_alloc_near() from a given arena. */
+/*
+ * execmem_arena_alloc_near - execmem_alloc_near() from a given arena.
+ * Errors as execmem_alloc_near(), and EINVAL for a NULL or destroyed arena.
+ */
 EXECMEM_API void *execmem_arena_alloc_near(struct execmem_arena *arena,
 					   enum execmem_type type, size_t size,
 					   const void *target, size_t reach);
 
-/* execmem_arena_stats - execmem_stats() of a given arena. */
+/*
+ * execmem_arena_stats - execmem_stats() of a given arena.  Returns 0, or
+ * -EINVAL for a NULL out or a NULL or destroyed arena.
+ */
 EXECMEM_API int execmem_arena_stats(struct execmem_arena *arena,
 				    struct execmem_stats *out);
 
 /*
- * execmem_arena_destroy - free all memory of the arena at once; its
- * allocations become invalid.  Must not race with other calls on the same
- * arena or its allocations.  Returns 0, or -EINVAL for NULL, the default
- * arena or an arena already destroyed.
+ * execmem_arena_destroy - free all memory of the arena at once.  Its
+ * allocations become invalid: until their addresses are handed out again,
+ * execmem_free(), execmem_write() and the other calls on them return
+ * -EINVAL (execmem_usable_size() 0).  The handle stays dead for good:
+ * every later call that takes it (execmem_arena_alloc(),
+ * execmem_arena_alloc_near(), execmem_arena_stats(), execmem_get_ranges(),
+ * execmem_arena_destroy(), a module load with it as options.arena) fails
+ * with EINVAL, and no later execmem_arena_create() returns it.
+ * Returns 0, or -EINVAL for NULL or an arena already destroyed.  The
+ * default arena has no handle and lives as long as the process.
+ * Thread-safety: no call on this arena or on one of its allocations may be
+ * under way in another thread when destroy starts, and none may start
+ * before it returns (such a call may use memory being freed; execmem does
+ * not detect it).  Calls that start after destroy returned fail as said
+ * above.  Two destroys of the same arena may race: one returns 0, the
+ * other -EINVAL.
  */
 EXECMEM_API int execmem_arena_destroy(struct execmem_arena *arena);
 
