@@ -30,11 +30,37 @@
  *   back to mprotect when the kernel refuses).
  *
  * ERRORS
- *   Allocation functions return NULL and set errno: EINVAL for a bad type,
- *   size, target, reach or arena; ENOMEM when no memory or no address inside
- *   the allowed range is available.  Every other function returns 0 or a
- *   negative errno value.  execmem_last_error() gives a sentence explaining
- *   the last configuration or placement failure of the calling thread.
+ *   Allocation functions return NULL and set errno:
+ *     EINVAL   a bad type, size, target, reach or arena (NULL or
+ *              destroyed); also when the default arena could not be set up
+ *              on its first use
+ *     ENOMEM   no memory for execmem's own records; no free address inside
+ *              the type's range (or its fallback) and the asked reach; or
+ *              the kernel refused a mapping for want of memory (also
+ *              RLIMIT_AS and vm.max_map_count)
+ *     EPERM, EACCES
+ *              the kernel or a security policy (SELinux, seccomp, the
+ *              memfd_noexec setting) refused executable memory.  In dual
+ *              mode that is a chunk's memfd, its seals or its shared
+ *              executable view, and reaches the caller only when the mode
+ *              is forced (EXECMEM_MODE_DUAL, or EXECMEM_MODE=dual for the
+ *              default arena): an automatic arena switches to mprotect
+ *              mode for good instead.  In mprotect mode
+ *              (forced, or after that switch) it is making a private
+ *              mapping executable, and always reaches the caller.
+ *     EMFILE, ENFILE
+ *              no file descriptor left for a chunk's memfd: dual mode only,
+ *              and only when forced (an automatic arena switches to
+ *              mprotect mode)
+ *     ENOSYS   the kernel has no memfd_create() (or a filter hides it):
+ *              as EMFILE
+ *     other    any other error of the system calls that make a chunk
+ *              (mmap, mprotect, munmap of a reservation's slack,
+ *              memfd_create, ftruncate, fcntl, and sigaction for the fault
+ *              guard of mprotect mode), passed through unchanged
+ *   Every other function returns 0 or a negative errno value.  execmem_last_error() gives a
+ *   sentence explaining the last configuration or placement failure of the
+ *   calling thread.
  *
  * THREADS
  *   Every function may be called from any thread at any time, except where
@@ -182,7 +208,10 @@ struct execmem_stats {
  * execmem_alloc - allocate memory of a type from the default arena.
  * Code types come filled with trap instructions, data types with zeros.
  * Returns the address (aligned to the granularity and the type's alignment),
- * or NULL with errno EINVAL (bad type, size 0 or too large) or ENOMEM.
+ * or NULL with errno EINVAL (bad type, size 0 or too large), ENOMEM (no
+ * memory or no address in the type's range), or an error of the OS when a
+ * new chunk cannot be made (EPERM, EACCES, EMFILE, ENFILE, ENOSYS, ...:
+ * see ERRORS for when each happens).
  */
 EXECMEM_API void *execmem_alloc(enum execmem_type type, size_t size);
 
@@ -192,7 +221,8 @@ EXECMEM_API void *execmem_alloc(enum execmem_type type, size_t size);
  * the type's range (or its fallback) when the type has one.  Such
  * allocations share chunks with other allocations that lie within reach.
  * Returns NULL with errno EINVAL for a bad type or size, a NULL target or a
- * reach smaller than the size; ENOMEM when no address within reach is free.
+ * reach smaller than the size; ENOMEM when no address within reach is free
+ * (or no memory); or an OS error as execmem_alloc().
  */
 EXECMEM_API void *execmem_alloc_near(enum execmem_type type, size_t size,
 				     const void *target, size_t reach);
@@ -253,8 +283,12 @@ EXECMEM_API int execmem_seal(void *addr);
 
 /*
  * execmem_usable_size - bytes usable at addr, the start of a live
- * allocation (its size rounded up to the granularity); 0 for memory execmem
- * does not own or that is not the start of a live allocation.
+ * allocation: its size rounded up to the arena's granularity for
+ * allocations of up to 1 MiB (EXECMEM_CHUNK_SIZE / 2); rounded up to the
+ * page size for larger ones, which get a mapping of their own, and for
+ * EXECMEM_RO_AFTER_INIT allocations of any size, which own whole pages.
+ * 0 for memory execmem does not own or that is not the start of a live
+ * allocation.
  */
 EXECMEM_API size_t execmem_usable_size(const void *addr);
 
