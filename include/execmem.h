@@ -49,11 +49,37 @@
  *   back to mprotect when the kernel refuses).
  *
  * ERRORS
- *   Allocation functions return NULL and set errno: EINVAL for a bad type,
- *   size, target, reach or arena; ENOMEM when no memory or no address inside
- *   the allowed range is available.  Every other function returns 0 or a
- *   negative errno value.  execmem_last_error() gives a sentence explaining
- *   the last configuration or placement failure of the calling thread.
+ *   Allocation functions return NULL and set errno:
+ *     EINVAL   a bad type, size, target, reach or arena (NULL or
+ *              destroyed); also when the default arena could not be set up
+ *              on its first use
+ *     ENOMEM   no memory for execmem's own records; no free address inside
+ *              the type's range (or its fallback) and the asked reach; or
+ *              the kernel refused a mapping for want of memory (also
+ *              RLIMIT_AS and vm.max_map_count)
+ *     EPERM, EACCES
+ *              the kernel or a security policy (SELinux, seccomp, the
+ *              memfd_noexec setting) refused executable memory.  In dual
+ *              mode that is a chunk's memfd, its seals or its shared
+ *              executable view, and reaches the caller only when the mode
+ *              is forced (EXECMEM_MODE_DUAL, or EXECMEM_MODE=dual for the
+ *              default arena): an automatic arena switches to mprotect
+ *              mode for good instead.  In mprotect mode
+ *              (forced, or after that switch) it is making a private
+ *              mapping executable, and always reaches the caller.
+ *     EMFILE, ENFILE
+ *              no file descriptor left for a chunk's memfd: dual mode only,
+ *              and only when forced (an automatic arena switches to
+ *              mprotect mode)
+ *     ENOSYS   the kernel has no memfd_create() (or a filter hides it):
+ *              as EMFILE
+ *     other    any other error of the system calls that make a chunk
+ *              (mmap, mprotect, munmap of a reservation's slack,
+ *              memfd_create, ftruncate, fcntl, and sigaction for the fault
+ *              guard of mprotect mode), passed through unchanged
+ *   Every other function returns 0 or a negative errno value.  execmem_last_error() gives a
+ *   sentence explaining the last configuration or placement failure of the
+ *   calling thread.
  *
  * THREADS
  *   Every function may be called from any thread at any time, except where
@@ -211,7 +237,10 @@ struct execmem_stats {
  * execmem_alloc - allocate memory of a type from the default arena.
  * Code types come filled with trap instructions, data types with zeros.
  * Returns the address (aligned to the granularity and the type's alignment),
- * or NULL with errno EINVAL (bad type, size 0 or too large) or ENOMEM.
+ * or NULL with errno EINVAL (bad type, size 0 or too large), ENOMEM (no
+ * memory or no address in the type's range), or an error of the OS when a
+ * new chunk cannot be made (EPERM, EACCES, EMFILE, ENFILE, ENOSYS, ...:
+ * see ERRORS for when each happens).
  */
 EXECMEM_API void *execmem_alloc(enum execmem_type type, size_t size);
 
@@ -221,7 +250,8 @@ EXECMEM_API void *execmem_alloc(enum execmem_type type, size_t size);
  * the type's range (or its fallback) when the type has one.  Such
  * allocations share chunks with other allocations that lie within reach.
  * Returns NULL with errno EINVAL for a bad type or size, a NULL target or a
- * reach smaller than the size; ENOMEM when no address within reach is free.
+ * reach smaller than the size; ENOMEM when no address within reach is free
+ * (or no memory); or an OS error as execmem_alloc().
  */
 EXECMEM_API void *execmem_alloc_near(enum execmem_type type, size_t size,
 				     const void *target, size_t reach);
@@ -301,8 +331,12 @@ EXECMEM_API int execmem_seal(void *addr);
 
 /*
  * execmem_usable_size - bytes usable at addr, the start of a live
- * allocation (its size rounded up to the granularity); 0 for memory execmem
- * does not own or that is not the start of a live allocation.
+ * allocation: its size rounded up to the arena's granularity for
+ * allocations of up to 1 MiB (EXECMEM_CHUNK_SIZE / 2); rounded up to the
+ * page size for larger ones, which get a mapping of their own, and for
+ * EXECMEM_RO_AFTER_INIT allocations of any size, which own whole pages.
+ * 0 for memory execmem does not own or that is not the start of a live
+ * allocation.
  */
 EXECMEM_API size_t execmem_usable_size(const void *addr);
 
@@ -334,36 +368,63 @@ EXECMEM_API int execmem_configure(const struct execmem_params *params);
 
 /*
  * execmem_get_ranges - copy the range table in force for arena (NULL: the
- * default arena) into out[EXECMEM_TYPE_MAX].  Returns 0 or a negative errno.
+ * default arena) into out[EXECMEM_TYPE_MAX].  Returns 0, or -EINVAL for a
+ * NULL out, a destroyed arena or a default arena that cannot be set up.
  */
 EXECMEM_API int execmem_get_ranges(struct execmem_arena *arena,
 				   struct execmem_range out[EXECMEM_TYPE_MAX]);
 
 /*
- * execmem_arena_create - make an independent allocator (NULL: defaults).
+ * execmem_arena_create - make an independent allocator (NULL: defaults) and
+ * return its handle.  Besides the arena's memory, which
+ * execmem_arena_destroy() frees, every arena ever made costs its handle
+ * (16 bytes and the C library's overhead) for the rest of the process: a
+ * handle is never freed nor handed out again, so that a destroyed arena's
+ * handle stays safely dead (see execmem_arena_destroy()).
  * Returns NULL with errno EINVAL (bad parameters; see execmem_last_error())
  * or ENOMEM.
  */
 EXECMEM_API struct execmem_arena *execmem_arena_create(const struct execmem_params *params);
 
-/* execmem_arena_alloc - execmem_alloc() from a given arena. */
+/*
+ * execmem_arena_alloc - execmem_alloc() from a given arena.  Errors as
+ * execmem_alloc(), and EINVAL for a NULL or destroyed arena.
+ */
 EXECMEM_API void *execmem_arena_alloc(struct execmem_arena *arena,
 				      enum execmem_type type, size_t size);
 
-/* execmem_arena_alloc_near - execmem_alloc_near() from a given arena. */
+/*
+ * execmem_arena_alloc_near - execmem_alloc_near() from a given arena.
+ * Errors as execmem_alloc_near(), and EINVAL for a NULL or destroyed arena.
+ */
 EXECMEM_API void *execmem_arena_alloc_near(struct execmem_arena *arena,
 					   enum execmem_type type, size_t size,
 					   const void *target, size_t reach);
 
-/* execmem_arena_stats - execmem_stats() of a given arena. */
+/*
+ * execmem_arena_stats - execmem_stats() of a given arena.  Returns 0, or
+ * -EINVAL for a NULL out or a NULL or destroyed arena.
+ */
 EXECMEM_API int execmem_arena_stats(struct execmem_arena *arena,
 				    struct execmem_stats *out);
 
 /*
- * execmem_arena_destroy - free all memory of the arena at once; its
- * allocations become invalid.  Must not race with other calls on the same
- * arena or its allocations.  Returns 0, or -EINVAL for NULL, the default
- * arena or an arena already destroyed.
+ * execmem_arena_destroy - free all memory of the arena at once.  Its
+ * allocations become invalid: until their addresses are handed out again,
+ * execmem_free(), execmem_write() and the other calls on them return
+ * -EINVAL (execmem_usable_size() 0).  The handle stays dead for good:
+ * every later call that takes it (execmem_arena_alloc(),
+ * execmem_arena_alloc_near(), execmem_arena_stats(), execmem_get_ranges(),
+ * execmem_arena_destroy(), a module load with it as options.arena) fails
+ * with EINVAL, and no later execmem_arena_create() returns it.
+ * Returns 0, or -EINVAL for NULL or an arena already destroyed.  The
+ * default arena has no handle and lives as long as the process.
+ * Thread-safety: no call on this arena or on one of its allocations may be
+ * under way in another thread when destroy starts, and none may start
+ * before it returns (such a call may use memory being freed; execmem does
+ * not detect it).  Calls that start after destroy returned fail as said
+ * above.  Two destroys of the same arena may race: one returns 0, the
+ * other -EINVAL.
  */
 EXECMEM_API int execmem_arena_destroy(struct execmem_arena *arena);
 

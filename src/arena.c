@@ -221,7 +221,6 @@ int em_arena_init(struct em_arena *a, const struct execmem_params *params)
 		if (a->pool_of[t] == &a->pools[t])
 			pool_init(a, &a->pools[t], t);
 	}
-	atomic_store(&a->alive, 1);
 	return 0;
 }
 
@@ -846,7 +845,6 @@ static void destroy_chunk(struct em_pool *pool, struct em_chunk *c, void *unused
 
 void em_arena_release(struct em_arena *a)
 {
-	atomic_store(&a->alive, 0);
 	each_chunk(a, NULL, destroy_chunk);
 	FOR_EACH_POOL(a, pool) {
 		for (struct em_shadow *s = pool->shadows, *next; s; s = next) {

@@ -102,6 +102,42 @@ int execmem_configure(const struct execmem_params *params)
 	return 0;
 }
 
+/* ------------------------------------------------------- arena handles */
+
+/*
+ * What execmem_arena_create() hands out.  A handle outlives its arena:
+ * destroy empties it and keeps it for good, so that every later call
+ * through it finds no arena and fails, and so that no new arena can get the
+ * address of a dead one.  Every handle stays on one list, so that leak
+ * checkers see the dead ones as reachable.
+ */
+struct execmem_arena {
+	_Atomic(struct em_arena *) body;  /* NULL once destroyed */
+	struct execmem_arena *next;
+};
+
+static struct execmem_arena *handles;
+static struct em_lock handles_lock;
+
+static struct execmem_arena *new_handle(struct em_arena *a)
+{
+	struct execmem_arena *h = malloc(sizeof *h);
+	if (!h)
+		return NULL;
+	atomic_init(&h->body, a);
+	em_lock(&handles_lock);
+	h->next = handles;
+	handles = h;
+	em_unlock(&handles_lock);
+	return h;
+}
+
+/* The arena behind a handle; NULL for NULL or a destroyed arena. */
+static struct em_arena *body_of(struct execmem_arena *h)
+{
+	return h ? atomic_load_explicit(&h->body, memory_order_acquire) : NULL;
+}
+
 /* ------------------------------------------------------------ allocation */
 
 static bool type_ok(enum execmem_type type)
@@ -118,7 +154,7 @@ static void *fail(int err)
 static void *arena_alloc(struct em_arena *a, enum execmem_type type, size_t size,
 			 const struct em_window *w)
 {
-	if (!a || !atomic_load(&a->alive) || !type_ok(type) || size == 0 || size > EM_MAX_SIZE)
+	if (!a || !type_ok(type) || size == 0 || size > EM_MAX_SIZE)
 		return fail(EINVAL);
 	return em_pool_alloc(a->pool_of[type], size, w);
 }
@@ -155,13 +191,13 @@ void *execmem_alloc_near(enum execmem_type type, size_t size, const void *target
 
 void *execmem_arena_alloc(struct execmem_arena *arena, enum execmem_type type, size_t size)
 {
-	return arena_alloc((struct em_arena *)arena, type, size, &everywhere);
+	return arena_alloc(body_of(arena), type, size, &everywhere);
 }
 
 void *execmem_arena_alloc_near(struct execmem_arena *arena, enum execmem_type type, size_t size,
 			       const void *target, size_t reach)
 {
-	return arena_alloc_near((struct em_arena *)arena, type, size, target, reach);
+	return arena_alloc_near(body_of(arena), type, size, target, reach);
 }
 
 /* ------------------------------------------------ operations by address */
@@ -248,7 +284,8 @@ int execmem_sync_cores(void)
 
 /* ------------------------------------------------------ arenas and stats */
 
-struct execmem_arena *execmem_arena_create(const struct execmem_params *params)
+/* A live, registered arena; NULL with errno on failure. */
+static struct em_arena *new_arena(const struct execmem_params *params)
 {
 	/* Shards are cache-line aligned, so the arena must be too. */
 	size_t bytes = (sizeof(struct em_arena) + 63) & ~(size_t)63;
@@ -262,26 +299,48 @@ struct execmem_arena *execmem_arena_create(const struct execmem_params *params)
 		free(a);
 		return fail(-rc);
 	}
-	return (struct execmem_arena *)a;
+	return a;
+}
+
+static void drop_arena(struct em_arena *a)
+{
+	em_registry_remove(a);
+	em_arena_release(a);
+	free(a);
+}
+
+struct execmem_arena *execmem_arena_create(const struct execmem_params *params)
+{
+	struct em_arena *a = new_arena(params);
+	struct execmem_arena *h = a ? new_handle(a) : NULL;
+	if (a && !h) {
+		drop_arena(a);
+		return fail(ENOMEM);
+	}
+	return h;
 }
 
 int execmem_arena_destroy(struct execmem_arena *arena)
 {
-	struct em_arena *a = (struct em_arena *)arena;
-	if (!a || a == &default_arena || !em_registry_remove(a))
+	/* The exchange lets exactly one of two racing destroys have the arena. */
+	struct em_arena *a = arena ? atomic_exchange(&arena->body, NULL) : NULL;
+	if (!a)
 		return -EINVAL;
-	em_arena_release(a);
-	free(a);
+	drop_arena(a);
+	return 0;
+}
+
+static int arena_stats(struct em_arena *a, struct execmem_stats *out)
+{
+	if (!a || !out)
+		return -EINVAL;
+	em_arena_stats(a, out);
 	return 0;
 }
 
 int execmem_arena_stats(struct execmem_arena *arena, struct execmem_stats *out)
 {
-	struct em_arena *a = (struct em_arena *)arena;
-	if (!a || !out || !atomic_load(&a->alive))
-		return -EINVAL;
-	em_arena_stats(a, out);
-	return 0;
+	return arena_stats(body_of(arena), out);
 }
 
 int execmem_stats(struct execmem_stats *out)
@@ -289,13 +348,13 @@ int execmem_stats(struct execmem_stats *out)
 	struct em_arena *a = default_get();
 	if (!a)
 		return -errno;
-	return execmem_arena_stats((struct execmem_arena *)a, out);
+	return arena_stats(a, out);
 }
 
 int execmem_get_ranges(struct execmem_arena *arena, struct execmem_range out[EXECMEM_TYPE_MAX])
 {
-	struct em_arena *a = arena ? (struct em_arena *)arena : default_get();
-	if (!out || !a || !atomic_load(&a->alive))
+	struct em_arena *a = arena ? body_of(arena) : default_get();
+	if (!out || !a)
 		return -EINVAL;
 	memcpy(out, a->ranges, sizeof a->ranges);
 	return 0;

@@ -132,7 +132,6 @@ struct em_arena {
 	bool mode_forced;          /* no automatic fallback */
 	unsigned shard_mask;
 	atomic_size_t nretained;   /* arena-wide count against params.retained_chunks */
-	atomic_int alive;
 	struct em_pool *pool_of[EXECMEM_TYPE_MAX];
 	struct em_pool pools[EXECMEM_TYPE_MAX];
 	struct em_arena *next;     /* registry */

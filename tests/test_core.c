@@ -354,6 +354,47 @@ static void windows_and_large(enum execmem_mode mode)
 	CHECK_EQ(execmem_arena_destroy(a), 0);
 }
 
+static size_t round_up(size_t size, size_t unit)
+{
+	return (size + unit - 1) / unit * unit;
+}
+
+/* The usable size of a new allocation of type and size in a, 0 if none. */
+static size_t usable_of_new(struct execmem_arena *a, enum execmem_type type, size_t size)
+{
+	void *p = execmem_arena_alloc(a, type, size);
+	size_t usable = p ? execmem_usable_size(p) : 0;
+	CHECK(p != NULL && execmem_free(p) == 0);
+	return usable;
+}
+
+/* What execmem.h says of execmem_usable_size(): the granularity up to 1 MiB,
+ * the page size above it (a mapping of its own) and for RO_AFTER_INIT. */
+static void usable_sizes(void)
+{
+	static const size_t small[] = { 1, 17, 100, 4097, EXECMEM_CHUNK_SIZE / 2 - 1,
+					EXECMEM_CHUNK_SIZE / 2 };
+	static const size_t large[] = { EXECMEM_CHUNK_SIZE / 2 + 1, EXECMEM_CHUNK_SIZE + 17,
+					(3 << 20) + 4097 };
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), granularity = 16;
+	struct execmem_params p;
+	execmem_params_init(&p);
+	p.granularity = granularity;
+	struct execmem_arena *a = execmem_arena_create(&p);
+	CHECK(a != NULL);
+	for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) {
+		CHECK_EQ(usable_of_new(a, EXECMEM_CODE, small[i]), round_up(small[i], granularity));
+		CHECK_EQ(usable_of_new(a, EXECMEM_DATA, small[i]), round_up(small[i], granularity));
+		CHECK_EQ(usable_of_new(a, EXECMEM_RO_AFTER_INIT, small[i]), round_up(small[i], page));
+	}
+	for (size_t i = 0; i < sizeof large / sizeof large[0]; i++) {
+		CHECK_EQ(usable_of_new(a, EXECMEM_CODE, large[i]), round_up(large[i], page));
+		CHECK_EQ(usable_of_new(a, EXECMEM_RODATA, large[i]), round_up(large[i], page));
+		CHECK_EQ(usable_of_new(a, EXECMEM_RO_AFTER_INIT, large[i]), round_up(large[i], page));
+	}
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
 /* Parent and child each rewrite a shared-before-fork program; neither sees the other's. */
 static void fork_apart(enum execmem_mode mode)
 {
@@ -615,6 +656,7 @@ int main(void)
 	packing_and_retention();
 	custom_ranges();
 	sync_cores();
+	usable_sizes();
 	for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
 		current_mode = modes[m];
 		many_programs(modes[m]);

@@ -97,7 +97,8 @@ typedef void *(*execmem_module_resolver)(const char *name, void *context);
 					    * accepted (for tests and fuzzing) */
 
 struct execmem_module_options {
-	struct execmem_arena *arena;      /* NULL: the default arena */
+	struct execmem_arena *arena;      /* NULL: the default arena; otherwise a live
+					   * arena, which must outlive the module */
 	execmem_module_resolver resolver; /* NULL: none */
 	void *resolver_context;
 	const char *name;                 /* module name; NULL: the file name */
@@ -113,7 +114,7 @@ EXECMEM_API void execmem_module_options_init(struct execmem_module_options *opti
  *   out      receives the module on success, is set to NULL on failure.
  * Constructors have run and .data..ro_after_init is sealed when it returns.
  * Returns 0, or
- *   -EINVAL   NULL path or out, bad options
+ *   -EINVAL   NULL path or out, bad options (options->arena destroyed)
  *   -ENOEXEC  not an ELF relocatable object or archive, malformed input,
  *             another architecture (without EXECMEM_MODULE_LINK_ONLY)
  *   -ENOTSUP  a feature the loader does not support (TLS, IFUNC, a
@@ -150,6 +151,8 @@ EXECMEM_API int execmem_module_load_buffer(const void *data, size_t size, const 
  * uses one of its symbols (nothing is done then; execmem_module_last_error()
  * names that module).
  * Thread-safety: safe, but no thread may run the module's code meanwhile.
+ * Unload a module before destroying the arena it was loaded into: the
+ * module's memory goes with the arena, and its destructors with it.
  */
 EXECMEM_API int execmem_module_unload(struct execmem_module *module);
 

@@ -71,12 +71,18 @@ const char *execmem_module_type_name(enum execmem_type type)
 	return mod_type_name(type);
 }
 
-static int check_load_args(const void *what, struct execmem_module **out)
+static int check_load_args(const void *what, const struct execmem_module_options *options,
+			   struct execmem_module **out)
 {
+	struct execmem_range ranges[EXECMEM_TYPE_MAX];
+
 	if (out)
 		*out = NULL;
 	if (!what || !out)
 		return mod_error(EINVAL, "NULL argument");
+	/* The cheapest call that fails for a destroyed arena, before any work. */
+	if (options && options->arena && execmem_get_ranges(options->arena, ranges) != 0)
+		return mod_error(EINVAL, "options.arena is an arena that was destroyed");
 	return 0;
 }
 
@@ -85,7 +91,7 @@ int execmem_module_load_buffer(const void *data, size_t size, const char *name,
 			       struct execmem_module **out)
 {
 	mod_clear_error();
-	int err = check_load_args(data, out);
+	int err = check_load_args(data, options, out);
 	if (err)
 		return err;
 	return mod_load_image(data, size, name ? name : "<buffer>", options, out);
@@ -99,7 +105,7 @@ int execmem_module_load_file(const char *path, const struct execmem_module_optio
 	struct stat st;
 
 	mod_clear_error();
-	int err = check_load_args(path, out);
+	int err = check_load_args(path, options, out);
 	if (err)
 		return err;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);

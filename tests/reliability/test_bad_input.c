@@ -5,11 +5,14 @@
  * reliability_doc_table test checks that the document holds exactly it.
  * The default arena's mode comes from EXECMEM_MODE.
  */
+#include <elf.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "execmem/module.h"
 #include "rtest.h"
 
 static enum execmem_mode mode;
@@ -348,6 +351,158 @@ static bool arena_destroy_null(void)
 	return returns(execmem_arena_destroy(NULL), -EINVAL);
 }
 
+/* An arena destroyed once its allocations p[0] (code) and p[1] (sealed
+ * RO_AFTER_INIT data) were made; nothing is allocated after the destroy, so
+ * no other allocation can have taken their addresses yet. */
+static struct execmem_arena *destroyed_arena(void *p[2])
+{
+	struct execmem_arena *arena = new_arena();
+	p[0] = arena ? rt_new_program(arena, 64, 0x4242) : NULL;
+	p[1] = arena ? execmem_arena_alloc(arena, EXECMEM_RO_AFTER_INIT, 64) : NULL;
+	bool made = p[0] && p[1] && returns(execmem_seal(p[1]), 0);
+	bool destroyed = arena && returns(execmem_arena_destroy(arena), 0);
+	return made && destroyed ? arena : NULL;
+}
+
+static bool alloc_from_destroyed_arena(void)
+{
+	struct victim victim = new_victim();
+	void *p[2];
+	struct execmem_arena *arena = destroyed_arena(p);
+	return arena && fails_with(execmem_arena_alloc(arena, EXECMEM_CODE, 64), EINVAL) &&
+	       fails_with(execmem_arena_alloc(arena, EXECMEM_DATA, 3 << 20), EINVAL) &&
+	       fails_with(execmem_arena_alloc_near(arena, EXECMEM_CODE, 64, victim.code, 1 << 30), EINVAL) &&
+	       victim_survives(victim);
+}
+
+static bool stats_of_destroyed_arena(void)
+{
+	void *p[2];
+	struct execmem_arena *arena = destroyed_arena(p);
+	struct execmem_stats stats;
+	struct execmem_range ranges[EXECMEM_TYPE_MAX];
+	return arena && returns(execmem_arena_stats(arena, &stats), -EINVAL) &&
+	       returns(execmem_get_ranges(arena, ranges), -EINVAL);
+}
+
+static bool use_of_destroyed_allocation(void)
+{
+	struct victim victim = new_victim();
+	void *p[2];
+	struct execmem_arena *arena = destroyed_arena(p);
+	return arena && returns(execmem_write(p[0], payload, 8), -EINVAL) &&
+	       returns(execmem_invalidate(p[0], 8), -EINVAL) &&
+	       fails_with(execmem_write_begin(p[0]), EINVAL) &&
+	       returns(execmem_write_end(p[0]), -EINVAL) &&
+	       returns(execmem_seal(p[1]), -EINVAL) &&
+	       execmem_usable_size(p[0]) == 0 && execmem_usable_size(p[1]) == 0 &&
+	       returns(execmem_free(p[1]), -EINVAL) && returns(execmem_free(p[0]), -EINVAL) &&
+	       victim_survives(victim);
+}
+
+/* The handle of a destroyed arena stays dead once new arenas are made,
+ * which may get the memory the destroyed one had. */
+static bool destroyed_arena_stays_dead(void)
+{
+	enum { YOUNG = 4 };
+	void *p[2];
+	struct execmem_arena *old = destroyed_arena(p), *young[YOUNG];
+	void *code[YOUNG];
+	bool ok = old != NULL;
+	for (int i = 0; i < YOUNG; i++) {
+		young[i] = new_arena();
+		code[i] = young[i] ? rt_new_program(young[i], 64, 0x5150 + i) : NULL;
+		if (young[i] == old)
+			fprintf(stderr, "    a new arena has the destroyed arena's handle\n");
+		ok = ok && code[i] && young[i] != old;
+	}
+	ok = ok && returns(execmem_arena_destroy(old), -EINVAL) &&
+	     fails_with(execmem_arena_alloc(old, EXECMEM_CODE, 64), EINVAL);
+	for (int i = 0; i < YOUNG; i++) {
+		ok = ok && rt_program_returns(mode, code[i], 0x5150 + i);
+		ok = young[i] && returns(execmem_arena_destroy(young[i]), 0) && ok;
+	}
+	return ok && returns(execmem_arena_destroy(old), -EINVAL);
+}
+
+/* The smallest object the module loader takes: a .text of one byte. */
+struct tiny_object {
+	Elf64_Ehdr header;
+	uint8_t text[8];
+	char names[24];
+	Elf64_Shdr sections[3];
+};
+
+static struct tiny_object tiny_object(void)
+{
+	static const char names[] = "\0.text\0.shstrtab";
+	struct tiny_object o;
+	memset(&o, 0, sizeof o);
+	memcpy(o.header.e_ident, ELFMAG, SELFMAG);
+	o.header.e_ident[EI_CLASS] = ELFCLASS64;
+	o.header.e_ident[EI_DATA] = ELFDATA2LSB;
+	o.header.e_ident[EI_VERSION] = EV_CURRENT;
+	o.header.e_type = ET_REL;
+	o.header.e_machine = EM_X86_64; /* taken on every host with EXECMEM_MODULE_LINK_ONLY */
+	o.header.e_version = EV_CURRENT;
+	o.header.e_ehsize = sizeof o.header;
+	o.header.e_shoff = offsetof(struct tiny_object, sections);
+	o.header.e_shentsize = sizeof(Elf64_Shdr);
+	o.header.e_shnum = 3;
+	o.header.e_shstrndx = 2;
+	o.text[0] = 0xc3;
+	memcpy(o.names, names, sizeof names);
+	o.sections[1] = (Elf64_Shdr){ .sh_name = 1, .sh_type = SHT_PROGBITS,
+				      .sh_flags = SHF_ALLOC | SHF_EXECINSTR,
+				      .sh_offset = offsetof(struct tiny_object, text),
+				      .sh_size = 1, .sh_addralign = 1 };
+	o.sections[2] = (Elf64_Shdr){ .sh_name = 7, .sh_type = SHT_STRTAB,
+				      .sh_offset = offsetof(struct tiny_object, names),
+				      .sh_size = sizeof names, .sh_addralign = 1 };
+	return o;
+}
+
+/* Loads the tiny object into arena, from a buffer or from a file. */
+static int load_tiny(struct execmem_arena *arena, bool from_file, struct execmem_module **module)
+{
+	struct tiny_object object = tiny_object();
+	struct execmem_module_options options;
+	execmem_module_options_init(&options);
+	options.arena = arena;
+	options.flags = EXECMEM_MODULE_LINK_ONLY;
+	if (!from_file)
+		return execmem_module_load_buffer(&object, sizeof object, "tiny", &options, module);
+	char path[] = "/tmp/execmem-tiny-XXXXXX";
+	int fd = mkstemp(path);
+	if (fd < 0)
+		return -errno;
+	int rc = write(fd, &object, sizeof object) == (ssize_t)sizeof object
+		 ? execmem_module_load_file(path, &options, module) : -EIO;
+	close(fd);
+	unlink(path);
+	return rc;
+}
+
+static bool tiny_loads_and_unloads(struct execmem_arena *arena, bool from_file)
+{
+	struct execmem_module *module = NULL;
+	return returns(load_tiny(arena, from_file, &module), 0) &&
+	       returns(execmem_module_unload(module), 0);
+}
+
+static bool module_into_destroyed_arena(void)
+{
+	struct execmem_arena *arena = new_arena();
+	bool loads = arena && tiny_loads_and_unloads(arena, false) && tiny_loads_and_unloads(arena, true);
+	if (!arena || !returns(execmem_arena_destroy(arena), 0) || !loads)
+		return false;
+	/* A failed load sets *out to NULL: start from something else. */
+	struct execmem_module *from_buffer = (struct execmem_module *)&stack_word;
+	struct execmem_module *from_file = from_buffer;
+	return returns(load_tiny(arena, false, &from_buffer), -EINVAL) && !from_buffer &&
+	       returns(load_tiny(arena, true, &from_file), -EINVAL) && !from_file;
+}
+
 static struct execmem_arena *arena_with(size_t granularity, enum execmem_mode arena_mode,
 					const struct execmem_range *ranges)
 {
@@ -436,6 +591,11 @@ static const struct row rows[] = {
 	{ "usable size of a bad pointer", "execmem_usable_size(NULL / &local / p + 64 / freed)", "0", usable_size_bad },
 	{ "destroy of an arena twice", "execmem_arena_destroy(a) twice, then free(its p)", "0, then -EINVAL, -EINVAL", arena_destroy_twice },
 	{ "destroy of NULL", "execmem_arena_destroy(NULL)", "-EINVAL", arena_destroy_null },
+	{ "allocation from a destroyed arena", "execmem_arena_alloc(a, ...), execmem_arena_alloc_near(a, ...)", "NULL, EINVAL", alloc_from_destroyed_arena },
+	{ "statistics of a destroyed arena", "execmem_arena_stats(a, &s), execmem_get_ranges(a, r)", "-EINVAL", stats_of_destroyed_arena },
+	{ "allocation of a destroyed arena", "execmem_write / invalidate / write_begin / write_end / seal / usable_size / free(p of a)", "-EINVAL / EINVAL / 0", use_of_destroyed_allocation },
+	{ "destroyed arena once others are made", "destroy(a), 4 x create(), destroy(a), alloc(a)", "-EINVAL, NULL EINVAL; new arenas unharmed", destroyed_arena_stays_dead },
+	{ "module load into a destroyed arena", "execmem_module_load_buffer / load_file(options.arena = a)", "-EINVAL; both load into a before its destroy", module_into_destroyed_arena },
 	{ "bad arena parameters", "granularity 0 / 48 / 8192, mode 99", "NULL, EINVAL", arena_bad_params },
 	{ "range asking for W+X", "ranges[CODE].protection = RWX", "NULL, EINVAL", arena_wx_range },
 	{ "NULL stats", "execmem_stats(NULL)", "-EINVAL", stats_null },
