@@ -18,8 +18,7 @@
 
 #include "rtest.h"
 
-enum { THREADS = 4, ITERATIONS = 200, TSAN_ITERATIONS = 30, CREATES_PER_RELEASE = 4, REPORTED = 5,
-       CHILD_SECONDS = 40 };
+enum { THREADS = 4, ITERATIONS = 200, TSAN_ITERATIONS = 30, REPORTED = 5, CHILD_SECONDS = 40 };
 #define RELEASED_SIZE ((size_t)6 << 20)
 
 static enum execmem_mode mode;
@@ -32,24 +31,27 @@ static void report(const char *what, void *code, long rc)
 		fprintf(stderr, "FAIL %s of live allocation %p: %ld\n", what, code, rc);
 }
 
-/* Allocates, writes, runs; returns the program or NULL (counted); *ok
- * says whether it holds the program. */
-static void *make(struct execmem_arena *arena, size_t size, uint32_t value, bool *ok)
+/* Writes and runs a fresh allocation; returns whether it holds its program. */
+static bool fill(void *code, uint32_t value)
 {
-	*ok = false;
-	void *code = arena ? execmem_arena_alloc(arena, EXECMEM_CODE, size)
-			   : execmem_alloc(EXECMEM_CODE, size);
-	if (!code) {
-		report("allocation", NULL, -errno);
-		return NULL;
-	}
 	uint8_t bytes[RT_PROGRAM_MAX];
 	size_t len = rt_emit_return(bytes, value);
 	int rc = execmem_write(code, bytes, len);
 	if (rc)
 		report("write", code, rc);
-	else if (!(*ok = rt_program_returns(mode, code, value)))
+	else if (!rt_program_returns(mode, code, value))
 		report("call", code, 0);
+	return rc == 0;
+}
+
+static void *make(struct execmem_arena *arena, size_t size, uint32_t value)
+{
+	void *code = arena ? execmem_arena_alloc(arena, EXECMEM_CODE, size)
+			   : execmem_alloc(EXECMEM_CODE, size);
+	if (!code)
+		report("allocation", NULL, -errno);
+	else
+		fill(code, value);
 	return code;
 }
 
@@ -60,34 +62,50 @@ static void unmake(void *code)
 		report("free", code, rc);
 }
 
+/* Where the releasers' large allocation lies until it is freed. */
+static _Atomic uintptr_t released_soon;
+static atomic_int releasers_running;
+static atomic_ulong reused;
+
 /*
- * A releaser makes and frees a large allocation whose unmapping takes long
- * (in dual mode its alias is unmapped after its view), then small ones that
- * spill into a new chunk and empty the old one.  A creator makes and frees
- * allocations just above the large threshold, cheap to map, which the
- * kernel places in the hole a released mapping just left.
+ * A releaser makes a large allocation whose unmapping takes a while (in
+ * dual mode its alias goes after its view), then small ones that spill
+ * into a new chunk and empty the old one, and frees them all.
  */
 static void release_round(struct execmem_arena *arena, uint64_t *seed)
 {
 	uint32_t value = (uint32_t)rt_random(seed);
 	size_t small = EXECMEM_CHUNK_SIZE / 2 - 4096 * (1 + rt_random(seed) % 8);
-	bool ok;
-	void *big = make(arena, RELEASED_SIZE - 4096 * (rt_random(seed) % 16), value, &ok);
-	void *first = make(arena, small, value + 1, &ok);
-	void *second = make(arena, small, value + 2, &ok);
+	void *big = make(arena, RELEASED_SIZE - 4096 * (rt_random(seed) % 16), value);
+	void *first = make(arena, small, value + 1);
+	void *second = make(arena, small, value + 2);
 	unmake(first);
-	void *third = make(arena, small, value + 3, &ok);
+	void *third = make(arena, small, value + 3);
+	atomic_store(&released_soon, (uintptr_t)big);
 	unmake(big);
 	unmake(second);
 	unmake(third);
 }
 
+/*
+ * A creator asks for a cheap large allocation inside the releasers' large
+ * one (the only free place within reach is its address range), so that it
+ * gets a mapping there the moment the range is unmapped.
+ */
 static void create_round(struct execmem_arena *arena, uint64_t *seed)
 {
+	uintptr_t inside = atomic_load(&released_soon);
+	if (!inside)
+		return;
+	const void *target = (const void *)(inside + EXECMEM_CHUNK_SIZE - 1);
+	size_t size = EXECMEM_CHUNK_SIZE / 2 + 4096;
+	void *code = arena ? execmem_arena_alloc_near(arena, EXECMEM_CODE, size, target, EXECMEM_CHUNK_SIZE)
+			   : execmem_alloc_near(EXECMEM_CODE, size, target, EXECMEM_CHUNK_SIZE);
+	if (!code)
+		return; /* the range is still mapped */
+	atomic_fetch_add(&reused, 1);
 	uint32_t value = (uint32_t)rt_random(seed);
-	bool ok;
-	void *code = make(arena, EXECMEM_CHUNK_SIZE / 2 + 4096 * (1 + rt_random(seed) % 4), value, &ok);
-	if (ok && !rt_program_returns(mode, code, value))
+	if (fill(code, value) && !rt_program_returns(mode, code, value))
 		report("second call", code, 0);
 	unmake(code);
 }
@@ -95,16 +113,21 @@ static void create_round(struct execmem_arena *arena, uint64_t *seed)
 struct worker {
 	struct execmem_arena *arena;
 	uint64_t seed;
-	void (*round)(struct execmem_arena *, uint64_t *);
-	int rounds;
+	bool releaser;
 };
 
 static void *work(void *arg)
 {
 	struct worker *w = arg;
-	for (int i = 0; i < w->rounds && atomic_load(&failures) < 100; i++) {
-		w->round(w->arena, &w->seed);
-		atomic_fetch_add(&operations, 1);
+	if (w->releaser) {
+		for (int i = 0; i < iterations && atomic_load(&failures) < 100; i++) {
+			release_round(w->arena, &w->seed);
+			atomic_fetch_add(&operations, 1);
+		}
+		atomic_fetch_sub(&releasers_running, 1);
+	} else {
+		while (atomic_load(&releasers_running) > 0)
+			create_round(w->arena, &w->seed);
 	}
 	return NULL;
 }
@@ -113,21 +136,22 @@ static void race_in(struct execmem_arena *arena, const char *name)
 {
 	atomic_store(&failures, 0);
 	atomic_store(&operations, 0);
+	atomic_store(&reused, 0);
+	atomic_store(&released_soon, 0);
+	atomic_store(&releasers_running, THREADS / 2);
 	pthread_t threads[THREADS];
 	struct worker workers[THREADS];
 	for (int i = 0; i < THREADS; i++) {
-		bool releaser = i % 2 == 0;
-		workers[i] = (struct worker){ arena, 0x1234u + (uint64_t)i * 7919u,
-					      releaser ? release_round : create_round,
-					      releaser ? iterations : iterations * CREATES_PER_RELEASE };
+		workers[i] = (struct worker){ arena, 0x1234u + (uint64_t)i * 7919u, i % 2 == 0 };
 		RT_CHECK(pthread_create(&threads[i], NULL, work, &workers[i]) == 0, "thread");
 	}
 	for (int i = 0; i < THREADS; i++)
 		pthread_join(threads[i], NULL);
 	unsigned long failed = atomic_load(&failures);
-	RT_CHECK(failed == 0, "%s: %lu operations on live allocations failed (chunk addresses reused"
-		 " while a released chunk's entry is cleared?)", name, failed);
-	printf("%s: %lu rounds, %lu failures\n", name, atomic_load(&operations), failed);
+	RT_CHECK(failed == 0, "%s: %lu operations on live allocations failed (a chunk made where"
+		 " another was just released lost its address?)", name, failed);
+	printf("%s: %lu release rounds, %lu mappings made in released ranges, %lu failures\n", name,
+	       atomic_load(&operations), atomic_load(&reused), failed);
 }
 
 /* The race in an arena that keeps no free chunk (every emptied chunk is
