@@ -5,7 +5,8 @@
  * allocations (a mapping of their own each) and small ones continuously,
  * publishing each one in a board shared with the children; the main thread
  * forks again and again.  Each child, for a while: checks that nothing the
- * parent wrote after the fork shows in its memory, writes values of its own
+ * parent wrote after the fork shows in its memory (and says which memfds of
+ * execmem it shares with the parent), writes values of its own
  * into every program it can name (the parent's long-lived ones and every
  * address on the board) with execmem_write(), and overwrites every writable
  * execmem mapping it has.  The parent checks, while its threads hold their
@@ -148,37 +149,65 @@ static void *churn(void *arg)
 
 struct region {
 	uintptr_t start, end;
-	bool readable, writable_execmem;
+	unsigned long inode; /* of the memfd; 0 for other mappings */
+	bool readable_execmem, writable_execmem;
 };
 
-static int read_regions(struct region *out, int max)
+static int read_regions(const char *path, struct region *out, int max)
 {
-	FILE *maps = fopen("/proc/self/maps", "r");
+	FILE *maps = fopen(path, "r");
 	if (!maps)
 		return 0;
 	char line[512];
 	int n = 0;
 	while (n < max && fgets(line, sizeof line, maps)) {
 		uintptr_t start, end;
+		unsigned long inode;
 		char perms[8];
-		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s", &start, &end, perms) != 3)
+		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s %*s %*s %lu", &start, &end, perms, &inode) != 4)
 			continue;
-		out[n++] = (struct region){ start, end, perms[0] == 'r',
-					    perms[1] == 'w' && strstr(line, "memfd:execmem") };
+		bool execmem = strstr(line, "memfd:execmem") != NULL;
+		out[n++] = (struct region){ start, end, execmem ? inode : 0, execmem && perms[0] == 'r',
+					    execmem && perms[1] == 'w' };
 	}
 	fclose(maps);
 	return n;
 }
 
-static bool readable(const struct region *r, int n, uintptr_t addr)
+/* Whether addr lies in execmem memory the child can read (not, say, in
+ * its heap, which may hold the address since the fork). */
+static bool readable_execmem(const struct region *r, int n, uintptr_t addr)
 {
 	for (int i = 0; i < n; i++)
 		if (addr >= r[i].start && addr + RT_PROGRAM_MAX <= r[i].end)
-			return r[i].readable;
+			return r[i].readable_execmem;
 	return false;
 }
 
 enum { CHILD_OK, CHILD_SAW_PARENT_REWRITE = 1, CHILD_SAW_PARENT_PROGRAM = 2 };
+
+/*
+ * Says when the child maps a memfd of execmem that its parent maps too:
+ * what explains a failure below.  Not a failure by itself: a chunk the
+ * parent was unmapping at the fork holds nothing either process runs.
+ */
+static void note_memfd_shared_with_parent(const struct region *mine, int n)
+{
+	static struct region parents[MAX_REGIONS];
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/maps", (int)getppid());
+	int m = read_regions(path, parents, MAX_REGIONS);
+	for (int i = 0; i < n; i++) {
+		for (int j = 0; mine[i].inode && j < m; j++) {
+			if (parents[j].inode == mine[i].inode) {
+				fprintf(stderr, "NOTE child: its %s mapping at %#lx is memfd %lu, mapped by"
+					" the parent too\n", mine[i].writable_execmem ? "writable" : "readable",
+					(unsigned long)mine[i].start, mine[i].inode);
+				return;
+			}
+		}
+	}
+}
 
 /* Exit status bits: what the child saw of the parent's later writes (the
  * program the parent rewrote, and those on the board written after it). */
@@ -193,7 +222,7 @@ static int child_seen(const struct region *r, int n, int fork_epoch, const struc
 			uint32_t value;
 			int epoch;
 			if (!read_slot(&board->slots[t][i], &addr, &value, &epoch) || epoch < fork_epoch ||
-			    !readable(r, n, addr))
+			    !readable_execmem(r, n, addr))
 				continue;
 			if (holds((void *)addr, value))
 				seen |= CHILD_SAW_PARENT_PROGRAM;
@@ -232,7 +261,8 @@ static int child(struct held *lived, unsigned fork_no, int fork_epoch)
 	/* The parent rewrites lived[0] right after the fork. */
 	struct held parents = { lived[0].code, lived[0].value + 1, true };
 	static struct region regions[MAX_REGIONS];
-	int n = read_regions(regions, MAX_REGIONS);
+	int n = read_regions("/proc/self/maps", regions, MAX_REGIONS);
+	note_memfd_shared_with_parent(regions, n);
 	int seen = 0;
 	for (int ms = 0; ms < CHILD_MS; ms += CHILD_STEP_MS) {
 		seen |= child_seen(regions, n, fork_epoch, &parents);
