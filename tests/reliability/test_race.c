@@ -1,24 +1,27 @@
 /*
  * test_race.c - a live allocation must stay freeable and writable while
- * other threads release and create chunks.  Threads allocate large
- * allocations (each with a mapping of its own) and small ones big enough to
- * spill into new chunks, write a program into each, run it and free it, in
- * an arena that keeps no free chunk (every emptied chunk is unmapped) and in
- * the default arena.  A chunk that is unmapped frees its address for the
- * next chunk anybody maps: whatever the interleaving, every write, call and
- * free of a live allocation must succeed.  The mode comes from EXECMEM_MODE.
+ * other threads release and create chunks.  Releasing threads allocate
+ * large allocations (each with a mapping of its own) and small ones big
+ * enough to spill into new chunks, write a program into each, run it and
+ * free it; creating threads keep asking for a large allocation inside the
+ * address range of the releasers' large one, so that they map a chunk
+ * there as soon as it is unmapped.  In an arena that keeps no free chunk
+ * (every emptied chunk is unmapped) and in the default arena, whatever the
+ * interleaving, every write, call and free of a live allocation must
+ * succeed.  Each arena runs in a child, which may crash on a lost chunk.
+ * The mode comes from EXECMEM_MODE.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "rtest.h"
 
-enum { THREADS = 4, ITERATIONS = 200, TSAN_ITERATIONS = 30, REPORTED = 5, CHILD_SECONDS = 40 };
+/* Fewer rounds where everything runs many times slower (ThreadSanitizer, qemu-user). */
+enum { THREADS = 4, ITERATIONS = 200, SLOW_ITERATIONS = 30, REPORTED = 5, CHILD_SECONDS = 40 };
 #define RELEASED_SIZE ((size_t)6 << 20)
 
 static enum execmem_mode mode;
@@ -194,7 +197,7 @@ static void run_in_child(bool own_arena)
 int main(void)
 {
 	mode = rt_mode_from_env();
-	iterations = rt_under_tsan() ? TSAN_ITERATIONS : ITERATIONS;
+	iterations = rt_under_tsan() || rt_under_qemu_user() ? SLOW_ITERATIONS : ITERATIONS;
 	printf("race: %d threads x %d rounds, %s mode\n", THREADS, iterations, execmem_mode_name(mode));
 	run_in_child(true);
 	run_in_child(false);
