@@ -106,6 +106,23 @@ bool rt_under_qemu_user(void)
 #endif
 #endif
 
+#if defined(__SANITIZE_ADDRESS__)
+#define RT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RT_ASAN 1
+#endif
+#endif
+
+bool rt_under_asan(void)
+{
+#ifdef RT_ASAN
+	return true;
+#else
+	return false;
+#endif
+}
+
 const char *rt_no_threads_after_fork(void)
 {
 #ifdef RT_TSAN

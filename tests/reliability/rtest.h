@@ -54,6 +54,8 @@ enum execmem_mode rt_mode_from_env(void);
 bool rt_under_qemu_user(void);
 /* True in a ThreadSanitizer build. */
 bool rt_under_tsan(void);
+/* True in an AddressSanitizer build. */
+bool rt_under_asan(void);
 /* Why a child of a threaded process cannot start threads here, or NULL. */
 const char *rt_no_threads_after_fork(void);
 /*
