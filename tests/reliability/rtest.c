@@ -92,6 +92,13 @@ enum execmem_mode rt_mode_from_env(void)
 	return EXECMEM_MODE_AUTO;
 }
 
+enum execmem_mode rt_mode_under_test(void)
+{
+	enum execmem_mode mode = rt_mode_from_env();
+	rt_can_run_rewritten_code(mode);
+	return mode == EXECMEM_MODE_AUTO ? EXECMEM_MODE_DUAL : mode;
+}
+
 bool rt_under_qemu_user(void)
 {
 	const char *qemu_user = getenv("EXECMEM_TEST_QEMU_USER");

@@ -50,6 +50,9 @@ bool rt_is_trap_filled(const void *p, size_t len);
 /* ---- the mode under test ---- */
 /* EXECMEM_MODE of the environment (the tests' CTest entries set it). */
 enum execmem_mode rt_mode_from_env(void);
+/* The same, "auto" taken as dual (what it starts as); says once, before
+ * any fork, what qemu-user cannot run. */
+enum execmem_mode rt_mode_under_test(void);
 /* True when scripts/ci-cross.sh runs the tests under qemu-user. */
 bool rt_under_qemu_user(void);
 /* True in a ThreadSanitizer build. */

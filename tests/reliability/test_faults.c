@@ -511,10 +511,7 @@ static int run_one(const char *kind, const char *nth)
 
 int main(int argc, char **argv)
 {
-	mode = rt_mode_from_env();
-	rt_can_run_rewritten_code(mode); /* says once, before any fork, what qemu-user cannot run */
-	if (mode == EXECMEM_MODE_AUTO)
-		mode = EXECMEM_MODE_DUAL;
+	mode = rt_mode_under_test();
 	if (argc == 3)
 		return run_one(argv[1], argv[2]);
 	printf("fault injection, %s mode: every call of each kind fails in turn\n", execmem_mode_name(mode));

@@ -306,10 +306,7 @@ static void test_freed_code_traps(void)
 
 int main(void)
 {
-	mode = rt_mode_from_env();
-	rt_can_run_rewritten_code(mode); /* says once, before any fork, what qemu-user cannot run */
-	if (mode == EXECMEM_MODE_AUTO)
-		mode = EXECMEM_MODE_DUAL;
+	mode = rt_mode_under_test();
 	printf("security properties in %s mode\n", execmem_mode_name(mode));
 	test_no_wx_ever();
 	if (mode == EXECMEM_MODE_DUAL) {

@@ -279,10 +279,7 @@ static void test_overlapping_moves(void)
 
 int main(void)
 {
-	mode = rt_mode_from_env();
-	rt_can_run_rewritten_code(mode); /* says once, before any fork, what qemu-user cannot run */
-	if (mode == EXECMEM_MODE_AUTO)
-		mode = EXECMEM_MODE_DUAL;
+	mode = rt_mode_under_test();
 	printf("writing while code runs, %s mode\n", execmem_mode_name(mode));
 	test_window_while_running();
 	test_signal_during_write();
