@@ -406,6 +406,17 @@ static bool overlaps(const struct em_chunk *c, const struct em_window *w)
 	return c->base < w->hi && c->base + c->size > w->lo;
 }
 
+static void chunk_emptied(struct em_shard *s, struct em_chunk *c);
+
+/* The shard works in c from now on; an empty chunk it leaves goes back. */
+static void work_in(struct em_shard *s, struct em_chunk *c)
+{
+	struct em_chunk *left = s->current;
+	s->current = c;
+	if (left && left != c && left->fs.free == left->fs.granules)
+		chunk_emptied(s, left);
+}
+
 static void *alloc_in(struct em_shard *s, struct em_chunk *c, uint32_t n, uint32_t align,
 		      const struct em_window *w)
 {
@@ -422,7 +433,7 @@ static void *alloc_in(struct em_shard *s, struct em_chunk *c, uint32_t n, uint32
 		return NULL;
 	s->live++;
 	s->bytes_in_use += (size_t)n << shift;
-	s->current = c;
+	work_in(s, c);
 	return (void *)(c->base + ((uintptr_t)at << shift));
 }
 
@@ -452,6 +463,18 @@ static struct em_chunk *take_retained(struct em_pool *pool, const struct em_wind
 	return c;
 }
 
+/* The shard takes a chunk it does not hold yet, or hands it back unused. */
+static void *adopt(struct em_shard *s, struct em_chunk *c, uint32_t n, uint32_t align,
+		   const struct em_window *w)
+{
+	atomic_store(&c->shard, s);
+	push(&s->chunks, c);
+	void *p = alloc_in(s, c, n, align, w);
+	if (!p)
+		chunk_emptied(s, c);
+	return p;
+}
+
 static void *alloc_small(struct em_pool *pool, size_t size, const struct em_window *w, int *err)
 {
 	unsigned shift = (unsigned)__builtin_ctz(pool->granule);
@@ -466,14 +489,12 @@ static void *alloc_small(struct em_pool *pool, size_t size, const struct em_wind
 	if (!p) {
 		struct em_window cw = chunk_window(w, (size_t)n << shift);
 		struct em_chunk *c = take_retained(pool, &cw);
-		if (!c)
-			c = create_chunk(pool, &cw, EM_CHUNK, false, err);
-		if (c) {
-			atomic_store(&c->shard, s);
-			push(&s->chunks, c);
-			p = alloc_in(s, c, n, align, w);
-			*err = p ? 0 : -ENOMEM; /* the chunk barely missed the window */
-		}
+		if (c)
+			p = adopt(s, c, n, align, w);
+		if (!p && (c = create_chunk(pool, &cw, EM_CHUNK, false, err)))
+			p = adopt(s, c, n, align, w);
+		if (!p && c)
+			*err = -ENOMEM; /* the chunk barely missed the window */
 	}
 	em_unlock(&s->lock);
 	return p;

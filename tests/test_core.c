@@ -554,6 +554,30 @@ static void packing_and_retention(void)
 	CHECK_EQ(execmem_arena_destroy(a), 0);
 }
 
+/*
+ * A chunk a shard stops working in while it is empty is retained (or
+ * released), not left behind: here the first chunk lies anywhere, the
+ * second must lie near the program, so the shard moves on from the first.
+ */
+static void emptied_chunk_not_left_behind(void)
+{
+	struct execmem_params p;
+	execmem_params_init(&p);
+	struct execmem_arena *a = execmem_arena_create(&p);
+	static char anchor;
+	for (int i = 0; i < 3; i++) {
+		void *anywhere = execmem_arena_alloc(a, EXECMEM_CODE, 64);
+		CHECK(anywhere && execmem_free(anywhere) == 0);
+		void *near = execmem_arena_alloc_near(a, EXECMEM_CODE, 64, &anchor, 64 << 20);
+		CHECK(near && execmem_free(near) == 0);
+	}
+	struct execmem_stats st;
+	execmem_arena_stats(a, &st);
+	CHECK_EQ(st.live_allocations, 0);
+	CHECK_EQ(st.retained_chunks, st.chunks);
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
 /* An arena honours a range table of its own; unset entries inherit CODE's. */
 static void custom_ranges(void)
 {
@@ -654,6 +678,7 @@ int main(void)
 	fallback_when_refused();
 	guard_lets_runners_through();
 	packing_and_retention();
+	emptied_chunk_not_left_behind();
 	custom_ranges();
 	sync_cores();
 	usable_sizes();

@@ -159,17 +159,18 @@ static int use_up_descriptors(void)
 	return dup(0) < 0 && errno == EMFILE ? lowest_free : -1;
 }
 
-/* Reading /proc/self/maps needs a descriptor: one more, for the look. */
+/* Reading /proc/self/maps needs descriptors (under qemu-user, more than
+ * one): a few more, for the look. */
 static bool mapped_privately(const void *code)
 {
 	struct rlimit limit;
 	getrlimit(RLIMIT_NOFILE, &limit);
-	limit.rlim_cur++;
+	limit.rlim_cur += 8;
 	setrlimit(RLIMIT_NOFILE, &limit);
 	uintptr_t start, end;
 	char perms[5];
 	bool private = rt_find_mapping(code, &start, &end, perms) && perms[3] == 'p';
-	limit.rlim_cur--;
+	limit.rlim_cur -= 8;
 	setrlimit(RLIMIT_NOFILE, &limit);
 	return private;
 }
