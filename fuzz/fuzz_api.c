@@ -213,13 +213,49 @@ static bool is_large(const struct alloc_model *a)
 	return a->size > LARGE_SIZE;
 }
 
-static void check_program(const struct alloc_model *a)
+static size_t page_size;
+
+static void pages_of(const struct alloc_model *a, uintptr_t *lo, uintptr_t *hi)
 {
-	if (!a->has_program || a->window)
+	*lo = (uintptr_t)a->p & ~(page_size - 1);
+	*hi = ((uintptr_t)a->p + a->usable + page_size - 1) & ~(page_size - 1);
+}
+
+/* Whether a shares a page with an open window of the model in an arena that may toggle pages
+ * (mprotect mode, or auto): such a page is not executable, and code run there waits for the
+ * window to close. */
+static bool near_window(const struct alloc_model *a)
+{
+	if (arenas[a->arena].mode == EXECMEM_MODE_DUAL)
+		return false;
+	uintptr_t lo, hi;
+	pages_of(a, &lo, &hi);
+	for (int i = 0; i < MAX_ALLOCS; i++) {
+		const struct alloc_model *w = &allocs[i];
+		uintptr_t wlo, whi;
+		if (!w->p || !w->window || w->arena != a->arena)
+			continue;
+		pages_of(w, &wlo, &whi);
+		if (wlo < hi && whi > lo)
+			return true;
+	}
+	return false;
+}
+
+/* Runs a's program, if it has one; the burst calls it on allocations the model does not see. */
+static void run_program(const struct alloc_model *a)
+{
+	if (!a->has_program)
 		return;
 	uint32_t got = rt_call(a->p);
 	EXPECT(got == a->program_value, "program at %p returned %#x, expected %#x", (void *)a->p, got,
 	       a->program_value);
+}
+
+static void check_program(const struct alloc_model *a)
+{
+	if (!a->window && !near_window(a))
+		run_program(a);
 }
 
 static void check_all_programs(void)
@@ -860,7 +896,7 @@ static void burst_write(struct alloc_model *a, uint32_t value)
 		memcpy(a->shadow, buf, len);
 	a->has_program = program;
 	a->program_value = value;
-	check_program(a);
+	run_program(a);
 }
 
 /* The burst's own allocations are small (one may be large), in the arenas the main thread uses but
@@ -903,7 +939,7 @@ static void *burst_run(void *unused)
 	bool large_done = !burst.may_map_large;
 	for (unsigned i = 0; i < burst.handed_n; i++) {
 		check_bytes(&burst.handed[i]);
-		check_program(&burst.handed[i]);
+		run_program(&burst.handed[i]);
 	}
 	for (size_t at = 0; at + 1 < burst.script_len; at += 2) {
 		uint8_t op = burst.script[at], arg = burst.script[at + 1];
@@ -926,7 +962,7 @@ static void *burst_run(void *unused)
 			break;
 		default:
 			if (a)
-				check_program(a);
+				run_program(a);
 			break;
 		}
 	}
@@ -1105,6 +1141,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	arenas[0] = (struct arena_model){ NULL, true, defaults.granularity, defaults.retained_chunks, EXECMEM_MODE_AUTO };
 	open_fixed_arenas();
 	shards = count_shards();
+	page_size = (size_t)sysconf(_SC_PAGESIZE);
 	return 0;
 }
 
