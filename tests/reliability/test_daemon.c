@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -297,6 +298,15 @@ static void dup_null_over_all(void)
 			dup2(null, fd);
 }
 
+/* No shell to run rm on the emulated machine: remove the files one by one. */
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
 int main(void)
 {
 	/* Before execmem's first use, so these handlers run before its own. */
@@ -311,8 +321,7 @@ int main(void)
 	round_after(close_from_3, "close_range(3, ~0) after chunks exist");
 	round_after(dup_null_over_all, "/dev/null over every descriptor from 3");
 	RT_CHECK(rt_count_wx_mappings() == 0, "a W+X mapping is left");
-	char command[128];
-	snprintf(command, sizeof command, "rm -rf %s", temp_dir);
-	RT_CHECK(system(command) == 0, "removing %s", temp_dir);
+	RT_CHECK(nftw(temp_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS) == 0, "removing %s: %s",
+		 temp_dir, strerror(errno));
 	return rt_finish("daemon");
 }

@@ -16,16 +16,20 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rtest.h"
 
 /* Fewer rounds where everything runs many times slower (ThreadSanitizer, qemu-user). */
 enum { THREADS = 4, ITERATIONS = 200, SLOW_ITERATIONS = 30, REPORTED = 5, CHILD_SECONDS = 40 };
+/* Each arena's race also ends after this long (an emulated machine is slow). */
+enum { RACE_SECONDS = 8 };
 #define RELEASED_SIZE ((size_t)6 << 20)
 
 static enum execmem_mode mode;
 static int iterations;
+static struct timespec race_deadline;
 static atomic_ulong failures, operations;
 
 static void report(const char *what, void *code, long rc)
@@ -119,11 +123,19 @@ struct worker {
 	bool releaser;
 };
 
+static bool race_over(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec > race_deadline.tv_sec ||
+	       (now.tv_sec == race_deadline.tv_sec && now.tv_nsec >= race_deadline.tv_nsec);
+}
+
 static void *work(void *arg)
 {
 	struct worker *w = arg;
 	if (w->releaser) {
-		for (int i = 0; i < iterations && atomic_load(&failures) < 100; i++) {
+		for (int i = 0; i < iterations && atomic_load(&failures) < 100 && !race_over(); i++) {
 			release_round(w->arena, &w->seed);
 			atomic_fetch_add(&operations, 1);
 		}
@@ -142,6 +154,8 @@ static void race_in(struct execmem_arena *arena, const char *name)
 	atomic_store(&reused, 0);
 	atomic_store(&released_soon, 0);
 	atomic_store(&releasers_running, THREADS / 2);
+	clock_gettime(CLOCK_MONOTONIC, &race_deadline);
+	race_deadline.tv_sec += RACE_SECONDS;
 	pthread_t threads[THREADS];
 	struct worker workers[THREADS];
 	for (int i = 0; i < THREADS; i++) {
