@@ -69,17 +69,19 @@
  *              mapping executable, and always reaches the caller.
  *     EMFILE, ENFILE
  *              no file descriptor left for a chunk's memfd: dual mode only,
- *              and only when forced (an automatic arena switches to
- *              mprotect mode)
- *     ENOSYS   the kernel has no memfd_create() (or a filter hides it):
- *              as EMFILE
+ *              and only when forced (an automatic arena makes that chunk
+ *              in mprotect mode and tries dual mapping again for the next)
+ *     ENOSYS, EINVAL, EOPNOTSUPP, ENODEV
+ *              the kernel lacks memfd_create(), its flags or sealing (or a
+ *              filter hides them): as EPERM, they reach the caller only in
+ *              forced dual mode
  *     other    any other error of the system calls that make a chunk
  *              (mmap, mprotect, munmap of a reservation's slack,
  *              memfd_create, ftruncate, fcntl, and sigaction for the fault
  *              guard of mprotect mode), passed through unchanged
- *   Every other function returns 0 or a negative errno value.  execmem_last_error() gives a
- *   sentence explaining the last configuration or placement failure of the
- *   calling thread.
+ *   Every other function returns 0 or a negative errno value.
+ *   execmem_last_error() gives a sentence explaining the last configuration
+ *   or placement failure of the calling thread.
  *
  * THREADS
  *   Every function may be called from any thread at any time, except where
