@@ -277,8 +277,9 @@ EXECMEM_API int execmem_free(void *addr);
  * Returns 0, -EINVAL when the range is not inside one live allocation or src
  * is NULL with len > 0 (nothing is written), -EPERM for a sealed
  * RO_AFTER_INIT allocation, -EBUSY while a write window is open on the
- * allocation (nothing is written; write through the window instead), or an
- * error of the OS layer in mprotect mode.
+ * allocation (nothing is written; write through the window instead), -EIO
+ * in a chunk detached after fork (see FORK), or an error of the OS layer in
+ * mprotect mode.
  * Writes to distinct allocations may run concurrently; a write must not
  * race with a window being opened or closed on its allocation.
  */
@@ -308,7 +309,8 @@ EXECMEM_API int execmem_invalidate(void *dst, size_t len);
  * of the allocation fail with -EBUSY.
  * Returns NULL with errno EINVAL (not the start of a live allocation),
  * EBUSY (a window is already open on it), EPERM (sealed), ENOMEM (no memory
- * for the copy, mprotect mode) or an OS error.
+ * for the copy, mprotect mode), EIO (a chunk detached after fork, see FORK)
+ * or an OS error.
  */
 EXECMEM_API void *execmem_write_begin(void *addr);
 
