@@ -117,9 +117,14 @@
  *   invalidations and write windows on it fail with -EIO, frees succeed, and
  *   nothing new is placed in it.  execmem never closes, reads, writes or
  *   maps a descriptor whose number has come to name another file.  Code
- *   allocated before the fork keeps running in both processes.  Children
- *   created with raw clone(2), which skips pthread_atfork() handlers, are
- *   not covered.  fork() handlers of the program must not call execmem.
+ *   allocated before the fork keeps running in both processes.  Not
+ *   covered: a write window of dual mode open across fork() (its bytes may
+ *   be written while the chunk is copied, and the copy may move the memory
+ *   the window's pointer shows: close windows before forking); fork() from
+ *   a signal handler that interrupted an execmem call (it waits forever for
+ *   that call to finish); children created with raw clone(2), which skips
+ *   pthread_atfork() handlers.  fork() handlers of the program must not
+ *   call execmem.
  */
 #ifndef EXECMEM_H
 #define EXECMEM_H

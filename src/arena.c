@@ -598,9 +598,9 @@ size_t em_usable(struct em_chunk *c, uintptr_t addr)
 	return h.size;
 }
 
-/* Retain a wholly free chunk, or release it beyond the arena's limit; each
- * shard also keeps its current chunk, so the bound is the limit plus one
- * chunk per shard. */
+/* Retain a wholly free chunk, or release it beyond the arena's limit (or
+ * when detached: nothing is placed there again); each shard also keeps its
+ * current chunk, so the bound is the limit plus one chunk per shard. */
 static void chunk_emptied(struct em_shard *s, struct em_chunk *c)
 {
 	struct em_pool *pool = c->pool;
@@ -609,6 +609,10 @@ static void chunk_emptied(struct em_shard *s, struct em_chunk *c)
 		return; /* each shard keeps the chunk it works in: no churn on alloc/free cycles */
 	unlink_chunk(&s->chunks, c);
 	atomic_store(&c->shard, NULL);
+	if (c->kind == EM_CHUNK_DETACHED) {
+		release_chunk(pool, c);
+		return;
+	}
 	if (atomic_fetch_add(&a->nretained, 1) < a->params.retained_chunks) {
 		em_lock(&pool->lock);
 		push(&pool->retained, c);

@@ -80,12 +80,29 @@ static struct writer *claim_writer(void)
 	return w;
 }
 
+#if defined(__SANITIZE_THREAD__)
+/* ThreadSanitizer does not model fences (gcc refuses them under it): a
+ * sequentially consistent read-modify-write of one shared word orders as
+ * a full fence does. */
+static atomic_int fence_word;
+
+static void thread_fence(void)
+{
+	atomic_fetch_add(&fence_word, 0);
+}
+#else
+static void thread_fence(void)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+}
+#endif
+
 static void full_fence(void)
 {
 	if (asymmetric)
 		atomic_signal_fence(memory_order_seq_cst);
 	else
-		atomic_thread_fence(memory_order_seq_cst);
+		thread_fence();
 }
 
 int em_write_enter(void)
@@ -113,7 +130,7 @@ static void close_gate(void)
 	atomic_store(&fork_pending, true);
 	em_lock(&writers_lock);
 	if (asymmetric && em_os_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0)
-		atomic_thread_fence(memory_order_seq_cst); /* best effort */
+		thread_fence(); /* best effort */
 	for (struct writer *w = writers; w; w = w->next)
 		while (atomic_load(&w->active))
 			sched_yield();
@@ -149,6 +166,7 @@ static void before_fork(void)
 	for (struct em_arena *a = registry; a; a = a->next)
 		em_arena_lock_all(a);
 	em_aliases_lock();
+	em_toggle_guard_lock();
 	if (!em_aliases_exist() || em_os_pipe(fork_pipe) < 0)
 		fork_pipe[0].fd = fork_pipe[1].fd = -1;
 }
@@ -173,6 +191,7 @@ static void in_parent(void)
 {
 	unsigned char byte = 0;
 	bool child_done = false;
+	em_toggle_guard_unlock(); /* a copy may need the guard */
 	if (fork_pipe[0].fd >= 0) {
 		em_os_close(&fork_pipe[1]);
 		child_done = em_os_read_byte(&fork_pipe[0], &byte) == 1 && byte == CHILD_COPIED;
@@ -186,6 +205,7 @@ static void in_parent(void)
 /* Descriptors are used only while they are still the ones fork made. */
 static void in_child(void)
 {
+	em_toggle_guard_unlock(); /* a copy may need the guard */
 	bool copied = em_aliases_privatize() == 0;
 	if (fork_pipe[0].fd >= 0) {
 		em_os_close(&fork_pipe[0]);

@@ -192,6 +192,8 @@ void em_write_exit(void);
 
 /* toggle_guard.c */
 int em_toggle_guard_install(void);
+void em_toggle_guard_lock(void);
+void em_toggle_guard_unlock(void);
 
 /* error.c */
 void em_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

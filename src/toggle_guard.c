@@ -81,6 +81,18 @@ static void guard(int sig, siginfo_t *si, void *context)
 	}
 }
 
+/* Fork holds the install lock, so that a child never inherits it held by a
+ * thread that does not exist there. */
+void em_toggle_guard_lock(void)
+{
+	em_lock(&install_lock);
+}
+
+void em_toggle_guard_unlock(void)
+{
+	em_unlock(&install_lock);
+}
+
 int em_toggle_guard_install(void)
 {
 	if (__atomic_load_n(&installed, __ATOMIC_ACQUIRE))
