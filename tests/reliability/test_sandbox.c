@@ -48,6 +48,11 @@ static enum execmem_mode mode;
 #define LOAD(offset) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (offset))
 #define ALLOW BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
 #define REFUSE(err) BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((err) & SECCOMP_RET_DATA))
+/* Every filter starts so: other architectures' calls pass, then the call number is loaded. */
+#define NATIVE_CALLS_ONLY                                                     \
+	LOAD(offsetof(struct seccomp_data, arch)),                            \
+	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NATIVE_AUDIT_ARCH, 1, 0), ALLOW, \
+	LOAD(offsetof(struct seccomp_data, nr))
 
 static int install(struct sock_filter *code, size_t len)
 {
@@ -61,10 +66,7 @@ static int install(struct sock_filter *code, size_t len)
 static int refuse_memfd(int err)
 {
 	struct sock_filter code[] = {
-		LOAD(offsetof(struct seccomp_data, arch)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NATIVE_AUDIT_ARCH, 1, 0),
-		ALLOW,
-		LOAD(offsetof(struct seccomp_data, nr)),
+		NATIVE_CALLS_ONLY,
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_memfd_create, 0, 1),
 		REFUSE(err),
 		ALLOW,
@@ -76,10 +78,7 @@ static int refuse_memfd(int err)
 static int refuse_shared_exec(void)
 {
 	struct sock_filter code[] = {
-		LOAD(offsetof(struct seccomp_data, arch)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NATIVE_AUDIT_ARCH, 1, 0),
-		ALLOW,
-		LOAD(offsetof(struct seccomp_data, nr)),
+		NATIVE_CALLS_ONLY,
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mmap, 1, 0),
 		ALLOW,
 		LOAD(ARG_LOW(2)),
