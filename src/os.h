@@ -7,7 +7,6 @@
 #ifndef EXECMEM_OS_H
 #define EXECMEM_OS_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <signal.h>
@@ -29,7 +28,6 @@ struct em_fd {
 };
 
 EM_HIDDEN int em_os_memfd(const char *name, struct em_fd *out);
-EM_HIDDEN bool em_os_fd_owned(const struct em_fd *f);
 EM_HIDDEN int em_os_ftruncate(const struct em_fd *f, size_t size);
 EM_HIDDEN int em_os_seal_size(const struct em_fd *f);
 /* Writes all of buf at offset 0. */

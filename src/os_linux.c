@@ -10,6 +10,7 @@
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -71,16 +72,12 @@ static int identify(int fd, struct em_fd *out)
 	return 0;
 }
 
-bool em_os_fd_owned(const struct em_fd *f)
-{
-	struct stat st;
-	return f->fd >= 0 && fstat(f->fd, &st) == 0 && st.st_dev == f->dev && st.st_ino == f->ino;
-}
-
 /* The descriptor that was opened, or -EBADF when its number now names another file. */
 static int owned(const struct em_fd *f)
 {
-	return em_os_fd_owned(f) ? f->fd : -EBADF;
+	struct stat st;
+	bool same = f->fd >= 0 && fstat(f->fd, &st) == 0 && st.st_dev == f->dev && st.st_ino == f->ino;
+	return same ? f->fd : -EBADF;
 }
 
 int em_os_memfd(const char *name, struct em_fd *out)
@@ -219,28 +216,27 @@ int em_os_pipe(struct em_fd ends[2])
 	return rc;
 }
 
-int em_os_read_byte(const struct em_fd *f, unsigned char *byte)
+/* One byte through f, read or written, retried when a signal interrupts. */
+static int transfer_byte(const struct em_fd *f, unsigned char *byte, bool write_it)
 {
 	int fd = owned(f);
 	ssize_t n = -1;
 	if (fd < 0)
 		return fd;
 	do
-		n = read(fd, byte, 1);
+		n = write_it ? write(fd, byte, 1) : read(fd, byte, 1);
 	while (n < 0 && errno == EINTR);
 	return n < 0 ? -errno : (int)n;
 }
 
+int em_os_read_byte(const struct em_fd *f, unsigned char *byte)
+{
+	return transfer_byte(f, byte, false);
+}
+
 int em_os_write_byte(const struct em_fd *f, unsigned char byte)
 {
-	int fd = owned(f);
-	ssize_t n = -1;
-	if (fd < 0)
-		return fd;
-	do
-		n = write(fd, &byte, 1);
-	while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : (int)n;
+	return transfer_byte(f, &byte, true);
 }
 
 int em_os_install_fault_handler(void (*handler)(int, siginfo_t *, void *),
