@@ -171,17 +171,30 @@ bool rt_program_returns(enum execmem_mode mode, const void *code, uint32_t value
 	return memcmp(code, expected, len) == 0;
 }
 
-void *rt_new_program(struct execmem_arena *arena, size_t size, uint32_t value)
+bool rt_write_program(void *code, uint32_t value)
 {
 	uint8_t program[RT_PROGRAM_MAX];
 	size_t len = rt_emit_return(program, value);
+	return execmem_write(code, program, len) == 0;
+}
+
+void *rt_new_program(struct execmem_arena *arena, size_t size, uint32_t value)
+{
 	void *code = arena ? execmem_arena_alloc(arena, EXECMEM_CODE, size)
 			   : execmem_alloc(EXECMEM_CODE, size);
-	if (code && execmem_write(code, program, len) != 0) {
+	if (code && !rt_write_program(code, value)) {
 		execmem_free(code);
 		return NULL;
 	}
 	return code;
+}
+
+struct execmem_arena *rt_arena_in(enum execmem_mode mode)
+{
+	struct execmem_params params;
+	execmem_params_init(&params);
+	params.mode = mode;
+	return execmem_arena_create(&params);
 }
 
 /* ---- the address space ---- */

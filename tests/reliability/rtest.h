@@ -74,8 +74,13 @@ bool rt_can_run_rewritten_code(enum execmem_mode mode);
  * rt_emit_return(value) makes.  Returns whether it does.
  */
 bool rt_program_returns(enum execmem_mode mode, const void *code, uint32_t value);
+/* Writes "return value" into code; returns whether execmem_write() took it. */
+bool rt_write_program(void *code, uint32_t value);
 /* Allocates code in arena (NULL: default) holding "return value". */
 void *rt_new_program(struct execmem_arena *arena, size_t size, uint32_t value);
+
+/* An arena of the given mode, other parameters the defaults; NULL with errno. */
+struct execmem_arena *rt_arena_in(enum execmem_mode mode);
 
 /* ---- the address space ---- */
 /* Mappings that are writable and executable at once (0 is the only good answer). */

@@ -109,9 +109,7 @@ struct program {
 
 static bool write_value(struct program *p, uint32_t value)
 {
-	uint8_t bytes[RT_PROGRAM_MAX];
-	size_t len = rt_emit_return(bytes, value);
-	if (execmem_write(p->code, bytes, len) != 0)
+	if (!rt_write_program(p->code, value))
 		return false;
 	p->value = value;
 	return true;

@@ -26,13 +26,6 @@ static enum execmem_mode mode;
 static atomic_bool stop;
 static atomic_ulong churn_errors, churn_operations;
 
-static bool rewrite(void *code, uint32_t value)
-{
-	uint8_t bytes[RT_PROGRAM_MAX];
-	size_t len = rt_emit_return(bytes, value);
-	return execmem_write(code, bytes, len) == 0;
-}
-
 /* Allocates, writes, runs and frees programs; counts what goes wrong. */
 static void churn_once(uint64_t *seed)
 {
@@ -41,7 +34,7 @@ static void churn_once(uint64_t *seed)
 	bool ok = code && rt_program_returns(mode, code, value);
 	if (code) {
 		value ^= 0x5555u;
-		ok = rewrite(code, value) && rt_program_returns(mode, code, value) && ok;
+		ok = rt_write_program(code, value) && rt_program_returns(mode, code, value) && ok;
 		ok = execmem_free(code) == 0 && ok;
 	}
 	if (!ok)
@@ -95,7 +88,7 @@ static int child(const struct shared_programs *p, int from_parent)
 	if (!rt_program_returns(mode, p->parent_code, p->parent_value) ||
 	    !rt_program_returns(mode, p->round_code, p->round_value))
 		return CHILD_INHERITED_WRONG;
-	if (!rewrite(p->round_code, p->round_value + 1) ||
+	if (!rt_write_program(p->round_code, p->round_value + 1) ||
 	    !rt_program_returns(mode, p->round_code, p->round_value + 1))
 		return CHILD_OWN_REWRITE_WRONG;
 	churn_in_child();
@@ -127,7 +120,7 @@ static void fork_round(struct shared_programs *p, int round)
 	}
 	close(pipe_fds[0]);
 	uint32_t new_value = p->parent_value + 1;
-	RT_CHECK(rewrite(p->parent_code, new_value), "parent rewrite");
+	RT_CHECK(rt_write_program(p->parent_code, new_value), "parent rewrite");
 	RT_CHECK(write(pipe_fds[1], "x", 1) == 1, "pipe write");
 	close(pipe_fds[1]);
 	int status = rt_wait_child(pid, CHILD_SECONDS);
@@ -262,7 +255,7 @@ static void test_fork_without_memory(enum execmem_os_call call, bool detached)
 	}
 	atomic_store(&child_failing_call, -1);
 	close(pipe_fds[0]);
-	RT_CHECK(rewrite(code, value + 1), "parent rewrite after the fork");
+	RT_CHECK(rt_write_program(code, value + 1), "parent rewrite after the fork");
 	RT_CHECK(write(pipe_fds[1], "x", 1) == 1, "pipe write");
 	close(pipe_fds[1]);
 	int status = rt_wait_child(pid, CHILD_SECONDS);

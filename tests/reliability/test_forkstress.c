@@ -83,13 +83,6 @@ static bool intact(const void *code, uint32_t value)
 	return holds(code, value) && rt_program_returns(mode, code, value);
 }
 
-static bool write_value(void *code, uint32_t value)
-{
-	uint8_t bytes[RT_PROGRAM_MAX];
-	size_t len = rt_emit_return(bytes, value);
-	return execmem_write(code, bytes, len) == 0;
-}
-
 /* ---- the parent's churning threads ---- */
 
 struct held {
@@ -135,7 +128,7 @@ static void *churn(void *arg)
 			churn_error("allocation", NULL);
 			continue;
 		}
-		if (!(h->written = write_value(h->code, h->value)))
+		if (!(h->written = rt_write_program(h->code, h->value)))
 			churn_error("write", h->code);
 		publish(&board->slots[me][n % RING], h->code, h->value, epoch);
 		atomic_fetch_add(&churn_rounds, 1);
@@ -235,14 +228,14 @@ static int child_seen(const struct region *r, int n, int fork_epoch, const struc
 static void vandalise(const struct region *r, int n, struct held *lived, unsigned fork_no)
 {
 	for (int i = 1; i < LONG_LIVED; i++)
-		write_value(lived[i].code, 0xc0de0000u | fork_no);
+		rt_write_program(lived[i].code, 0xc0de0000u | fork_no);
 	for (int t = 0; t < CHURNERS; t++) {
 		for (int i = 0; i < RING; i++) {
 			uintptr_t addr;
 			uint32_t value;
 			int epoch;
 			if (read_slot(&board->slots[t][i], &addr, &value, &epoch))
-				write_value((void *)addr, 0xc0de0000u | fork_no);
+				rt_write_program((void *)addr, 0xc0de0000u | fork_no);
 		}
 	}
 	for (int i = 0; i < n; i++)
@@ -284,7 +277,7 @@ static void fork_once(struct held *lived, unsigned fork_no)
 		_exit(child(lived, fork_no, epoch));
 	atomic_store(&board->epoch, epoch);
 	uint32_t new_value = lived[0].value + 1;
-	RT_CHECK(write_value(lived[0].code, new_value), "parent rewrite after fork");
+	RT_CHECK(rt_write_program(lived[0].code, new_value), "parent rewrite after fork");
 	lived[0].value = new_value;
 	int status = rt_wait_child(pid, CHILD_SECONDS);
 	RT_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == CHILD_OK,

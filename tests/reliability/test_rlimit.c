@@ -33,13 +33,6 @@ struct program {
 	uint32_t value;
 };
 
-static bool write_value(void *code, uint32_t value)
-{
-	uint8_t bytes[RT_PROGRAM_MAX];
-	size_t len = rt_emit_return(bytes, value);
-	return execmem_write(code, bytes, len) == 0;
-}
-
 /* Programs in several chunks: small ones, a data neighbour, a large one. */
 static bool make_programs(struct execmem_arena *arena, struct program p[PROGRAMS])
 {
@@ -98,7 +91,7 @@ static int limited_grandchild(struct program p[PROGRAMS])
 		fprintf(stderr, "FAIL grandchild: an inherited program does not return its value\n");
 		return 1;
 	}
-	if (!write_value(p[0].code, p[0].value + 1) || !rt_program_returns(mode, p[0].code, p[0].value + 1)) {
+	if (!rt_write_program(p[0].code, p[0].value + 1) || !rt_program_returns(mode, p[0].code, p[0].value + 1)) {
 		fprintf(stderr, "FAIL grandchild: rewrite of an inherited program\n");
 		return 2;
 	}
@@ -195,20 +188,12 @@ static bool fresh_program_works(struct execmem_arena *arena, uint32_t value, boo
 	return ok && private;
 }
 
-static struct execmem_arena *arena_in(enum execmem_mode arena_mode)
-{
-	struct execmem_params params;
-	execmem_params_init(&params);
-	params.mode = arena_mode;
-	return execmem_arena_create(&params);
-}
-
 /* Auto mode falls back; forced dual fails with a clean error. */
 static int descriptors_exhausted_alloc(void)
 {
 	setenv("EXECMEM_MODE", "auto", 1); /* the default arena is first used here */
-	struct execmem_arena *automatic = arena_in(EXECMEM_MODE_AUTO);
-	struct execmem_arena *dual = arena_in(EXECMEM_MODE_DUAL);
+	struct execmem_arena *automatic = rt_arena_in(EXECMEM_MODE_AUTO);
+	struct execmem_arena *dual = rt_arena_in(EXECMEM_MODE_DUAL);
 	if (!automatic || !dual || use_up_descriptors() < 0) {
 		fprintf(stderr, "FAIL set-up: %s\n", strerror(errno));
 		return 1;
@@ -251,7 +236,7 @@ static int descriptors_exhausted_fork(void)
 	if (pid == 0) {
 		close(sync[1]);
 		char byte;
-		bool ok = all_return(p) && write_value(p[1].code, 0xc41d) &&
+		bool ok = all_return(p) && rt_write_program(p[1].code, 0xc41d) &&
 			  rt_program_returns(mode, p[1].code, 0xc41d);
 		/* The parent has rewritten p[0] once this byte arrives. */
 		ok = read(sync[0], &byte, 1) == 1 && rt_program_returns(mode, p[0].code, p[0].value) && ok;
@@ -261,7 +246,7 @@ static int descriptors_exhausted_fork(void)
 		_exit(ok ? 0 : 1);
 	}
 	close(sync[0]);
-	bool ok = pid > 0 && write_value(p[0].code, p[0].value + 1);
+	bool ok = pid > 0 && rt_write_program(p[0].code, p[0].value + 1);
 	ok = write(sync[1], "x", 1) == 1 && ok;
 	int status = rt_wait_child(pid, GRANDCHILD_SECONDS);
 	ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && ok;

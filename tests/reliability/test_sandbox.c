@@ -94,19 +94,11 @@ static int refuse_shared_exec(void)
 
 /* ---- what must work, or fail cleanly, inside ---- */
 
-static struct execmem_arena *arena_in(enum execmem_mode arena_mode)
-{
-	struct execmem_params params;
-	execmem_params_init(&params);
-	params.mode = arena_mode;
-	return execmem_arena_create(&params);
-}
-
 /* Makes, writes, runs, rewrites and frees code in an arena of arena_mode;
  * the arena must then report `expected` as its mode.  Returns success. */
 static bool code_works(enum execmem_mode arena_mode, enum execmem_mode expected, const char *sandbox)
 {
-	struct execmem_arena *arena = arena_in(arena_mode);
+	struct execmem_arena *arena = rt_arena_in(arena_mode);
 	void *small = arena ? rt_new_program(arena, 64, 0x5a5a) : NULL;
 	void *large = arena ? rt_new_program(arena, EXECMEM_CHUNK_SIZE, 0x6b6b) : NULL;
 	const char *mode_name = execmem_mode_name(arena_mode);
@@ -134,7 +126,7 @@ static bool code_works(enum execmem_mode arena_mode, enum execmem_mode expected,
 /* A forced mode the sandbox refuses: NULL with an errno, nothing else. */
 static bool refused_cleanly(enum execmem_mode arena_mode, const char *sandbox)
 {
-	struct execmem_arena *arena = arena_in(arena_mode);
+	struct execmem_arena *arena = rt_arena_in(arena_mode);
 	errno = 0;
 	void *code = arena ? execmem_arena_alloc(arena, EXECMEM_CODE, 64) : NULL;
 	int err = errno;

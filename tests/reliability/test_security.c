@@ -26,10 +26,7 @@ static enum execmem_mode mode;
 
 static struct execmem_arena *new_arena(void)
 {
-	struct execmem_params params;
-	execmem_params_init(&params);
-	params.mode = mode;
-	struct execmem_arena *arena = execmem_arena_create(&params);
+	struct execmem_arena *arena = rt_arena_in(mode);
 	RT_CHECK(arena, "arena_create in %s mode: errno %d", execmem_mode_name(mode), errno);
 	return arena;
 }

@@ -29,25 +29,10 @@ enum { CHILD_SECONDS = 10 };
 
 static enum execmem_mode mode;
 
-static struct execmem_arena *new_arena(void)
-{
-	struct execmem_params params;
-	execmem_params_init(&params);
-	params.mode = mode;
-	return execmem_arena_create(&params);
-}
-
 static bool same_page(const void *a, const void *b)
 {
 	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
 	return (uintptr_t)a / page == (uintptr_t)b / page;
-}
-
-static bool rewrite(void *code, uint32_t value)
-{
-	uint8_t bytes[RT_PROGRAM_MAX];
-	size_t len = rt_emit_return(bytes, value);
-	return execmem_write(code, bytes, len) == 0;
 }
 
 /* Runs fn in a child; reports a failure (status) or a hang by name. */
@@ -74,7 +59,7 @@ enum { WINDOW_SETUP = 2, WINDOW_CALL = 3, WINDOW_WRITE = 4, WINDOW_END = 5, WIND
 
 static int window_while_running(void)
 {
-	struct execmem_arena *arena = new_arena();
+	struct execmem_arena *arena = rt_arena_in(mode);
 	uint8_t *held = arena ? rt_new_program(arena, 64, 1) : NULL;
 	uint8_t *other = arena ? rt_new_program(arena, 64, 2) : NULL;
 	if (!held || !other || !same_page(held, other))
@@ -88,7 +73,7 @@ static int window_while_running(void)
 	rt_emit_return(window, 11);
 	if (!rt_program_returns(mode, other, 2))
 		return WINDOW_CALL;
-	if (!rewrite(other, 22) || !rt_program_returns(mode, other, 22))
+	if (!rt_write_program(other, 22) || !rt_program_returns(mode, other, 22))
 		return WINDOW_WRITE;
 	if (execmem_write_end(held) != 0)
 		return WINDOW_END;
@@ -138,7 +123,7 @@ static void stop_timer(void)
 
 static int signal_during_write(void)
 {
-	struct execmem_arena *arena = new_arena();
+	struct execmem_arena *arena = rt_arena_in(mode);
 	handler_program = arena ? rt_new_program(arena, 64, 7) : NULL;
 	uint8_t *rewritten = arena ? rt_new_program(arena, 64, 0) : NULL;
 	if (!handler_program || !rewritten || !same_page(handler_program, rewritten) || start_timer())
@@ -146,7 +131,7 @@ static int signal_during_write(void)
 	uint32_t i;
 	bool written = true;
 	for (i = 1; i <= REWRITES && written && atomic_load(&handler_calls) < ENOUGH_SIGNALS; i++)
-		written = rewrite(rewritten, i);
+		written = rt_write_program(rewritten, i);
 	stop_timer();
 	if (!written || !rt_program_returns(mode, rewritten, i - 1))
 		return SIGNAL_WRITE;
@@ -168,7 +153,7 @@ static void test_signal_during_write(void)
 static void test_window_refuses_writes(void)
 {
 	static const enum execmem_type types[] = { EXECMEM_CODE, EXECMEM_RODATA, EXECMEM_DATA };
-	struct execmem_arena *arena = new_arena();
+	struct execmem_arena *arena = rt_arena_in(mode);
 	RT_CHECK(arena, "arena_create: errno %d", errno);
 	for (size_t t = 0; arena && t < sizeof(types) / sizeof(types[0]); t++) {
 		uint8_t *p = execmem_arena_alloc(arena, types[t], 256);
@@ -199,7 +184,7 @@ static void test_window_refuses_writes(void)
 /* In sanitizer builds LeakSanitizer checks that no window's memory is left. */
 static void test_destroy_with_windows_open(void)
 {
-	struct execmem_arena *arena = new_arena();
+	struct execmem_arena *arena = rt_arena_in(mode);
 	RT_CHECK(arena, "arena_create: errno %d", errno);
 	static const size_t sizes[] = { 64, 5000, 3 << 20 };
 	for (size_t i = 0; arena && i < sizeof(sizes) / sizeof(sizes[0]); i++) {
@@ -268,7 +253,7 @@ static void test_overlapping_moves(void)
 {
 	static const size_t small_lens[] = { 1, 7, 64, 100, 300, 4096, 4104, 9000, 40000 };
 	static const size_t large_lens[] = { 8192 + 5, (1 << 20) + 17 };
-	struct execmem_arena *arena = new_arena();
+	struct execmem_arena *arena = rt_arena_in(mode);
 	RT_CHECK(arena, "arena_create: errno %d", errno);
 	if (!arena)
 		return;
