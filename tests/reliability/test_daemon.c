@@ -168,22 +168,25 @@ static void slow_work(void)
 	nanosleep(&ts, NULL);
 }
 
+/* What a daemon's fork handler does: every descriptor closed, fresh files opened. */
+static void sanitise_descriptors(const char *prefix, int files[FRESH_FILES], char listing[LISTING])
+{
+	close_from_3();
+	open_fresh(prefix, files);
+	list_fds(listing);
+}
+
 static void parent_handler(void)
 {
-	if (!hostile_parent)
-		return;
-	close_from_3();
-	open_fresh("parent", parent_files);
-	list_fds(parent_listing);
+	if (hostile_parent)
+		sanitise_descriptors("parent", parent_files, parent_listing);
 }
 
 static void child_handler(void)
 {
 	if (!hostile_child)
 		return;
-	close_from_3();
-	open_fresh("child", child_files);
-	list_fds(child_listing);
+	sanitise_descriptors("child", child_files, child_listing);
 	slow_work();
 }
 
