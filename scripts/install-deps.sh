@@ -42,6 +42,14 @@ PACKAGES=(
 	# arm64 full-system run (scripts/ci-qemu-system.sh): the emulator, the
 	# initramfs (cpio, gzip) and the kernel package's extraction (dpkg-deb).
 	qemu-system-arm cpio gzip dpkg
+	# Modules loaded from real code (tests/module): Debian's static archives
+	# of Lua, OpenSSL, zlib and SQLite, and C++ modules built with g++.
+	liblua5.4-dev libssl-dev zlib1g-dev libsqlite3-dev
+	# Adapters to JIT frameworks (include/execmem/*.hpp, examples/).
+	llvm-14-dev libtcc-dev
+	# Tools that must see JIT code (tests/tools): debugger, profiler,
+	# valgrind (also its client-request header), system call tracer.
+	gdb linux-perf valgrind strace
 )
 
 log() { echo "install-deps: $*"; }
