@@ -3,9 +3,12 @@
  * (.a) into typed execmem memory: a user-space insmod.
  *
  * OVERVIEW
- *   A module is one relocatable object, or every member of an archive
- *   linked together (like `ld --whole-archive`).  Its sections go to typed
- *   memory:
+ *   A module is linked from one or more inputs, as a static linker links a
+ *   program: relocatable objects are linked whole; of a static archive, only
+ *   the members that define a symbol still undefined (searched again until
+ *   nothing changes, as if all archives were one `ld --start-group`), or
+ *   every member with EXECMEM_MODULE_INPUT_WHOLE_ARCHIVE.  Its sections go to
+ *   typed memory:
  *     executable sections                       EXECMEM_CODE_NEAR
  *     read-only data, .init_array/.fini_array   EXECMEM_RODATA
  *     writable data, .bss, COMMON symbols       EXECMEM_DATA
@@ -27,10 +30,11 @@
  *   reach fail the load (build such modules with -fPIC).
  *
  * SYMBOL RESOLUTION
- *   An undefined symbol is looked up, in order, in: the module itself; the
- *   resolver callback of the options, if any; the exported symbols of
- *   modules loaded earlier (global symbols with default visibility); the
- *   host process through dlsym(RTLD_DEFAULT) (unless
+ *   An undefined symbol is looked up, in order, in: the module itself (its
+ *   objects and the archive members they pull in); the resolver callback of
+ *   the options, if any; the exported symbols of modules loaded earlier
+ *   (global symbols with default visibility); the loader's C runtime pieces
+ *   (below); the host process through dlsym(RTLD_DEFAULT) (unless
  *   EXECMEM_MODULE_NO_HOST_SYMBOLS).  A module that takes a symbol of an
  *   earlier module depends on it: the earlier module cannot be unloaded
  *   first.  An unresolved weak reference becomes 0.  Host symbols are only
@@ -50,13 +54,27 @@
  *   .fini_array, .dtors, then __cxa_finalize() of the module's own
  *   __dso_handle (C++ static destructors), as dlclose() does.
  *
+ * C RUNTIME PIECES
+ *   glibc gives programs and shared libraries atexit(), at_quick_exit() and
+ *   pthread_atfork() from libc_nonshared.a, linked into each of them, so the
+ *   process has no copy to resolve against.  The loader links its own copy
+ *   into every module that calls them (taken like an archive member, after
+ *   the inputs), bound to the module's own __dso_handle; a module's
+ *   __cxa_atexit() and __cxa_at_quick_exit() with its own handle are kept by
+ *   the loader, and __stack_chk_fail_local is the C library's
+ *   __stack_chk_fail.  At unload, after the .fini_array/.dtors functions (the
+ *   order dlclose() has), the functions the module registered with atexit()
+ *   or __cxa_atexit() run, last registered first; its at_quick_exit()
+ *   functions are dropped and its fork handlers removed.  A module still
+ *   loaded when the process exits has its atexit() functions run by exit(),
+ *   as a shared library's are.
+ *
  * NOT SUPPORTED (the load fails and says what and where)
  *   Thread-local storage, IFUNC symbols, SHT_REL relocation sections,
  *   relocation types not listed above, thin archives, big-endian or 32-bit
  *   objects, LTO bytecode, COMDAT group deduplication (a duplicate strong
  *   definition fails), unwind tables (.eh_frame is not loaded: C++
- *   exceptions cannot cross module code), atexit() (glibc has it only in
- *   libc_nonshared.a, so nothing in the process defines it).
+ *   exceptions cannot cross module code).
  *
  * ERRORS
  *   Functions return 0 or a negative errno value.  execmem_module_last_error()
@@ -96,20 +114,100 @@ typedef void *(*execmem_module_resolver)(const char *name, void *context);
 					    * destructor; objects of another architecture are
 					    * accepted (for tests and fuzzing) */
 
+/*
+ * Check callback: called once the module is linked (its symbols can be
+ * looked up with execmem_module_symbol() and execmem_module_foreach_symbol())
+ * and before any of its constructors runs.  Return 0 to go on, or a
+ * negative errno value to fail the load with it: nothing of the module has
+ * run then.  Called from the loading thread without any execmem lock held;
+ * it must not unload the module.
+ */
+typedef int (*execmem_module_check)(const struct execmem_module *module, void *context);
+
 struct execmem_module_options {
 	struct execmem_arena *arena;      /* NULL: the default arena; otherwise a live
 					   * arena, which must outlive the module */
 	execmem_module_resolver resolver; /* NULL: none */
 	void *resolver_context;
-	const char *name;                 /* module name; NULL: the file name */
+	const char *name;                 /* module name; NULL: the first input's name */
 	unsigned flags;                   /* EXECMEM_MODULE_* */
+	execmem_module_check check;       /* NULL: none */
+	void *check_context;
+	const char *const *require;       /* NULL, or a NULL-terminated list of symbols
+					   * that pull archive members in as if something
+					   * referenced them (ld -u) */
 };
 
 /* execmem_module_options_init - fill *options with the defaults (all zero). */
 EXECMEM_API void execmem_module_options_init(struct execmem_module_options *options);
 
+/* Where the bytes of one input of execmem_module_load() come from. */
+enum execmem_module_input_kind {
+	EXECMEM_MODULE_INPUT_FILE,   /* path */
+	EXECMEM_MODULE_INPUT_BUFFER, /* data, size */
+	EXECMEM_MODULE_INPUT_FD,     /* fd */
+};
+
+/* Bits of struct execmem_module_input.flags. */
+#define EXECMEM_MODULE_INPUT_WHOLE_ARCHIVE 0x1 /* link every member of this archive,
+						* needed or not (ld --whole-archive) */
+
+/* One object or archive to link into a module. */
+struct execmem_module_input {
+	enum execmem_module_input_kind kind;
+	const char *path;        /* INPUT_FILE: the file to read */
+	const void *data;        /* INPUT_BUFFER: the image, not kept after the call */
+	size_t size;             /* INPUT_BUFFER: its size in bytes */
+	int fd;                  /* INPUT_FD: an open descriptor, read from offset 0 and
+				  * left open */
+	const char *name;        /* in messages and the section map; NULL: path, or
+				  * "<buffer>" / "<fd N>" */
+	unsigned flags;          /* EXECMEM_MODULE_INPUT_* */
+};
+
 /*
- * execmem_module_load_file - load the object or archive at path.
+ * execmem_module_load - link the inputs into one module and load it.
+ *   inputs   ninputs objects and archives.  Objects are linked whole; an
+ *            archive contributes the members that define a symbol some
+ *            linked object references and nothing defines yet (strongly:
+ *            a weak reference pulls nothing in), found through its symbol
+ *            index when it has one ("/" or "/SYM64/"), else through the
+ *            members' symbol tables, searched over all archives again until
+ *            no member is added (so the order of archives does not matter);
+ *            every member with EXECMEM_MODULE_INPUT_WHOLE_ARCHIVE.
+ *   options  NULL for the defaults.
+ *   out      receives the module on success, is set to NULL on failure.
+ * Constructors have run and .data..ro_after_init is sealed when it returns.
+ * Returns 0, or
+ *   -EINVAL   NULL inputs or out, ninputs 0, an input with an unknown kind
+ *             or flags, a NULL path or data; bad options (options->arena
+ *             destroyed)
+ *   -EBADF    an INPUT_FD input whose fd is not an open descriptor
+ *   -ENOEXEC  not an ELF relocatable object or archive, malformed input,
+ *             another architecture (without EXECMEM_MODULE_LINK_ONLY),
+ *             inputs for different architectures, an archive of which no
+ *             member is needed and nothing else to link
+ *   -ENOTSUP  a feature the loader does not support (TLS, IFUNC, a
+ *             relocation type, SHT_REL, LTO bytecode, thin archives)
+ *   -ENOENT   an undefined symbol that nothing defines
+ *   -EEXIST   a symbol defined twice inside the module
+ *   -ERANGE   a relocation whose value does not fit (target out of reach)
+ *   -EFBIG    more than 256 MiB to load
+ *   -ENOMEM   no memory, or no address within reach
+ *   the error options->check returned;
+ *   an error of open()/fstat()/mmap()/read() for a file or descriptor
+ *   (-ENOENT, -EACCES, -EISDIR, ...).
+ * execmem_module_last_error() names the input concerned.
+ * Thread-safety: safe.
+ */
+EXECMEM_API int execmem_module_load(const struct execmem_module_input *inputs, size_t ninputs,
+				    const struct execmem_module_options *options,
+				    struct execmem_module **out);
+
+/*
+ * execmem_module_load_file - load the object or archive at path (one input
+ * of execmem_module_load(); every member of an archive is linked, as
+ * EXECMEM_MODULE_INPUT_WHOLE_ARCHIVE does).
  *   options  NULL for the defaults.
  *   out      receives the module on success, is set to NULL on failure.
  * Constructors have run and .data..ro_after_init is sealed when it returns.
@@ -142,6 +240,19 @@ EXECMEM_API int execmem_module_load_file(const char *path,
 EXECMEM_API int execmem_module_load_buffer(const void *data, size_t size, const char *name,
 					   const struct execmem_module_options *options,
 					   struct execmem_module **out);
+
+/*
+ * execmem_module_load_fd - like execmem_module_load_file() for the object or
+ * archive open at fd (a regular file or memfd is mapped, anything else such
+ * as a pipe is read to its end).  fd is read from offset 0 of a file, and
+ * left open.  name names the module in messages (NULL: "<fd N>") unless
+ * options->name is set.
+ * Returns as execmem_module_load_file(), and -EBADF for a descriptor that
+ * is not open.  Thread-safety: safe.
+ */
+EXECMEM_API int execmem_module_load_fd(int fd, const char *name,
+				       const struct execmem_module_options *options,
+				       struct execmem_module **out);
 
 /*
  * execmem_module_unload - run the destructors of module (in reverse order of

@@ -4,8 +4,10 @@
  * Format (System V / GNU, with the BSD long-name extension): a magic string,
  * then members, each a 60-byte text header followed by the data, padded to
  * an even offset.  Special members: "/" and "/SYM64/" are the symbol index
- * (skipped: every member is loaded), "//" holds long names referred to as
- * "/123".  BSD names "#1/N" put N name bytes before the data.
+ * (big-endian count, member header offsets of 4 or 8 bytes, then as many
+ * NUL-terminated names), "//" holds long names referred to as "/123".  BSD
+ * names "#1/N" put N name bytes before the data; a BSD index ("__.SYMDEF")
+ * is not read: such archives are searched through their members' symbols.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -110,6 +112,7 @@ static int parse_member(const uint8_t *image, size_t size, size_t pos, const cha
 		return mod_error(ENOEXEC, "%s: malformed archive: member at offset %zu runs past "
 				 "the end", archive, pos);
 	*data_len = (uint64_t)len;
+	m->header_offset = pos;
 	m->data = image + start;
 	m->size = (size_t)len;
 	*special = 0;
@@ -173,4 +176,66 @@ int mod_archive_members(const uint8_t *image, size_t size, const char *archive,
 		*count = 0;
 	}
 	return err;
+}
+
+static uint64_t read_big_endian(const uint8_t *p, unsigned width)
+{
+	uint64_t v = 0;
+	for (unsigned i = 0; i < width; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Entries of an index member of data[0..size) with width-byte fields. */
+static int parse_index(const uint8_t *data, size_t size, unsigned width, const char *archive,
+		       struct mod_archive_symbol **symbols, size_t *count)
+{
+	if (size < width)
+		return mod_error(ENOEXEC, "%s: malformed archive: truncated symbol index", archive);
+	uint64_t n = read_big_endian(data, width);
+	if (n > (size - width) / width)
+		return mod_error(ENOEXEC, "%s: malformed archive: symbol index count %llu too large",
+				 archive, (unsigned long long)n);
+	const uint8_t *names = data + width + n * width;
+	size_t names_size = size - width - n * width, at = 0;
+	struct mod_archive_symbol *out = calloc(n ? n : 1, sizeof(*out));
+	if (!out)
+		return mod_error(ENOMEM, "%s: out of memory", archive);
+	for (uint64_t i = 0; i < n; i++) {
+		const uint8_t *end = at < names_size ? memchr(names + at, '\0', names_size - at) : NULL;
+		if (!end) {
+			free(out);
+			return mod_error(ENOEXEC, "%s: malformed archive: symbol index names run "
+					 "past its end", archive);
+		}
+		out[i].name = (const char *)names + at;
+		out[i].header_offset = (size_t)read_big_endian(data + width + i * width, width);
+		at = (size_t)(end - names) + 1;
+	}
+	*symbols = out;
+	*count = (size_t)n;
+	return 0;
+}
+
+int mod_archive_index(const uint8_t *image, size_t size, const char *archive,
+		      struct mod_archive_symbol **symbols, size_t *count)
+{
+	struct mod_member m;
+	uint64_t len;
+	int special;
+
+	*symbols = NULL;
+	*count = 0;
+	if (size <= AR_MAGIC_LEN)
+		return 0;
+	memset(&m, 0, sizeof(m));
+	int err = parse_member(image, size, AR_MAGIC_LEN, archive, NULL, 0, &m, &len, &special);
+	if (err || special != 1)
+		return 0;   /* no index: mod_archive_members() reports a bad header */
+	const char *header = (const char *)image + AR_MAGIC_LEN;
+	if (memcmp(header, "/ ", 2) == 0)
+		return parse_index(m.data, m.size, 4, archive, symbols, count);
+	if (memcmp(header, "/SYM64/", 7) == 0)
+		return parse_index(m.data, m.size, 8, archive, symbols, count);
+	return 0;
 }

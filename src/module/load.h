@@ -1,7 +1,8 @@
 /*
  * load.h - the state of one module load, shared by the loader's stages:
- *   load_layout.c    1-3: collect objects, classify sections into blocks,
- *                    merge symbols, COMMON symbols
+ *   select.c         1: the objects, and the archive members they need
+ *   load_layout.c    2-3: classify sections into blocks, merge symbols,
+ *                    COMMON symbols
  *   load_relocate.c  4 and 7: scan relocations, PLT/GOT, addresses, write
  *                    windows, relocation
  *   load_place.c     5-6: resolve imports, place blocks
@@ -44,11 +45,11 @@ struct load {
 	unsigned flags;                 /* EXECMEM_MODULE_* */
 	const struct execmem_module_options *options;
 	const struct mod_arch *arch;
-	struct mod_member *members;     /* archive members, when an archive */
-	char **member_names;            /* "archive(member)" */
-	size_t nmembers;
-	struct mod_object *objects;
+	struct mod_object *objects;     /* what select.c picked, in link order */
 	uint32_t nobjects;
+	size_t objects_capacity;
+	char **object_names;            /* "archive(member)" names made for them */
+	size_t nobject_names, object_names_capacity;
 	struct mod_symtab globals;      /* every global name defined or referenced */
 	uint32_t open_block[REGION_COUNT];  /* block being filled: index + 1, 0 none */
 	size_t blocks_capacity;
@@ -95,8 +96,10 @@ static inline int is_got_symbol(const char *name)
 	return strcmp(name, "_GLOBAL_OFFSET_TABLE_") == 0;
 }
 
+/* select.c */
+MOD_HIDDEN int load_select_objects(struct load *ld, const struct mod_input *inputs,
+				   size_t ninputs);
 /* load_layout.c */
-MOD_HIDDEN int load_collect_objects(struct load *ld, const uint8_t *image, size_t size);
 MOD_HIDDEN int load_classify_sections(struct load *ld);
 MOD_HIDDEN int load_build_symbols(struct load *ld);
 MOD_HIDDEN int load_allocate_commons(struct load *ld);

@@ -1,13 +1,12 @@
 /*
- * load_layout.c - stages 1-3 of a load: parse the objects, give every
- * allocated section a block and an offset, merge the symbols of all objects
+ * load_layout.c - stages 2-3 of a load: give every allocated section of the
+ * selected objects a block and an offset, merge the symbols of all objects
  * and make room for COMMON symbols.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "load.h"
@@ -18,63 +17,6 @@ static const enum execmem_type region_type[REGION_COUNT] = {
 	[REGION_DATA] = EXECMEM_DATA,
 	[REGION_ROAI] = EXECMEM_RO_AFTER_INIT,
 };
-
-/* ------------------------------------------------------------------ */
-/* 1. collect                                                          */
-/* ------------------------------------------------------------------ */
-
-static int parse_archive(struct load *ld, const uint8_t *image, size_t size)
-{
-	size_t count;
-	int err = mod_archive_members(image, size, ld->name, &ld->members, &count);
-	if (err)
-		return err;
-	ld->objects = calloc(count, sizeof(*ld->objects));
-	ld->member_names = calloc(count, sizeof(*ld->member_names));
-	ld->nmembers = count;
-	if (!ld->objects || !ld->member_names)
-		return mod_error(ENOMEM, "%s: out of memory", ld->name);
-	for (size_t i = 0; i < count; i++) {
-		const struct mod_member *m = &ld->members[i];
-		size_t len = strlen(ld->name) + strlen(m->name) + 3;
-		ld->member_names[i] = malloc(len);
-		if (!ld->member_names[i])
-			return mod_error(ENOMEM, "%s: out of memory", ld->name);
-		snprintf(ld->member_names[i], len, "%s(%s)", ld->name, m->name);
-		err = mod_object_parse(&ld->objects[i], m->data, m->size, ld->member_names[i]);
-		if (err)
-			return err;
-		ld->nobjects++;
-	}
-	return 0;
-}
-
-int load_collect_objects(struct load *ld, const uint8_t *image, size_t size)
-{
-	int err;
-
-	if (mod_is_archive(image, size)) {
-		err = parse_archive(ld, image, size);
-	} else {
-		ld->objects = calloc(1, sizeof(*ld->objects));
-		if (!ld->objects)
-			return mod_error(ENOMEM, "%s: out of memory", ld->name);
-		err = mod_object_parse(&ld->objects[0], image, size, ld->name);
-		if (!err)
-			ld->nobjects = 1;
-	}
-	if (err)
-		return err;
-	uint16_t machine = ld->objects[0].machine;
-	for (uint32_t i = 1; i < ld->nobjects; i++)
-		if (ld->objects[i].machine != machine)
-			return mod_error(ENOEXEC, "%s: members for different machines", ld->name);
-	if (machine != mod_host_machine() && !(ld->flags & EXECMEM_MODULE_LINK_ONLY))
-		return mod_error(ENOEXEC, "%s: built for %s, which this process cannot run",
-				 ld->name, mod_arch_for(machine)->name);
-	ld->arch = mod_arch_for(machine);
-	return 0;
-}
 
 /* ------------------------------------------------------------------ */
 /* 2. classify                                                         */

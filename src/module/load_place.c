@@ -69,7 +69,7 @@ static int resolve_from_modules_and_host(struct load *ld)
 		if (e->provider) {
 			if (add_dependency(ld->module, e->provider))
 				err = mod_error(ENOMEM, "%s: out of memory", ld->name);
-		} else if (use_host) {
+		} else if (!(e->address = mod_crt_symbol(e->name)) && use_host) {
 			e->address = (uintptr_t)dlsym(RTLD_DEFAULT, e->name);
 		}
 		if (!err && !e->address && !e->weak)

@@ -218,6 +218,16 @@ static int run_constructors_and_seal(struct load *ld, void (**ctors)(void), uint
 			       strerror(-err)) : 0;
 }
 
+/* The caller's check, with the module described but nothing of it run. */
+static int check_before_constructors(struct load *ld)
+{
+	int err = ld->options->check(ld->module, ld->options->check_context);
+	if (err > 0 || err < -4095)
+		err = -EINVAL;
+	return err ? mod_error(-err, "%s: refused by the caller's check (%s)", ld->name,
+			       strerror(-err)) : 0;
+}
+
 int load_publish(struct load *ld)
 {
 	struct execmem_module *m = ld->module;
@@ -235,6 +245,8 @@ int load_publish(struct load *ld)
 		reverse_functions(m->fini, m->nfini);
 		err = load_close_windows(ld);
 	}
+	if (!err && ld->options && ld->options->check)
+		err = check_before_constructors(ld);
 	if (!err)
 		err = run_constructors_and_seal(ld, ctors, nctors);
 	free(ctors);

@@ -1,7 +1,7 @@
 /*
  * loader.c - turn parsed objects into a running module.
  *
- *   1. collect    parse the object, or every member of an archive
+ *   1. select     parse the objects, and the archive members they need
  *   2. classify   give each allocated section a region (memory type), a
  *                 block of that region and an offset inside the block
  *   3. symbols    merge global symbols of all objects into one table;
@@ -29,10 +29,9 @@ static void free_load(struct load *ld)
 {
 	for (uint32_t o = 0; o < ld->nobjects; o++)
 		mod_object_release(&ld->objects[o]);
-	for (size_t i = 0; ld->member_names && i < ld->nmembers; i++)
-		free(ld->member_names[i]);
-	free(ld->member_names);
-	free(ld->members);
+	for (size_t i = 0; i < ld->nobject_names; i++)
+		free(ld->object_names[i]);
+	free(ld->object_names);
 	free(ld->objects);
 	mod_symtab_release(&ld->globals);
 	free(ld->plt.items);
@@ -50,18 +49,28 @@ static int make_module(struct load *ld)
 	return 0;
 }
 
-int mod_load_image(const uint8_t *image, size_t size, const char *name,
-		   const struct execmem_module_options *options, struct execmem_module **out)
+/* Registrations of the module's constructors with its __dso_handle are
+ * the module's own from the first constructor on. */
+static void attach_dso_handle(struct load *ld)
+{
+	if (!ld->dso_handle_entry || (ld->flags & EXECMEM_MODULE_LINK_ONLY))
+		return;
+	ld->module->dso_handle = ld->globals.entries[ld->dso_handle_entry - 1].address;
+	mod_crt_attach(ld->module);
+}
+
+int mod_load_inputs(const struct mod_input *inputs, size_t ninputs, const char *name,
+		    const struct execmem_module_options *options, struct execmem_module **out)
 {
 	struct load ld;
 
 	memset(&ld, 0, sizeof(ld));
 	ld.options = options;
 	ld.flags = options ? options->flags : 0;
-	ld.name = options && options->name ? options->name : name;
+	ld.name = name;
 	int err = make_module(&ld);
 	if (!err)
-		err = load_collect_objects(&ld, image, size);
+		err = load_select_objects(&ld, inputs, ninputs);
 	if (!err) {
 		ld.module->machine = ld.arch->machine;
 		err = load_classify_sections(&ld);
@@ -86,11 +95,13 @@ int mod_load_image(const uint8_t *image, size_t size, const char *name,
 		err = load_apply_relocations(&ld);
 	if (!err) {
 		load_write_plt_and_got(&ld);
+		attach_dso_handle(&ld);
 		err = load_publish(&ld);
 	}
 	if (!err) {
 		*out = ld.module;
 	} else if (ld.module) {       /* undo everything: windows, references, memory */
+		mod_crt_detach(ld.module);
 		load_close_windows(&ld);
 		mod_drop_dependencies(ld.module);
 		mod_release_memory(ld.module);

@@ -1,18 +1,15 @@
 /*
- * module.c - the public module API: loading from a file or a buffer,
- * lookups, iteration, unloading, and the per-thread error message.
+ * module.c - the public module API: loading from inputs, a file, a
+ * descriptor or a buffer, lookups, iteration, unloading, and the per-thread
+ * error message.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include "module_internal.h"
 
 static __thread char last_error[512];
@@ -71,62 +68,73 @@ const char *execmem_module_type_name(enum execmem_type type)
 	return mod_type_name(type);
 }
 
-static int check_load_args(const void *what, const struct execmem_module_options *options,
-			   struct execmem_module **out)
+/* The cheapest call that fails for a destroyed arena, before any work. */
+static int check_options(const struct execmem_module_options *options)
 {
 	struct execmem_range ranges[EXECMEM_TYPE_MAX];
 
-	if (out)
-		*out = NULL;
-	if (!what || !out)
-		return mod_error(EINVAL, "NULL argument");
-	/* The cheapest call that fails for a destroyed arena, before any work. */
 	if (options && options->arena && execmem_get_ranges(options->arena, ranges) != 0)
 		return mod_error(EINVAL, "options.arena is an arena that was destroyed");
 	return 0;
+}
+
+int execmem_module_load(const struct execmem_module_input *inputs, size_t ninputs,
+			const struct execmem_module_options *options, struct execmem_module **out)
+{
+	struct mod_input *opened;
+
+	mod_clear_error();
+	if (out)
+		*out = NULL;
+	if (!out)
+		return mod_error(EINVAL, "NULL argument");
+	int err = check_options(options);
+	if (!err)
+		err = mod_open_inputs(inputs, ninputs, &opened);
+	if (err)
+		return err;
+	const char *name = options && options->name ? options->name : opened[0].name;
+	err = mod_load_inputs(opened, ninputs, name, options, out);
+	mod_close_inputs(opened, ninputs);
+	return err;
+}
+
+/* The single-input calls link every member of an archive, as they always did. */
+static int load_one(const struct execmem_module_input *input,
+		    const struct execmem_module_options *options, struct execmem_module **out)
+{
+	return execmem_module_load(input, 1, options, out);
 }
 
 int execmem_module_load_buffer(const void *data, size_t size, const char *name,
 			       const struct execmem_module_options *options,
 			       struct execmem_module **out)
 {
-	mod_clear_error();
-	int err = check_load_args(data, options, out);
-	if (err)
-		return err;
-	return mod_load_image(data, size, name ? name : "<buffer>", options, out);
+	const struct execmem_module_input input = {
+		.kind = EXECMEM_MODULE_INPUT_BUFFER, .data = data, .size = size, .name = name,
+		.flags = EXECMEM_MODULE_INPUT_WHOLE_ARCHIVE,
+	};
+	return load_one(&input, options, out);
 }
 
-/* Map the file read-only: the loader copies what it needs, so the pages of
- * the page cache are shared and never written. */
 int execmem_module_load_file(const char *path, const struct execmem_module_options *options,
 			     struct execmem_module **out)
 {
-	struct stat st;
+	const struct execmem_module_input input = {
+		.kind = EXECMEM_MODULE_INPUT_FILE, .path = path,
+		.flags = EXECMEM_MODULE_INPUT_WHOLE_ARCHIVE,
+	};
+	return load_one(&input, options, out);
+}
 
-	mod_clear_error();
-	int err = check_load_args(path, options, out);
-	if (err)
-		return err;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return mod_error(errno, "%s: %s", path, strerror(errno));
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		err = mod_error(S_ISDIR(st.st_mode) ? EISDIR : EINVAL, "%s: not a regular file", path);
-		close(fd);
-		return err;
-	}
-	if (st.st_size == 0) {
-		close(fd);
-		return mod_error(ENOEXEC, "%s: empty file", path);
-	}
-	void *image = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-	close(fd);
-	if (image == MAP_FAILED)
-		return mod_error(errno, "%s: cannot map: %s", path, strerror(errno));
-	err = mod_load_image(image, (size_t)st.st_size, path, options, out);
-	munmap(image, (size_t)st.st_size);
-	return err;
+int execmem_module_load_fd(int fd, const char *name, const struct execmem_module_options *options,
+			   struct execmem_module **out)
+{
+	const struct execmem_module_input input = {
+		.kind = EXECMEM_MODULE_INPUT_FD, .fd = fd, .name = name,
+		.flags = EXECMEM_MODULE_INPUT_WHOLE_ARCHIVE,
+	};
+	return load_one(&input, options, out);
 }
 
 /* With the registry lock held: a loaded module that uses module, or NULL. */
@@ -139,14 +147,11 @@ static const struct execmem_module *find_user(const struct execmem_module *modul
 	return NULL;
 }
 
-/* The C library's, when it has one (glibc, musl). */
-extern void __cxa_finalize(void *dso_handle) __attribute__((weak));
-
 /*
  * Destructors, in the order a shared library's run at dlclose(): the
  * .fini_array/.dtors functions, then (as crtbegin.o's would) the functions
- * registered with __cxa_atexit() for the module's __dso_handle: C++ static
- * destructors and atexit().
+ * registered with atexit() or __cxa_atexit() for the module's __dso_handle:
+ * C++ static destructors and atexit().
  */
 void mod_run_destructors(struct execmem_module *module)
 {
@@ -154,8 +159,7 @@ void mod_run_destructors(struct execmem_module *module)
 		return;
 	for (uint32_t i = 0; i < module->nfini; i++)
 		module->fini[i]();
-	if (module->dso_handle && __cxa_finalize)
-		__cxa_finalize((void *)module->dso_handle);
+	mod_crt_finalize(module);
 }
 
 void mod_drop_dependencies(struct execmem_module *module)

@@ -3,7 +3,10 @@
  *
  * The loader works in stages, each in its own file:
  *   elf_object.c  parse and validate one ELF relocatable object
- *   archive.c     split a static archive into its members
+ *   input.c       read or map the files, descriptors and buffers to link
+ *   archive.c     split a static archive into its members, read its index
+ *   select.c      pick the objects and archive members to link
+ *   crt.c         the C runtime pieces glibc keeps out of the process
  *   symtab.c      the module-wide table of global symbols (name -> entry)
  *   reloc.c       apply relocations, one framework for every architecture
  *                 (its engine inline in reloc_engine.h), driven by the
@@ -119,15 +122,45 @@ MOD_HIDDEN int mod_object_parse(struct mod_object *obj, const uint8_t *image, si
 				const char *name);
 MOD_HIDDEN void mod_object_release(struct mod_object *obj);
 
-/* Archives: call fn for every member that is an object. */
+/* Archives: the members that are objects, in file order. */
 struct mod_member {
 	const uint8_t *data;
 	size_t size;
+	size_t header_offset;         /* of its header in the archive: the index refers to it */
 	char name[256];
 };
 MOD_HIDDEN int mod_is_archive(const uint8_t *image, size_t size);
 MOD_HIDDEN int mod_archive_members(const uint8_t *image, size_t size, const char *archive_name,
 				   struct mod_member **members, size_t *count);
+
+/* One entry of an archive's symbol index: a symbol some member defines. */
+struct mod_archive_symbol {
+	const char *name;             /* in the archive image */
+	size_t header_offset;         /* of that member */
+};
+/*
+ * The archive's symbol index ("/" or "/SYM64/"), checked against the image:
+ * *symbols is NULL and *count 0 when the archive has none.  Returns 0,
+ * -ENOEXEC (malformed) or -ENOMEM, with a message.
+ */
+MOD_HIDDEN int mod_archive_index(const uint8_t *image, size_t size, const char *archive_name,
+				 struct mod_archive_symbol **symbols, size_t *count);
+
+/* One input of a load, its bytes in memory (see input.c). */
+struct mod_input {
+	const uint8_t *image;
+	size_t size;
+	const char *name;
+	int whole_archive;
+	void *mapping;                /* what input.c mapped or read, to give back */
+	size_t mapping_size;
+	int mapping_is_heap;
+	char default_name[32];        /* "<fd N>" */
+};
+/* Read or map the inputs; on failure nothing is left open.  0 or -errno. */
+MOD_HIDDEN int mod_open_inputs(const struct execmem_module_input *inputs, size_t ninputs,
+			       struct mod_input **out);
+MOD_HIDDEN void mod_close_inputs(struct mod_input *inputs, size_t ninputs);
 
 /* ---- the module-wide symbol table ------------------------------------- */
 
@@ -308,6 +341,7 @@ struct execmem_module {
 	struct execmem_module *prev, *next;
 	struct execmem_module_stats stats;
 	uintptr_t dso_handle;           /* address of its __dso_handle, or 0 */
+	struct execmem_module *crt_next; /* list of modules with a handle (crt.c) */
 };
 
 /* Look name up in the module's own exports hash (any global symbol). */
@@ -325,10 +359,24 @@ MOD_HIDDEN uintptr_t mod_registry_lookup(const char *name, struct execmem_module
 MOD_HIDDEN void mod_registry_add(struct execmem_module *module);
 MOD_HIDDEN void mod_registry_remove(struct execmem_module *module);
 
-/* The loader proper. */
-MOD_HIDDEN int mod_load_image(const uint8_t *image, size_t size, const char *name,
-			      const struct execmem_module_options *options,
-			      struct execmem_module **out);
+/* The loader proper: link the inputs into a module named name. */
+MOD_HIDDEN int mod_load_inputs(const struct mod_input *inputs, size_t ninputs, const char *name,
+			       const struct execmem_module_options *options,
+			       struct execmem_module **out);
+
+/*
+ * The C runtime pieces (crt.c).  mod_crt_object() is the relocatable object
+ * of libc_nonshared.a's functions for the host machine, linked into modules
+ * that need them; mod_crt_symbol() the loader's own definitions of what it
+ * references, or 0.  A module with a __dso_handle is attached before its
+ * constructors run, so that its registrations are kept; mod_crt_finalize()
+ * runs them (unload), mod_crt_detach() drops them unrun (failed load).
+ */
+MOD_HIDDEN const uint8_t *mod_crt_object(size_t *size);
+MOD_HIDDEN uintptr_t mod_crt_symbol(const char *name);
+MOD_HIDDEN void mod_crt_attach(struct execmem_module *module);
+MOD_HIDDEN void mod_crt_finalize(struct execmem_module *module);
+MOD_HIDDEN void mod_crt_detach(struct execmem_module *module);
 MOD_HIDDEN void mod_release_memory(struct execmem_module *module);
 MOD_HIDDEN void mod_drop_dependencies(struct execmem_module *module);
 MOD_HIDDEN void mod_run_destructors(struct execmem_module *module);
