@@ -1,7 +1,7 @@
 /*
- * cmd_load.c - `execmem load`: load a relocatable object or a static archive
- * with execmem's module loader, list its symbols, show where its sections
- * went, call one of its functions with integer arguments.
+ * cmd_load.c - `execmem load`: link objects, archives and -l libraries into
+ * one module with execmem's module loader, list its symbols, show where its
+ * sections went, call one of its functions with integer arguments.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -10,31 +10,53 @@
 
 #include "cli.h"
 #include "execmem/module.h"
+#include "load_libs.h"
 
 #define MAX_CALL_ARGS 6
 
 static void usage_load(FILE *out)
 {
 	fprintf(out,
-		"usage: execmem load FILE.o|FILE.a [--list] [--maps] [--call SYMBOL [INT ARGS...]]\n"
-		"  Loads the object (all members of an archive, linked together) into execmem\n"
-		"  memory: code near the program, data and read-only data near the code,\n"
-		"  .data..ro_after_init sealed after the constructors.  Undefined symbols come\n"
-		"  from the C library and the other libraries of this process.\n"
-		"  --list            the symbols it defines: address, memory type, size, name\n"
-		"  --maps            where each section went (and the PLT, GOT and COMMON areas)\n"
-		"  --call SYMBOL ... call SYMBOL with up to %d integer arguments (long) and\n"
-		"                    print the result\n"
-		"Exit status: 0 success, 2 usage, 3 the object could not be loaded.\n",
+		"usage: execmem load [OPTIONS] FILE.o|FILE.a|-l NAME ... [--call SYMBOL [INT ARGS...]]\n"
+		"  Links the objects and archives into one module, as the static linker\n"
+		"  would, and loads it into execmem memory: code near the program, data and\n"
+		"  read-only data near the code, .data..ro_after_init sealed after the\n"
+		"  constructors.  Objects are linked whole; of an archive, the members that\n"
+		"  define a symbol still undefined (all archives are searched again until\n"
+		"  nothing is added).  Other undefined symbols come from the program, the\n"
+		"  C library and the -l libraries.\n"
+		"  --whole-archive     link every member of the archives that follow\n"
+		"  --no-whole-archive  back to linking only the members needed\n"
+		"  -l NAME, -lNAME     in each -L directory, then /lib/<multiarch>, /usr/lib/...:\n"
+		"                      libNAME.so (opened with dlopen, its symbols used), or\n"
+		"                      libNAME.a (linked like an archive), or libNAME.so.N;\n"
+		"                      -l :FILE for an exact file name\n"
+		"  -L DIR, -LDIR       search DIR for -l libraries first\n"
+		"  -u SYMBOL           link the archive member that defines SYMBOL\n"
+		"  --list              the symbols it defines: address, memory type, size, name\n"
+		"  --maps              where each section went (and the PLT, GOT and COMMON areas)\n"
+		"  --call SYMBOL ...   call the function SYMBOL with up to %d integer arguments\n"
+		"                      (long) and print the result; checked before any\n"
+		"                      constructor runs, and pulls in its archive member\n"
+		"Exit status: 0 success, 2 usage (also: --call of a symbol that is not a\n"
+		"function of the module), 3 the module could not be loaded.\n",
 		MAX_CALL_ARGS);
 }
 
 struct load_request {
-	const char *file;
+	struct execmem_module_input *inputs;
+	size_t ninputs;
+	char **owned;               /* archive paths found for -l */
+	size_t nowned;
+	const char **require;       /* -u and --call, NULL-terminated */
+	size_t nrequire;
+	struct load_libs libs;
 	const char *call;
 	long args[MAX_CALL_ARGS];
 	int nargs;
-	int list, maps;
+	int list, maps, whole_archive;
+	int library_missing;        /* a -l library was not found or not opened */
+	char refusal[512];          /* why --call was refused */
 };
 
 static int parse_long(const char *text, long *out)
@@ -50,6 +72,75 @@ static int parse_long(const char *text, long *out)
 	return 0;
 }
 
+/* Grow an array of item_size items by one; NULL (with a message) when out of memory. */
+static void *append(void *items, size_t count, size_t item_size)
+{
+	void *n = realloc(items, (count + 1) * item_size);
+	if (!n)
+		fprintf(stderr, "execmem load: out of memory\n");
+	return n;
+}
+
+static int add_required(struct load_request *req, const char *symbol)
+{
+	const char **n = append(req->require, req->nrequire + 1, sizeof(*n));
+	if (!n)
+		return -1;
+	req->require = n;
+	n[req->nrequire++] = symbol;
+	n[req->nrequire] = NULL;
+	return 0;
+}
+
+static int add_file(struct load_request *req, const char *path)
+{
+	struct execmem_module_input *n = append(req->inputs, req->ninputs, sizeof(*n));
+	if (!n)
+		return -1;
+	req->inputs = n;
+	n[req->ninputs++] = (struct execmem_module_input){
+		.kind = EXECMEM_MODULE_INPUT_FILE, .path = path,
+		.flags = req->whole_archive ? EXECMEM_MODULE_INPUT_WHOLE_ARCHIVE : 0,
+	};
+	return 0;
+}
+
+/* -l NAME: a shared library is opened, an archive becomes an input. */
+static int add_library(struct load_request *req, const char *name)
+{
+	char *archive;
+	if (load_libs_add(&req->libs, name, &archive)) {
+		req->library_missing = 1;
+		return -1;
+	}
+	if (!archive)
+		return 0;
+	char **n = append(req->owned, req->nowned, sizeof(*n));
+	if (!n) {
+		free(archive);
+		return -1;
+	}
+	req->owned = n;
+	n[req->nowned++] = archive;
+	return add_file(req, archive);
+}
+
+static int add_dir(struct load_request *req, const char *dir)
+{
+	const char **n = append(req->libs.dirs, req->libs.ndirs, sizeof(*n));
+	if (!n)
+		return -1;
+	req->libs.dirs = n;
+	n[req->libs.ndirs++] = dir;
+	return 0;
+}
+
+/* An argument of --call: anything but an option (a negative number is one). */
+static int is_argument(const char *a)
+{
+	return a[0] != '-' || (a[1] >= '0' && a[1] <= '9');
+}
+
 /* Integer arguments after --call SYMBOL: everything up to the next option. */
 static int parse_call(struct load_request *req, int argc, char **argv, int *i)
 {
@@ -58,7 +149,7 @@ static int parse_call(struct load_request *req, int argc, char **argv, int *i)
 		return -1;
 	}
 	req->call = argv[++*i];
-	while (*i + 1 < argc && strncmp(argv[*i + 1], "--", 2) != 0) {
+	while (*i + 1 < argc && is_argument(argv[*i + 1])) {
 		if (req->nargs == MAX_CALL_ARGS) {
 			fprintf(stderr, "execmem load: at most %d arguments\n", MAX_CALL_ARGS);
 			return -1;
@@ -66,36 +157,70 @@ static int parse_call(struct load_request *req, int argc, char **argv, int *i)
 		if (parse_long(argv[++*i], &req->args[req->nargs++]))
 			return -1;
 	}
+	return add_required(req, req->call);
+}
+
+/* The value of an option given as "-X VALUE" or "-XVALUE"; NULL if missing. */
+static const char *option_value(int argc, char **argv, int *i)
+{
+	if (argv[*i][2])
+		return argv[*i] + 2;
+	if (*i + 1 < argc)
+		return argv[++*i];
+	fprintf(stderr, "execmem load: %s needs a value\n", argv[*i]);
+	return NULL;
+}
+
+static int parse_option(struct load_request *req, int argc, char **argv, int *i)
+{
+	const char *a = argv[*i], *value;
+	if (!strcmp(a, "--list"))
+		req->list = 1;
+	else if (!strcmp(a, "--maps"))
+		req->maps = 1;
+	else if (!strcmp(a, "--whole-archive"))
+		req->whole_archive = 1;
+	else if (!strcmp(a, "--no-whole-archive"))
+		req->whole_archive = 0;
+	else if (!strcmp(a, "--call"))
+		return parse_call(req, argc, argv, i);
+	else if (!strncmp(a, "-l", 2))
+		return (value = option_value(argc, argv, i)) ? add_library(req, value) : -1;
+	else if (!strncmp(a, "-L", 2))
+		return (value = option_value(argc, argv, i)) ? add_dir(req, value) : -1;
+	else if (!strncmp(a, "-u", 2))
+		return (value = option_value(argc, argv, i)) ? add_required(req, value) : -1;
+	else {
+		fprintf(stderr, "execmem load: unknown option %s\n", a);
+		return -1;
+	}
 	return 0;
 }
 
+/* Options apply in order, as the linker's do: -L before the -l it serves. */
 static int parse_args(struct load_request *req, int argc, char **argv)
 {
-	memset(req, 0, sizeof(*req));
 	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "--list")) {
-			req->list = 1;
-		} else if (!strcmp(a, "--maps")) {
-			req->maps = 1;
-		} else if (!strcmp(a, "--call")) {
-			if (parse_call(req, argc, argv, &i))
-				return -1;
-		} else if (a[0] == '-' && a[1]) {
-			fprintf(stderr, "execmem load: unknown option %s\n", a);
+		int err = argv[i][0] == '-' && argv[i][1] ? parse_option(req, argc, argv, &i)
+							  : add_file(req, argv[i]);
+		if (err)
 			return -1;
-		} else if (req->file) {
-			fprintf(stderr, "execmem load: one file at a time\n");
-			return -1;
-		} else {
-			req->file = a;
-		}
 	}
-	if (!req->file) {
+	if (!req->ninputs) {
 		fprintf(stderr, "execmem load: no file given\n");
 		return -1;
 	}
 	return 0;
+}
+
+static void free_request(struct load_request *req)
+{
+	load_libs_close(&req->libs);
+	for (size_t i = 0; i < req->nowned; i++)
+		free(req->owned[i]);
+	free(req->owned);
+	free(req->inputs);
+	free(req->require);
 }
 
 static int print_symbol(const struct execmem_module_symbol_info *s, void *ctx)
@@ -126,18 +251,49 @@ static void print_summary(const struct execmem_module *m)
 	       st.low32 ? ", placed below 2 GiB (-fno-pic)" : "");
 }
 
+struct found_symbol {
+	const char *name;
+	int found;
+	struct execmem_module_symbol_info info;
+};
+
+static int find_symbol(const struct execmem_module_symbol_info *s, void *ctx)
+{
+	struct found_symbol *f = ctx;
+	if (strcmp(s->name, f->name) != 0)
+		return 0;
+	f->found = 1;
+	f->info = *s;
+	return 1;
+}
+
+/* Check callback: --call names a function of the module, or nothing runs. */
+static int check_call(const struct execmem_module *m, void *context)
+{
+	struct load_request *req = context;
+	struct found_symbol f = { .name = req->call };
+
+	execmem_module_foreach_symbol(m, find_symbol, &f);
+	int code = f.info.type == EXECMEM_CODE || f.info.type == EXECMEM_CODE_NEAR;
+	if (!f.found)
+		snprintf(req->refusal, sizeof(req->refusal), "the module does not define '%s'",
+			 req->call);
+	else if (!f.info.is_function && !code)
+		snprintf(req->refusal, sizeof(req->refusal), "'%s' is data (%zu bytes of %s "
+			 "memory), not a function", req->call, f.info.size,
+			 execmem_module_type_name(f.info.type));
+	else
+		return 0;
+	return f.found ? -EINVAL : -ENOENT;
+}
+
 typedef long (*int_fn)(long, long, long, long, long, long);
 
 static int call_symbol(const struct execmem_module *m, const struct load_request *req)
 {
-	void *address = execmem_module_symbol(m, req->call);
-	if (!address) {
-		fprintf(stderr, "execmem load: %s does not define '%s'\n", req->file, req->call);
-		return EXIT_USAGE;
-	}
 	/* Unused argument registers are harmless to a function with fewer
 	 * parameters in the calling conventions of x86-64 and aarch64. */
-	int_fn fn = (int_fn)address;
+	int_fn fn = (int_fn)execmem_module_symbol(m, req->call);
 	const long *a = req->args;
 	long result = fn(a[0], a[1], a[2], a[3], a[4], a[5]);
 	printf("%s(", req->call);
@@ -145,6 +301,49 @@ static int call_symbol(const struct execmem_module *m, const struct load_request
 		printf("%s%ld", i ? ", " : "", a[i]);
 	printf(") = %ld\n", result);
 	return EXIT_OK;
+}
+
+static int load_and_run(struct load_request *req)
+{
+	struct execmem_module_options opt;
+	struct execmem_module *m = NULL;
+
+	execmem_module_options_init(&opt);
+	opt.resolver = load_libs_resolve;
+	opt.resolver_context = &req->libs;
+	opt.require = req->require;
+	if (req->call) {
+		opt.check = check_call;
+		opt.check_context = req;
+	}
+	int err = execmem_module_load(req->inputs, req->ninputs, &opt, &m);
+	if (err && req->refusal[0]) {
+		fprintf(stderr, "execmem load: --call %s refused, nothing was run: %s\n", req->call,
+			req->refusal);
+		return EXIT_USAGE;
+	}
+	if (err) {
+		fprintf(stderr, "execmem load: %s\n", execmem_module_last_error());
+		return EXIT_SYSTEM;
+	}
+	print_summary(m);
+	if (req->maps) {
+		printf("%-37s  %-13s %8s  %-24s %s\n", "address range", "type", "size", "section",
+		       "object");
+		execmem_module_foreach_section(m, print_section, NULL);
+	}
+	if (req->list) {
+		printf("%18s  %-13s %-4s %8s  %s\n", "address", "type", "kind", "size", "symbol");
+		execmem_module_foreach_symbol(m, print_symbol, NULL);
+	}
+	int rc = req->call ? call_symbol(m, req) : EXIT_OK;
+	fflush(stdout);
+	err = execmem_module_unload(m);
+	if (err) {
+		fprintf(stderr, "execmem load: unload: %s\n", execmem_module_last_error());
+		return EXIT_SYSTEM;
+	}
+	return rc;
 }
 
 int cmd_load(int argc, char **argv)
@@ -157,32 +356,14 @@ int cmd_load(int argc, char **argv)
 			return EXIT_OK;
 		}
 	}
-	if (parse_args(&req, argc, argv)) {
+	memset(&req, 0, sizeof(req));
+	int rc = EXIT_SYSTEM;
+	if (parse_args(&req, argc, argv) == 0) {
+		rc = load_and_run(&req);
+	} else if (!req.library_missing) {
 		usage_load(stderr);
-		return EXIT_USAGE;
+		rc = EXIT_USAGE;
 	}
-	struct execmem_module *m = NULL;
-	int err = execmem_module_load_file(req.file, NULL, &m);
-	if (err) {
-		fprintf(stderr, "execmem load: %s\n", execmem_module_last_error());
-		return EXIT_SYSTEM;
-	}
-	print_summary(m);
-	if (req.maps) {
-		printf("%-37s  %-13s %8s  %-24s %s\n", "address range", "type", "size", "section",
-		       "object");
-		execmem_module_foreach_section(m, print_section, NULL);
-	}
-	if (req.list) {
-		printf("%18s  %-13s %-4s %8s  %s\n", "address", "type", "kind", "size", "symbol");
-		execmem_module_foreach_symbol(m, print_symbol, NULL);
-	}
-	int rc = req.call ? call_symbol(m, &req) : EXIT_OK;
-	fflush(stdout);
-	err = execmem_module_unload(m);
-	if (err) {
-		fprintf(stderr, "execmem load: unload: %s\n", execmem_module_last_error());
-		return EXIT_SYSTEM;
-	}
+	free_request(&req);
 	return rc;
 }
