@@ -4,13 +4,15 @@
  *
  *   test_module CC "CFLAGS" SRCDIR WORKDIR
  *   test_module --aarch64-relocations AARCH64_CC SRCDIR WORKDIR
+ *   test_module --real-archives CC "CFLAGS" SRCDIR WORKDIR
  *
  * CC builds the modules (the same compiler, and for the same machine, as
  * this program when cross-building); CFLAGS picks the optimisation and code
  * model (-O0/-O2, -fno-pic/-fPIC).  With --aarch64-relocations, an aarch64
  * compiler builds an object that is relocated without being run and checked
  * by decoding its instructions, which tests the aarch64 relocations on any
- * host.  A compiler that cannot build a C program (absent, or without its C
+ * host.  With --real-archives, modules linked with Debian's static
+ * archives (test_link.c).  A compiler that cannot build a C program (absent, or without its C
  * library's headers) makes the whole run report itself skipped (exit 77).
  * The host's own functions used by modules are exported (ENABLE_EXPORTS).
  */
@@ -31,28 +33,19 @@
 #include "execmem.h"
 #include "execmem/module.h"
 
-static const char *cc, *cflags, *srcdir, *workdir;
-static int failures;
+#include "module_test.h"
 
-#define CHECK(cond, ...)                                                          \
-	do {                                                                      \
-		if (!(cond)) {                                                    \
-			failures++;                                               \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                             \
-			fprintf(stderr, "\n");                                    \
-		}                                                                 \
-	} while (0)
+const char *cc, *cflags, *srcdir, *workdir;
+int failures;
 
 /* ---- what the host offers to modules --------------------------------- */
 
 /* Exported to modules (ENABLE_EXPORTS); declared here for -Wmissing-prototypes. */
 int host_add(int a, int b);
-void host_log(int event);
 int host_scan_wx(void);
 
 int host_value = 1000;
-static int events[16], nevents;
+int events[16], nevents;
 
 __attribute__((visibility("default"), noinline)) int host_add(int a, int b)
 {
@@ -91,7 +84,13 @@ __attribute__((visibility("default"))) int host_scan_wx(void)
  * use are also offered through a resolver.  In a dynamic binary the resolver
  * steps aside, so that the default lookup through dlsym() is what is tested.
  */
-static void *static_host_resolver(const char *name, void *context)
+#ifdef __GLIBC__
+/* What pthread_atfork() of a module calls (the C library's, not in a header). */
+extern int __register_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void),
+			     void *dso_handle);
+#endif
+
+void *static_host_resolver(const char *name, void *context)
 {
 	static const struct {
 		const char *name;
@@ -103,7 +102,10 @@ static void *static_host_resolver(const char *name, void *context)
 		{ "memcpy", (void *)memcpy },     { "memset", (void *)memset },
 		{ "abs", (void *)abs },           { "host_add", (void *)host_add },
 		{ "host_log", (void *)host_log }, { "host_scan_wx", (void *)host_scan_wx },
-		{ "host_value", (void *)&host_value },
+		{ "host_value", (void *)&host_value }, { "_exit", (void *)_exit },
+#ifdef __GLIBC__
+		{ "__register_atfork", (void *)__register_atfork },
+#endif
 	};
 	(void)context;
 	if (dlsym(RTLD_DEFAULT, name))
@@ -116,12 +118,12 @@ static void *static_host_resolver(const char *name, void *context)
 
 /* ---- helpers -------------------------------------------------------- */
 
-static void path_in_work(char *out, size_t len, const char *name)
+void path_in_work(char *out, size_t len, const char *name)
 {
 	snprintf(out, len, "%s/%s", workdir, name);
 }
 
-static int run(const char *fmt, ...)
+int run(const char *fmt, ...)
 {
 	char cmd[4096];
 	va_list ap;
@@ -135,18 +137,18 @@ static int run(const char *fmt, ...)
 }
 
 /* Compile SRCDIR/name.c into WORKDIR/name.o; returns 0 or -1. */
-static int compile_with(const char *compiler, const char *flags, const char *name)
+int compile_with(const char *compiler, const char *flags, const char *name)
 {
 	return run("%s %s -c -o %s/%s.o %s/modules/%s.c", compiler, flags, workdir, name, srcdir,
 		   name) ? -1 : 0;
 }
 
-static int compile(const char *name)
+int compile(const char *name)
 {
 	return compile_with(cc, cflags, name);
 }
 
-static struct execmem_module *load(const char *name, int expect_error)
+struct execmem_module *load(const char *name, int expect_error)
 {
 	char path[1024];
 	struct execmem_module *m = NULL;
@@ -160,14 +162,14 @@ static struct execmem_module *load(const char *name, int expect_error)
 	return m;
 }
 
-static void *sym(struct execmem_module *m, const char *name)
+void *sym(struct execmem_module *m, const char *name)
 {
 	void *p = execmem_module_symbol(m, name);
 	CHECK(p != NULL, "symbol %s missing", name);
 	return p;
 }
 
-static size_t live_allocations(void)
+size_t live_allocations(void)
 {
 	struct execmem_stats st;
 	execmem_stats(&st);
@@ -723,6 +725,7 @@ static void run_module_tests(void)
 	test_own_arena();
 	test_malformed();
 	test_overlapping_sections();
+	run_link_tests();
 }
 
 static void run_aarch64_relocation_tests(void)
@@ -734,12 +737,15 @@ static void run_aarch64_relocation_tests(void)
 int main(int argc, char **argv)
 {
 	const int aarch64_only = argc == 5 && strcmp(argv[1], "--aarch64-relocations") == 0;
-	if (argc != 5) {
+	const int real_archives = argc == 6 && strcmp(argv[1], "--real-archives") == 0;
+	if (argc != 5 && !real_archives) {
 		fprintf(stderr, "usage: %s CC CFLAGS SRCDIR WORKDIR\n"
-				"       %s --aarch64-relocations AARCH64_CC SRCDIR WORKDIR\n",
-			argv[0], argv[0]);
+				"       %s --aarch64-relocations AARCH64_CC SRCDIR WORKDIR\n"
+				"       %s --real-archives CC CFLAGS SRCDIR WORKDIR\n",
+			argv[0], argv[0], argv[0]);
 		return 2;
 	}
+	argv += real_archives;
 	cc = argv[aarch64_only ? 2 : 1];
 	cflags = aarch64_only ? "" : argv[2];
 	srcdir = argv[3];
@@ -754,6 +760,8 @@ int main(int argc, char **argv)
 
 	if (aarch64_only)
 		run_aarch64_relocation_tests();
+	else if (real_archives)
+		run_real_archive_tests();
 	else
 		run_module_tests();
 	if (failures)
