@@ -51,8 +51,8 @@
  *   ADD_ABS_LO12_NC LDST8/16/32/64/128_ABS_LO12_NC ADR_GOT_PAGE
  *   LD64_GOT_LO12_NC MOVW_UABS_G0..G3(_NC).
  *   Constructors: .init_array (with priorities), .ctors; destructors:
- *   .fini_array, .dtors, then __cxa_finalize() of the module's own
- *   __dso_handle (C++ static destructors), as dlclose() does.
+ *   .fini_array, .dtors, then what the module registered with atexit() or
+ *   __cxa_atexit() (C++ static destructors), as dlclose() does.
  *
  * C RUNTIME PIECES
  *   glibc gives programs and shared libraries atexit(), at_quick_exit() and
