@@ -60,8 +60,8 @@
  *   process has no copy to resolve against.  The loader links its own copy
  *   into every module that calls them (taken like an archive member, after
  *   the inputs), bound to the module's own __dso_handle; a module's
- *   __cxa_atexit() and __cxa_at_quick_exit() with its own handle are kept by
- *   the loader, and __stack_chk_fail_local is the C library's
+ *   __cxa_atexit(), __cxa_at_quick_exit() and __register_atfork() with its
+ *   own handle are kept by the loader, and __stack_chk_fail_local is the C library's
  *   __stack_chk_fail.  At unload, after the .fini_array/.dtors functions (the
  *   order dlclose() has), the functions the module registered with atexit()
  *   or __cxa_atexit() run, last registered first; its at_quick_exit()

@@ -12,18 +12,20 @@
  * Registrations with a module's handle stay here instead of reaching the C
  * library, so that none outlives its module: mod_crt_finalize() runs the
  * module's atexit()/__cxa_atexit() functions at unload, last registered
- * first, and drops its at_quick_exit() functions.  One handler of the
+ * first, and drops its at_quick_exit() functions and fork handlers.  One handler of the
  * loader's own, registered with the C library at the first registration,
  * runs those of modules still loaded at exit() (or quick_exit()), as it
  * would a shared library's.  Registrations with any other handle go to the
  * C library unchanged.
  *
- * One mutex guards the handles and the registrations; it is never held
- * while a registered function runs, since that function may register more.
+ * One mutex guards the handles and the exit registrations; it is never
+ * held while a registered function runs, since that function may register
+ * more.  Fork handlers have a mutex of their own (see below).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,15 +35,19 @@
 #error "MOD_CRT_OBJECT_PATH: the object compiled from crt_nonshared.c (sources.cmake)"
 #endif
 
-/* The object, as built for this machine by sources.cmake. */
+/* The object, as built for this machine by sources.cmake.  The labels are
+ * hidden symbols, not local ones: a reference to a local label becomes one
+ * to its section plus an offset, which a GOT entry cannot hold. */
 __asm__(".pushsection .rodata\n"
 	".balign 16\n"
+	".globl mod_crt_object_start, mod_crt_object_end\n"
+	".hidden mod_crt_object_start, mod_crt_object_end\n"
 	"mod_crt_object_start:\n"
 	".incbin \"" MOD_CRT_OBJECT_PATH "\"\n"
 	"mod_crt_object_end:\n"
 	".popsection\n");
-extern const uint8_t mod_crt_object_start[] __asm__("mod_crt_object_start");
-extern const uint8_t mod_crt_object_end[] __asm__("mod_crt_object_end");
+MOD_HIDDEN extern const uint8_t mod_crt_object_start[] __asm__("mod_crt_object_start");
+MOD_HIDDEN extern const uint8_t mod_crt_object_end[] __asm__("mod_crt_object_end");
 
 const uint8_t *mod_crt_object(size_t *size)
 {
@@ -52,7 +58,6 @@ const uint8_t *mod_crt_object(size_t *size)
 /* The C library's (glibc, musl). */
 extern int __cxa_atexit(void (*fn)(void *), void *arg, void *dso_handle);
 extern int __cxa_at_quick_exit(void (*fn)(void), void *dso_handle) __attribute__((weak));
-extern void __cxa_finalize(void *dso_handle) __attribute__((weak));
 extern void __stack_chk_fail(void) __attribute__((noreturn));
 
 struct registration {
@@ -179,6 +184,90 @@ static int module_cxa_at_quick_exit(void (*fn)(void), void *dso_handle)
 	return keep((void (*)(void *))fn, NULL, (uintptr_t)dso_handle, 1);
 }
 
+/*
+ * Fork handlers of modules, in registration order.  fork_mutex is held from
+ * the prepare handlers to the parent's and the child's, so that an unload
+ * waits for a fork under way instead of freeing code it is about to run.
+ */
+struct fork_handlers {
+	void (*prepare)(void), (*parent)(void), (*child)(void);
+	uintptr_t dso_handle;
+};
+
+static pthread_mutex_t fork_mutex = PTHREAD_MUTEX_INITIALIZER;
+static struct fork_handlers *fork_handlers;
+static size_t nfork_handlers, fork_handlers_capacity;
+
+static void prepare_fork(void)
+{
+	pthread_mutex_lock(&fork_mutex);
+	for (size_t i = nfork_handlers; i-- > 0;)     /* last registered first */
+		if (fork_handlers[i].prepare)
+			fork_handlers[i].prepare();
+}
+
+static void after_fork(int in_child)
+{
+	for (size_t i = 0; i < nfork_handlers; i++) {
+		void (*fn)(void) = in_child ? fork_handlers[i].child : fork_handlers[i].parent;
+		if (fn)
+			fn();
+	}
+	pthread_mutex_unlock(&fork_mutex);
+}
+
+static void parent_after_fork(void)
+{
+	after_fork(0);
+}
+
+static void child_after_fork(void)
+{
+	after_fork(1);
+}
+
+static int fork_hook_status = -1;
+
+static void hook_fork(void)
+{
+	fork_hook_status = pthread_atfork(prepare_fork, parent_after_fork, child_after_fork);
+}
+
+/* __register_atfork() as modules see it (pthread_atfork() calls it); a
+ * handler may not itself register fork handlers while a fork runs it. */
+static int module_register_atfork(void (*prepare)(void), void (*parent)(void),
+				  void (*child)(void), void *dso_handle)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	if (!owned_by_module(dso_handle))
+		return pthread_atfork(prepare, parent, child);
+	pthread_once(&once, hook_fork);
+	if (fork_hook_status != 0)
+		return fork_hook_status;
+	pthread_mutex_lock(&fork_mutex);
+	struct fork_handlers *n = mod_grow(fork_handlers, nfork_handlers, &fork_handlers_capacity,
+					   sizeof(*n), 8);
+	if (n) {
+		fork_handlers = n;
+		n[nfork_handlers++] = (struct fork_handlers){ prepare, parent, child,
+							      (uintptr_t)dso_handle };
+	}
+	pthread_mutex_unlock(&fork_mutex);
+	return n ? 0 : ENOMEM;
+}
+
+static void drop_fork_handlers(uintptr_t handle)
+{
+	pthread_mutex_lock(&fork_mutex);
+	size_t kept = 0;
+	for (size_t i = 0; i < nfork_handlers; i++)
+		if (fork_handlers[i].dso_handle != handle)
+			fork_handlers[kept++] = fork_handlers[i];
+	nfork_handlers = kept;
+	pthread_mutex_unlock(&fork_mutex);
+}
+
 uintptr_t mod_crt_symbol(const char *name)
 {
 	static const struct {
@@ -187,6 +276,7 @@ uintptr_t mod_crt_symbol(const char *name)
 	} symbols[] = {
 		{ "__cxa_atexit", (void *)module_cxa_atexit },
 		{ "__cxa_at_quick_exit", (void *)module_cxa_at_quick_exit },
+		{ "__register_atfork", (void *)module_register_atfork },
 		/* What libc_nonshared.a's does: the C library's, by a local name. */
 		{ "__stack_chk_fail_local", (void *)__stack_chk_fail },
 	};
@@ -210,6 +300,7 @@ static void forget(struct execmem_module *module)
 			free(r);
 	pthread_mutex_unlock(&crt_mutex);
 	module->crt_next = NULL;
+	drop_fork_handlers(module->dso_handle);
 }
 
 void mod_crt_finalize(struct execmem_module *module)
@@ -218,9 +309,6 @@ void mod_crt_finalize(struct execmem_module *module)
 		return;
 	run_registrations(module->dso_handle, 0);
 	forget(module);
-	/* glibc's fork handlers registered with the handle go with it. */
-	if (__cxa_finalize)
-		__cxa_finalize((void *)module->dso_handle);
 }
 
 void mod_crt_detach(struct execmem_module *module)

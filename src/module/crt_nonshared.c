@@ -5,11 +5,10 @@
  * is compiled on its own into a relocatable object that libexecmem embeds
  * (crt.c) and links into each module that calls one of these functions;
  * every module then has its own copy, bound to its own __dso_handle.
- * __cxa_atexit and __cxa_at_quick_exit resolve to the loader's (crt.c).
+ * __cxa_atexit, __cxa_at_quick_exit and __register_atfork resolve to the
+ * loader's (crt.c).
  * Everything is hidden: a module's copy is never offered to other modules.
  */
-#include <limits.h>   /* <features.h>, which says whether this is glibc */
-
 #define CRT_LOCAL __attribute__((visibility("hidden")))
 
 typedef void (*crt_function)(void);
@@ -35,8 +34,6 @@ int at_quick_exit(crt_function fn)
 	return __cxa_at_quick_exit(fn, &__dso_handle);
 }
 
-#ifdef __GLIBC__
-/* glibc's fork handlers: __cxa_finalize() of the handle removes them. */
 int __register_atfork(crt_function prepare, crt_function parent, crt_function child,
 		      void *dso_handle);
 
@@ -48,4 +45,3 @@ int __pthread_atfork(crt_function prepare, crt_function parent, crt_function chi
 {
 	return __register_atfork(prepare, parent, child, &__dso_handle);
 }
-#endif

@@ -30,8 +30,10 @@ static int read_stream(int fd, struct mod_input *in)
 			uint8_t *n = capacity < MAX_STREAM_SIZE ? realloc(data, capacity * 2) : NULL;
 			if (!n) {
 				free(data);
-				return mod_error(capacity < MAX_STREAM_SIZE ? ENOMEM : EFBIG,
-						 "%s: more than %zu bytes to read", in->name, capacity);
+				return capacity < MAX_STREAM_SIZE
+					? mod_error(ENOMEM, "%s: out of memory", in->name)
+					: mod_error(EFBIG, "%s: more than %zu bytes to read",
+						    in->name, capacity);
 			}
 			data = n;
 			capacity *= 2;

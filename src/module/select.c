@@ -84,14 +84,18 @@ static int wanted(const struct selection *sel, const char *name)
 static int link_object(struct selection *sel, const struct mod_object *obj)
 {
 	struct load *ld = sel->ld;
-	struct mod_object *n = mod_grow(ld->objects, ld->nobjects, &ld->objects_capacity,
-					sizeof(*n), 8);
-	if (!n || ld->nobjects >= MOD_MAX_MEMBERS) {
+	struct mod_object *n = NULL;
+	int err = 0;
+
+	if (ld->nobjects >= MOD_MAX_MEMBERS)
+		err = mod_error(ENOEXEC, "%s: more than %d objects to link", ld->name,
+				MOD_MAX_MEMBERS);
+	else if (!(n = mod_grow(ld->objects, ld->nobjects, &ld->objects_capacity, sizeof(*n), 8)))
+		err = mod_error(ENOMEM, "%s: out of memory", ld->name);
+	if (err) {
 		struct mod_object copy = *obj;
 		mod_object_release(&copy);
-		return n ? mod_error(ENOEXEC, "%s: more than %d objects to link", ld->name,
-				     MOD_MAX_MEMBERS)
-			 : mod_error(ENOMEM, "%s: out of memory", ld->name);
+		return err;
 	}
 	ld->objects = n;
 	ld->objects[ld->nobjects++] = *obj;

@@ -84,12 +84,6 @@ __attribute__((visibility("default"))) int host_scan_wx(void)
  * use are also offered through a resolver.  In a dynamic binary the resolver
  * steps aside, so that the default lookup through dlsym() is what is tested.
  */
-#ifdef __GLIBC__
-/* What pthread_atfork() of a module calls (the C library's, not in a header). */
-extern int __register_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void),
-			     void *dso_handle);
-#endif
-
 void *static_host_resolver(const char *name, void *context)
 {
 	static const struct {
@@ -103,9 +97,6 @@ void *static_host_resolver(const char *name, void *context)
 		{ "abs", (void *)abs },           { "host_add", (void *)host_add },
 		{ "host_log", (void *)host_log }, { "host_scan_wx", (void *)host_scan_wx },
 		{ "host_value", (void *)&host_value }, { "_exit", (void *)_exit },
-#ifdef __GLIBC__
-		{ "__register_atfork", (void *)__register_atfork },
-#endif
 	};
 	(void)context;
 	if (dlsym(RTLD_DEFAULT, name))
