@@ -274,6 +274,8 @@ static void test_atexit_family(void)
 	CHECK(nevents == 0, "%d registered functions ran at load", nevents);
 	CHECK(execmem_module_symbol(m, "atexit") && !execmem_module_symbol(m, "no_such"),
 	      "the module's own atexit");
+	void *(*stack_chk)(void) = (void *(*)(void))sym(m, "atexit_stack_chk_fail_local");
+	CHECK(stack_chk && stack_chk(), "__stack_chk_fail_local");
 	/* The child handler runs in the child, in the module's copy of memory. */
 	fflush(NULL);
 	pid_t pid = fork();

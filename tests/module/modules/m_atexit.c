@@ -5,6 +5,7 @@
 
 void host_log(int event);
 int __cxa_atexit(void (*fn)(void *), void *arg, void *dso_handle);
+void __stack_chk_fail_local(void);   /* in libc_nonshared.a only */
 extern char __dso_handle;
 
 static int forks_seen;
@@ -77,4 +78,10 @@ int atexit_arm_quick_exit(void)
 int atexit_forks_seen(void)
 {
 	return forks_seen;
+}
+
+/* Linking this at all needs __stack_chk_fail_local. */
+void *atexit_stack_chk_fail_local(void)
+{
+	return (void *)__stack_chk_fail_local;
 }
