@@ -31,7 +31,7 @@ static void usage_load(FILE *out)
 		"                      libNAME.so (opened with dlopen, its symbols used), or\n"
 		"                      libNAME.a (linked like an archive), or libNAME.so.N;\n"
 		"                      -l :FILE for an exact file name\n"
-		"  -L DIR, -LDIR       search DIR for -l libraries first\n"
+		"  -L DIR, -LDIR       search DIR first for every -l, wherever it is\n"
 		"  -u SYMBOL           link the archive member that defines SYMBOL\n"
 		"  --list              the symbols it defines: address, memory type, size, name\n"
 		"  --maps              where each section went (and the PLT, GOT and COMMON areas)\n"
@@ -45,6 +45,7 @@ static void usage_load(FILE *out)
 
 struct load_request {
 	struct execmem_module_input *inputs;
+	const char **libraries;     /* per input: NAME of -l NAME, or NULL */
 	size_t ninputs;
 	char **owned;               /* archive paths found for -l */
 	size_t nowned;
@@ -92,12 +93,17 @@ static int add_required(struct load_request *req, const char *symbol)
 	return 0;
 }
 
-static int add_file(struct load_request *req, const char *path)
+/* An object or archive; library is the NAME of -l NAME, found later. */
+static int add_input(struct load_request *req, const char *path, const char *library)
 {
 	struct execmem_module_input *n = append(req->inputs, req->ninputs, sizeof(*n));
-	if (!n)
+	if (n)
+		req->inputs = n;
+	const char **l = n ? append(req->libraries, req->ninputs, sizeof(*l)) : NULL;
+	if (!l)
 		return -1;
-	req->inputs = n;
+	req->libraries = l;
+	l[req->ninputs] = library;
 	n[req->ninputs++] = (struct execmem_module_input){
 		.kind = EXECMEM_MODULE_INPUT_FILE, .path = path,
 		.flags = req->whole_archive ? EXECMEM_MODULE_INPUT_WHOLE_ARCHIVE : 0,
@@ -105,24 +111,34 @@ static int add_file(struct load_request *req, const char *path)
 	return 0;
 }
 
-/* -l NAME: a shared library is opened, an archive becomes an input. */
-static int add_library(struct load_request *req, const char *name)
+/* The -l libraries, once every -L is known (they serve every -l, wherever
+ * they are, as with ld): a shared library is opened and leaves the inputs,
+ * an archive takes the place of its -l. */
+static int find_libraries(struct load_request *req)
 {
-	char *archive;
-	if (load_libs_add(&req->libs, name, &archive)) {
-		req->library_missing = 1;
-		return -1;
+	size_t kept = 0;
+	for (size_t i = 0; i < req->ninputs; i++) {
+		char *archive = NULL;
+		if (req->libraries[i]) {
+			if (load_libs_add(&req->libs, req->libraries[i], &archive)) {
+				req->library_missing = 1;
+				return -1;
+			}
+			if (!archive)
+				continue;
+			char **n = append(req->owned, req->nowned, sizeof(*n));
+			if (!n) {
+				free(archive);
+				return -1;
+			}
+			req->owned = n;
+			n[req->nowned++] = archive;
+			req->inputs[i].path = archive;
+		}
+		req->inputs[kept++] = req->inputs[i];
 	}
-	if (!archive)
-		return 0;
-	char **n = append(req->owned, req->nowned, sizeof(*n));
-	if (!n) {
-		free(archive);
-		return -1;
-	}
-	req->owned = n;
-	n[req->nowned++] = archive;
-	return add_file(req, archive);
+	req->ninputs = kept;
+	return 0;
 }
 
 static int add_dir(struct load_request *req, const char *dir)
@@ -185,7 +201,7 @@ static int parse_option(struct load_request *req, int argc, char **argv, int *i)
 	else if (!strcmp(a, "--call"))
 		return parse_call(req, argc, argv, i);
 	else if (!strncmp(a, "-l", 2))
-		return (value = option_value(argc, argv, i)) ? add_library(req, value) : -1;
+		return (value = option_value(argc, argv, i)) ? add_input(req, NULL, value) : -1;
 	else if (!strncmp(a, "-L", 2))
 		return (value = option_value(argc, argv, i)) ? add_dir(req, value) : -1;
 	else if (!strncmp(a, "-u", 2))
@@ -197,17 +213,20 @@ static int parse_option(struct load_request *req, int argc, char **argv, int *i)
 	return 0;
 }
 
-/* Options apply in order, as the linker's do: -L before the -l it serves. */
+/* Options apply in order, as the linker's do (--whole-archive to the
+ * archives after it), but -L to every -l. */
 static int parse_args(struct load_request *req, int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
 		int err = argv[i][0] == '-' && argv[i][1] ? parse_option(req, argc, argv, &i)
-							  : add_file(req, argv[i]);
+							  : add_input(req, argv[i], NULL);
 		if (err)
 			return -1;
 	}
+	if (find_libraries(req))
+		return -1;
 	if (!req->ninputs) {
-		fprintf(stderr, "execmem load: no file given\n");
+		fprintf(stderr, "execmem load: no object or archive to link\n");
 		return -1;
 	}
 	return 0;
@@ -220,6 +239,7 @@ static void free_request(struct load_request *req)
 		free(req->owned[i]);
 	free(req->owned);
 	free(req->inputs);
+	free(req->libraries);
 	free(req->require);
 }
 

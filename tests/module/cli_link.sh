@@ -31,8 +31,9 @@ out=$("$execmem" load m_use_dep.o -l execmem_test_dep --call use_dep 4 2>&1) &&
 	fail "-l found a library outside the search path"
 echo "$out" | grep -q "cannot find -l execmem_test_dep: .*libexecmem_test_dep.so.* /usr/lib" ||
 	fail "no search message: $out"
-out=$("$execmem" load -L "$work" m_use_dep.o -l execmem_test_dep --call use_dep 4 2>&1) ||
-	fail "-L -l: $out"
+# -L serves every -l, even one before it, as with ld.
+out=$("$execmem" load m_use_dep.o -l execmem_test_dep -L "$work" --call use_dep 4 2>&1) ||
+	fail "-l -L: $out"
 echo "$out" | grep -q '^use_dep(4) = 18$' || fail "-L -l gave: $out"
 echo "$out" | grep -q '^use_dep constructor ran$' || fail "the constructor did not run: $out"
 
