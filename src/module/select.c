@@ -156,8 +156,10 @@ static int offers_from_index(struct archive *a, const struct mod_input *in)
 	struct mod_archive_symbol *index;
 	size_t count;
 	int err = mod_archive_index(in->image, in->size, a->name, &index, &count);
-	if (err || count == 0)
+	if (err || count == 0) {
+		free(index);    /* an empty index: the members' symbols are searched */
 		return err;
+	}
 	a->offers = calloc(count, sizeof(*a->offers));
 	if (!a->offers) {
 		free(index);
@@ -166,10 +168,11 @@ static int offers_from_index(struct archive *a, const struct mod_input *in)
 	for (size_t i = 0; i < count; i++) {
 		int64_t m = member_at(a, index[i].header_offset);
 		if (m < 0) {
+			err = mod_error(ENOEXEC, "%s: malformed archive: the symbol index names "
+					"'%s' in a member at offset %zu, where there is none",
+					a->name, index[i].name, index[i].header_offset);
 			free(index);
-			return mod_error(ENOEXEC, "%s: malformed archive: the symbol index names "
-					 "'%s' in a member at offset %zu, where there is none",
-					 a->name, index[i].name, index[i].header_offset);
+			return err;
 		}
 		a->offers[a->noffers++] = (struct offer){ index[i].name, (uint32_t)m };
 	}

@@ -133,6 +133,67 @@ static void test_member_selection(int with_index)
 		execmem_module_unload(m);
 }
 
+/* Append an archive member (60-byte header, data, padding) at *at. */
+static void put_member(uint8_t *archive, size_t *at, const char *name, const void *data,
+		       size_t size)
+{
+	char header[61];
+	snprintf(header, sizeof(header), "%-16s%-12s%-6s%-6s%-8s%-10zu`\n", name, "0", "0", "0",
+		 "644", size);
+	memcpy(archive + *at, header, 60);
+	memcpy(archive + *at + 60, data, size);
+	*at += 60 + size;
+	if (*at & 1)
+		archive[(*at)++] = '\n';
+}
+
+/*
+ * Archives made by hand around m_sel_third.o: a symbol index that names a
+ * member where there is none is refused; an empty index sends the search to
+ * the members' symbol tables.  (Run under ASan, these checked that the
+ * message is made before the index is freed, and that an empty one is.)
+ */
+static void test_archive_index(void)
+{
+	static uint8_t object[1 << 16], archive[(1 << 16) + 512];
+	char path[1024];
+	path_in_work(path, sizeof(path), "m_sel_third.o");
+	FILE *f = fopen(path, "rb");
+	size_t size = f ? fread(object, 1, sizeof(object), f) : 0;
+	if (f)
+		fclose(f);
+	CHECK(size > 0 && size < sizeof(object), "read %s", path);
+	if (!size || size == sizeof(object))
+		return;
+	static const uint8_t bad_index[] = { 0, 0, 0, 1, 0, 0, 0x30, 0x39, 's', 'e', 'l', '_',
+					     't', 'h', 'i', 'r', 'd', 0 };
+	static const uint8_t empty_index[4] = { 0 };
+	const char *const require[] = { "sel_third", NULL };
+	struct execmem_module_options opt;
+	execmem_module_options_init(&opt);
+	opt.require = require;
+	for (int empty = 0; empty < 2; empty++) {
+		size_t at = 8;
+		memcpy(archive, "!<arch>\n", 8);
+		put_member(archive, &at, "/", empty ? empty_index : bad_index,
+			   empty ? sizeof(empty_index) : sizeof(bad_index));
+		put_member(archive, &at, "third.o/", object, size);
+		struct execmem_module_input in = { .kind = EXECMEM_MODULE_INPUT_BUFFER,
+						   .data = archive, .size = at };
+		struct execmem_module *m = NULL;
+		int err = execmem_module_load(&in, 1, &opt, &m);
+		if (empty) {
+			CHECK(err == 0 && execmem_module_symbol(m, "sel_third"), "empty index: %s",
+			      execmem_module_last_error());
+			if (!err)
+				execmem_module_unload(m);
+		} else {
+			CHECK(err == -ENOEXEC && strstr(execmem_module_last_error(), "'sel_third'"),
+			      "bad index: %d %s", err, execmem_module_last_error());
+		}
+	}
+}
+
 /* Every way of getting inputs wrong has its error and a message. */
 static void test_bad_inputs(void)
 {
@@ -303,6 +364,7 @@ void run_link_tests(void)
 	test_two_objects();
 	test_member_selection(1);
 	test_member_selection(0);
+	test_archive_index();
 	test_bad_inputs();
 	test_load_fd();
 	test_atexit_family();
