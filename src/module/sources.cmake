@@ -9,6 +9,7 @@ list(APPEND EXECMEM_SOURCES
   src/module/loader.c
   src/module/module.c
   src/module/registry.c
+  src/module/reach.c
   src/module/reloc.c
   src/module/reloc_aarch64.c
   src/module/reloc_x86_64.c
