@@ -86,6 +86,11 @@ static inline int starts_with(const char *s, const char *prefix)
 	return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+static inline int is_eh_frame(const struct mod_section *sec)
+{
+	return strcmp(sec->name, ".eh_frame") == 0;
+}
+
 static inline uintptr_t section_address(const struct load *ld, const struct mod_section *sec)
 {
 	return ld->module->blocks[sec->block].base + sec->block_offset;
@@ -111,6 +116,8 @@ static inline int is_got_symbol(const char *name)
 	return strcmp(name, "_GLOBAL_OFFSET_TABLE_") == 0;
 }
 
+/* comdat.c */
+MOD_HIDDEN int load_select_groups(struct load *ld);
 /* load_layout.c */
 MOD_HIDDEN int load_collect_objects(struct load *ld, const uint8_t *image, size_t size);
 MOD_HIDDEN int load_classify_sections(struct load *ld);

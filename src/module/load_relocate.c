@@ -117,6 +117,18 @@ static int unusable_symbol_error(const struct mod_object *obj, const struct mod_
 			 obj->sections[sym->shndx].name);
 }
 
+/*
+ * An unwind table entry of a function whose COMDAT group was dropped
+ * (comdat.c): it is left unrelocated, its address field 0, which the
+ * unwinder takes for a removed function, as the static linker leaves it.
+ */
+static int describes_discarded(const struct mod_object *obj, const struct mod_section *target,
+			       uint32_t symbol)
+{
+	uint32_t shndx = obj->symbols[symbol].shndx;
+	return is_eh_frame(target) && shndx < obj->nsections && obj->sections[shndx].discarded;
+}
+
 /* What the scan needs to know of a symbol, worked out once per symbol:
  * tens of thousands of relocations refer to a few thousand symbols. */
 #define SYMBOL_UNUSABLE 0x01   /* symbol_unusable() */
@@ -210,8 +222,11 @@ static int scan_one(struct load *ld, uint32_t o, const struct mod_section *rel,
 	const struct mod_howto *howto = mod_howto_for(ld->arch, type);
 	if (!howto)
 		return unsupported_reloc(ld, obj, rel, type, (uint32_t)symbol, r->r_offset);
-	if (kinds[symbol] & SYMBOL_UNUSABLE)
+	if (kinds[symbol] & SYMBOL_UNUSABLE) {
+		if (describes_discarded(obj, target, (uint32_t)symbol))
+			return 0;
 		return unusable_symbol_error(obj, rel, howto, (uint32_t)symbol, r->r_offset);
+	}
 	int err = 0;
 	if (howto->flags & HOWTO_GOT)
 		err = need_got(ld, o, (uint32_t)symbol);
@@ -592,9 +607,12 @@ static int apply_section(struct load *ld, struct mod_object *obj, const struct m
 		.rel_section = (uint32_t)(rel - obj->sections),
 	};
 	uint64_t n = rel->size / sizeof(Elf64_Rela);
+	int unwind = is_eh_frame(target);
 	for (uint64_t k = 0; k < n; k++) {
 		Elf64_Rela r;
 		read_rela(rel, k, &r);
+		if (unwind && describes_discarded(obj, target, (uint32_t)ELF64_R_SYM(r.r_info)))
+			continue;
 		int err = apply_one(&rp, &r, k);
 		if (err)
 			return err;

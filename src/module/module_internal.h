@@ -360,6 +360,7 @@ MOD_HIDDEN int mod_load_image(const uint8_t *image, size_t size, const char *nam
 MOD_HIDDEN void mod_release_memory(struct execmem_module *module);
 MOD_HIDDEN void mod_drop_dependencies(struct execmem_module *module);
 MOD_HIDDEN void mod_run_destructors(struct execmem_module *module);
+MOD_HIDDEN void mod_unregister_unwind_tables(struct execmem_module *module);
 
 MOD_HIDDEN const char *mod_type_name(enum execmem_type type);
 

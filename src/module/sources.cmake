@@ -1,6 +1,7 @@
 # The module loader (issue 5): part of libexecmem.  Paths relative to the repo root.
 list(APPEND EXECMEM_SOURCES
   src/module/archive.c
+  src/module/comdat.c
   src/module/elf_object.c
   src/module/load_layout.c
   src/module/load_place.c

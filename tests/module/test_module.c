@@ -545,9 +545,25 @@ static void *resolve_host_add_twice(const char *name, void *context)
 	return (void *)host_add;
 }
 
+/* An arena whose types may lie anywhere: -fno-pic modules need one whose
+ * ranges include the low 2 GiB for every memory type they use. */
+static struct execmem_arena *arena_for_variant(void)
+{
+	if (!strstr(cflags, "-fno-pic"))
+		return execmem_arena_create(NULL);
+	struct execmem_range ranges[EXECMEM_TYPE_MAX];
+	struct execmem_params params;
+	memset(ranges, 0, sizeof(ranges));
+	for (int t = 0; t < EXECMEM_TYPE_MAX; t++)
+		ranges[t].flags = EXECMEM_RANGE_SET | EXECMEM_RANGE_ANYWHERE;
+	execmem_params_init(&params);
+	params.ranges = ranges;
+	return execmem_arena_create(&params);
+}
+
 static void test_own_arena(void)
 {
-	struct execmem_arena *arena = execmem_arena_create(NULL);
+	struct execmem_arena *arena = arena_for_variant();
 	CHECK(arena != NULL, "arena: %s", execmem_last_error());
 	if (!arena)
 		return;
