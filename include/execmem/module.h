@@ -21,10 +21,15 @@
  *
  *   Branches to targets out of reach (host functions, libc) go through PLT
  *   stubs at the end of the module's code; GOT-relative references use GOT
- *   entries at the end of its read-only data.  Objects built with -fno-pic
- *   that use 32-bit absolute addresses (R_X86_64_32/32S) are placed in the
- *   low 2 GiB of the address space; references they make to host data out of
- *   reach fail the load (build such modules with -fPIC).
+ *   entries at the end of its read-only data.  Other PC-relative references
+ *   to imports (PIE code reading libc's stdin, aarch64 ADRP to data) decide
+ *   the placement: the module lies where all of them reach; on x86-64 an
+ *   address taken with lea or a pointer loaded with mov that is out of reach
+ *   goes through a GOT entry or a load stub instead.  When no placement
+ *   reaches them all, the load fails naming the symbols (docs/modules.md,
+ *   "Placement").  Objects built with -fno-pic that use 32-bit absolute
+ *   addresses (R_X86_64_32/32S) are placed in the low 2 GiB of the address
+ *   space.
  *
  * SYMBOL RESOLUTION
  *   An undefined symbol is looked up, in order, in: the module itself; the
@@ -49,14 +54,18 @@
  *   Constructors: .init_array (with priorities), .ctors; destructors:
  *   .fini_array, .dtors, then __cxa_finalize() of the module's own
  *   __dso_handle (C++ static destructors), as dlclose() does.
+ *   C++: each object's .eh_frame is registered with the unwinder
+ *   (execmem/unwind.h), so exceptions cross module code; of each COMDAT
+ *   group one copy is used: the first of the load, or the host's or an
+ *   earlier module's when those define all its exported symbols.
  *
  * NOT SUPPORTED (the load fails and says what and where)
- *   Thread-local storage, IFUNC symbols, SHT_REL relocation sections,
- *   relocation types not listed above, thin archives, big-endian or 32-bit
- *   objects, LTO bytecode, COMDAT group deduplication (a duplicate strong
- *   definition fails), unwind tables (.eh_frame is not loaded: C++
- *   exceptions cannot cross module code), atexit() (glibc has it only in
- *   libc_nonshared.a, so nothing in the process defines it).
+ *   Thread-local storage (a module's own thread-local variables: glibc
+ *   gives static TLS and TLS module IDs only to what its dynamic linker
+ *   loads), IFUNC symbols, SHT_REL relocation sections, relocation types
+ *   not listed above, thin archives, big-endian or 32-bit objects, LTO
+ *   bytecode, atexit() (glibc has it only in libc_nonshared.a, so nothing
+ *   in the process defines it).
  *
  * ERRORS
  *   Functions return 0 or a negative errno value.  execmem_module_last_error()
@@ -121,7 +130,8 @@ EXECMEM_API void execmem_module_options_init(struct execmem_module_options *opti
  *             relocation type, SHT_REL, LTO bytecode, thin archives)
  *   -ENOENT   an undefined symbol that nothing defines
  *   -EEXIST   a symbol defined twice inside the module
- *   -ERANGE   a relocation whose value does not fit (target out of reach)
+ *   -ERANGE   a relocation whose value does not fit (target out of reach),
+ *             or PC-relative references no placement can all reach
  *   -EFBIG    more than 256 MiB to load
  *   -ENOMEM   no memory, or no address within reach
  *   an error of open()/fstat()/mmap() for the file (-ENOENT, -EACCES,

@@ -66,7 +66,9 @@ static std::string native_output()
 	if (run("%s %s %s -I%s/modules -o %s/cxx_native %s/modules/m_cxx.cc %s/modules/cxx_main.cc",
 		cxx, flags, no_pie, srcdir, workdir, srcdir, srcdir))
 		return out;
-	std::string cmd = std::string(workdir) + "/cxx_native";
+	// Under an emulator, the program runs under it too (EXECMEM_TEST_RUNNER).
+	const char *runner = std::getenv("EXECMEM_TEST_RUNNER");
+	std::string cmd = std::string(runner ? runner : "") + " " + workdir + "/cxx_native";
 	FILE *p = popen(cmd.c_str(), "r");
 	char buf[512];
 	while (p && std::fgets(buf, sizeof(buf), p))

@@ -484,6 +484,13 @@ static uintptr_t distance(uintptr_t a, uintptr_t b)
 	return a > b ? a - b : b - a;
 }
 
+/* How far PC-relative data references reach: x86-64 PC32, aarch64 ADRP. */
+#if defined(__aarch64__)
+#define DATA_REACH ((uintptr_t)4 << 30)
+#else
+#define DATA_REACH ((uintptr_t)2 << 30)
+#endif
+
 /* A page 64 GiB or more away from the program's data (NULL if none). */
 static int *far_page(void)
 {
@@ -520,7 +527,7 @@ static void test_far_data(void)
 	if (!err) {
 		int (*sum)(void) = (int (*)(void))sym(m, "far_sum");
 		CHECK(sum && sum() == 42, "far_sum() = %d", sum ? sum() : -1);
-		CHECK(distance((uintptr_t)sum, (uintptr_t)page) < ((uintptr_t)2 << 30),
+		CHECK(distance((uintptr_t)sum, (uintptr_t)page) < DATA_REACH,
 		      "code at %p, its data at %p", (void *)sum, (void *)page);
 		execmem_module_unload(m);
 	}
