@@ -199,7 +199,7 @@ EXECMEM_API int execmem_module_foreach_symbol(const struct execmem_module *modul
 
 /* Where one loaded section went, as passed to execmem_module_foreach_section(). */
 struct execmem_module_section_info {
-	const char *name;         /* e.g. ".text.hot", "<plt>", "<got>", "<common>" */
+	const char *name;         /* e.g. ".text.hot", "<plt>", "<got>", "<common>", "<stubs>" */
 	const char *object;       /* member or file name it came from */
 	void *address;
 	size_t size;

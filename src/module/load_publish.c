@@ -84,9 +84,10 @@ static char *pool_add(char **cursor, const char *s)
 
 static size_t describe_sizes(const struct load *ld, uint32_t *nexports, uint32_t *nsections)
 {
-	size_t bytes = strlen(ld->name) + 1 + sizeof("<plt>") + sizeof("<got>") + sizeof("<common>");
+	size_t bytes = strlen(ld->name) + 1 + sizeof("<plt>") + sizeof("<got>") + sizeof("<common>") +
+		       sizeof("<stubs>");
 	*nexports = 0;
-	*nsections = 3;
+	*nsections = 4;
 	for (uint32_t i = 0; i < ld->globals.count; i++) {
 		const struct mod_entry *e = &ld->globals.entries[i];
 		if (e->state != ENTRY_UNDEFINED) {
@@ -131,6 +132,11 @@ static void describe_sections(struct load *ld, char **cursor)
 	if (ld->plt.count)
 		add_placed(m, pool_add(cursor, "<plt>"), loader, plt_base(ld),
 			   (uint64_t)ld->plt.count * ld->arch->plt_size, m->blocks[ld->plt_block].type);
+	if (ld->stubs.count)
+		add_placed(m, pool_add(cursor, "<stubs>"), loader,
+			   m->blocks[ld->stub_block].base + ld->stub_offset,
+			   (uint64_t)ld->stubs.count * ld->arch->load_stub_size,
+			   m->blocks[ld->stub_block].type);
 	if (ld->got.count)
 		add_placed(m, pool_add(cursor, "<got>"), loader, got_base(ld),
 			   (uint64_t)ld->got.count * 8, m->blocks[ld->got_block].type);

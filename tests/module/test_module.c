@@ -343,7 +343,8 @@ static int check_section(const struct execmem_module_section_info *s, void *ctx)
 {
 	struct placement *p = ctx;
 	int want = -1;
-	if (strncmp(s->name, ".text", 5) == 0 || strcmp(s->name, "<plt>") == 0) {
+	if (strncmp(s->name, ".text", 5) == 0 || strcmp(s->name, "<plt>") == 0 ||
+	    strcmp(s->name, "<stubs>") == 0) {
 		p->text_sections++;
 		uintptr_t a = (uintptr_t)s->address;
 		uintptr_t d = a > p->host ? a - p->host : p->host - a;
@@ -352,7 +353,7 @@ static int check_section(const struct execmem_module_section_info *s, void *ctx)
 			p->bad_types++;
 		return 0;
 	}
-	if (strncmp(s->name, ".rodata", 7) == 0)
+	if (strncmp(s->name, ".rodata", 7) == 0 || strcmp(s->name, ".eh_frame") == 0)
 		want = EXECMEM_RODATA;
 	else if (strncmp(s->name, ".data", 5) == 0 || strncmp(s->name, ".bss", 4) == 0)
 		want = EXECMEM_DATA;
