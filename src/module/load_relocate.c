@@ -414,21 +414,40 @@ int load_close_windows(struct load *ld)
 	return first;
 }
 
-/* Is the import a function?  Asked only when a 32-bit absolute address of
- * an import does not fit, which is rare, because dladdr1() is slow. */
-static int import_is_function(const struct mod_entry *e)
+/* The dynamic symbol a host import resolved to, or NULL.  Asked only for
+ * relocations that do not fit, which are rare, because dladdr1() is slow. */
+static const ElfW(Sym) *host_symbol(const struct mod_entry *e)
 {
-	if (e->provider) {
-		const struct mod_export *x = mod_find_export(e->provider, e->name);
-		return x && x->is_function;
-	}
 	Dl_info info;
 	const ElfW(Sym) *sym = NULL;
 	if (!e->address || !dladdr1((void *)e->address, &info, (void **)&sym, RTLD_DL_SYMENT) ||
-	    !sym)
-		return 0;
-	int type = ELF64_ST_TYPE(sym->st_info);
+	    (uintptr_t)info.dli_saddr != e->address)
+		return NULL;
+	return sym;
+}
+
+/* The import's export, when an earlier module provides it. */
+static const struct mod_export *module_export(const struct mod_entry *e)
+{
+	return e->provider ? mod_find_export(e->provider, e->name) : NULL;
+}
+
+static int import_is_function(const struct mod_entry *e)
+{
+	if (e->provider)
+		return module_export(e) && module_export(e)->is_function;
+	const ElfW(Sym) *sym = host_symbol(e);
+	int type = sym ? ELF64_ST_TYPE(sym->st_info) : STT_NOTYPE;
 	return type == STT_FUNC || type == STT_GNU_IFUNC;
+}
+
+/* Size of the import an out-of-reach load reads, or 0 when unknown. */
+static uint64_t import_size(const struct mod_entry *e)
+{
+	if (e->provider)
+		return module_export(e) ? module_export(e)->size : 0;
+	const ElfW(Sym) *sym = host_symbol(e);
+	return sym ? sym->st_size : 0;
 }
 
 /* The PLT stub a relocation may use instead of its symbol, or 0.  Branches
@@ -479,22 +498,6 @@ struct reloc_pass {
 	uintptr_t GOT;                    /* GOT base, or 0 */
 	uint32_t rel_section;             /* index of the relocation section */
 };
-
-/* Size of the import an out-of-reach load reads, or 0 when unknown (asked
- * only then: dladdr1() is slow). */
-static uint64_t import_size(const struct mod_entry *e)
-{
-	if (e->provider) {
-		const struct mod_export *x = mod_find_export(e->provider, e->name);
-		return x ? x->size : 0;
-	}
-	Dl_info info;
-	const ElfW(Sym) *sym = NULL;
-	if (!dladdr1((void *)e->address, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym ||
-	    (uintptr_t)info.dli_saddr != e->address)
-		return 0;
-	return sym->st_size;
-}
 
 static int compare_site(const void *key, const void *item)
 {
