@@ -112,6 +112,8 @@ static void *static_host_resolver(const char *name, void *context)
 		{ "fopen", (void *)fopen },       { "fprintf", (void *)fprintf },
 		{ "fputs", (void *)fputs },       { "strcmp", (void *)strcmp },
 		{ "strncmp", (void *)strncmp },   { "__errno_location", (void *)__errno_location },
+		/* m_loads */
+		{ "optarg", (void *)&optarg },
 	};
 	(void)context;
 	if (dlsym(RTLD_DEFAULT, name))
@@ -454,6 +456,45 @@ static void test_stdio_default_output(void)
 	CHECK(execmem_module_unload(m) == 0, "unload: %s", execmem_module_last_error());
 }
 
+static uintptr_t distance(uintptr_t a, uintptr_t b)
+{
+	return a > b ? a - b : b - a;
+}
+
+/* A libc variable the module loads and takes the address of, PC-relatively:
+ * wherever the module lies, both give what the program sees. */
+static void test_far_loads(void)
+{
+	static char value[] = "optarg value";
+	if (compile_with(cc, "-O2 -fPIE", "m_loads"))
+		return failures++, (void)0;
+	struct execmem_module *m = load("m_loads.o", 0);
+	if (!m)
+		return;
+	char *(*get)(void) = (char *(*)(void))sym(m, "loads_value");
+	char **(*address)(void) = (char **(*)(void))sym(m, "loads_address");
+	/* Through a pointer: code of this program that used optarg itself
+	 * would make the linker copy it next to the program. */
+	char **where = dlsym(RTLD_DEFAULT, "optarg");
+	int in_library = where != NULL;
+	if (!where)
+		where = static_host_resolver("optarg", NULL);
+	if (!get || !address || !where)
+		return;
+	*where = value;
+	CHECK(get() == value, "loads_value() = %p, optarg %p", (void *)get(), (void *)value);
+	CHECK(address() == where, "loads_address() = %p, &optarg %p", (void *)address(),
+	      (void *)where);
+	*where = NULL;
+	CHECK(get() == NULL, "loads_value() after a change");
+#if defined(__x86_64__)
+	/* The case of interest: the module near the program, libc far away. */
+	CHECK(!in_library || distance((uintptr_t)get, (uintptr_t)where) > ((uintptr_t)2 << 30),
+	      "module at %p, optarg at %p: within reach", (void *)get, (void *)where);
+#endif
+	execmem_module_unload(m);
+}
+
 /* Where m_far's two variables are: a page of the test's, near or far. */
 struct far_targets {
 	int *first, *second;
@@ -478,11 +519,6 @@ static int load_far(struct far_targets *t, struct execmem_module **m)
 	opt.resolver_context = t;
 	path_in_work(path, sizeof(path), "m_far.o");
 	return execmem_module_load_file(path, &opt, m);
-}
-
-static uintptr_t distance(uintptr_t a, uintptr_t b)
-{
-	return a > b ? a - b : b - a;
 }
 
 /* How far PC-relative data references reach: x86-64 PC32, aarch64 ADRP. */
@@ -881,6 +917,7 @@ static void run_module_tests(void)
 	test_placement();
 	test_stdio_default_output();
 	test_far_data();
+	test_far_loads();
 	test_never_wx_while_loading();
 	test_concurrent_loads();
 	test_own_arena();
