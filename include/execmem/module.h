@@ -24,10 +24,15 @@
  *
  *   Branches to targets out of reach (host functions, libc) go through PLT
  *   stubs at the end of the module's code; GOT-relative references use GOT
- *   entries at the end of its read-only data.  Objects built with -fno-pic
- *   that use 32-bit absolute addresses (R_X86_64_32/32S) are placed in the
- *   low 2 GiB of the address space; references they make to host data out of
- *   reach fail the load (build such modules with -fPIC).
+ *   entries at the end of its read-only data.  Other PC-relative references
+ *   to imports (PIE code reading libc's stdin, aarch64 ADRP to data) decide
+ *   the placement: the module lies where all of them reach; on x86-64 an
+ *   address taken with lea or a pointer loaded with mov that is out of reach
+ *   goes through a GOT entry or a load stub instead.  When no placement
+ *   reaches them all, the load fails naming the symbols (docs/modules.md,
+ *   "Placement").  Objects built with -fno-pic that use 32-bit absolute
+ *   addresses (R_X86_64_32/32S) are placed in the low 2 GiB of the address
+ *   space.
  *
  * SYMBOL RESOLUTION
  *   An undefined symbol is looked up, in order, in: the module itself (its
@@ -53,6 +58,10 @@
  *   Constructors: .init_array (with priorities), .ctors; destructors:
  *   .fini_array, .dtors, then what the module registered with atexit() or
  *   __cxa_atexit() (C++ static destructors), as dlclose() does.
+ *   C++: each object's .eh_frame is registered with the unwinder
+ *   (execmem/unwind.h), so exceptions cross module code; of each COMDAT
+ *   group one copy is used: the first of the load, or the host's or an
+ *   earlier module's when those define all its exported symbols.
  *
  * C RUNTIME PIECES
  *   glibc gives programs and shared libraries atexit(), at_quick_exit() and
@@ -70,11 +79,11 @@
  *   as a shared library's are.
  *
  * NOT SUPPORTED (the load fails and says what and where)
- *   Thread-local storage, IFUNC symbols, SHT_REL relocation sections,
- *   relocation types not listed above, thin archives, big-endian or 32-bit
- *   objects, LTO bytecode, COMDAT group deduplication (a duplicate strong
- *   definition fails), unwind tables (.eh_frame is not loaded: C++
- *   exceptions cannot cross module code).
+ *   Thread-local storage (a module's own thread-local variables: glibc
+ *   gives static TLS and TLS module IDs only to what its dynamic linker
+ *   loads), IFUNC symbols, SHT_REL relocation sections, relocation types
+ *   not listed above, thin archives, big-endian or 32-bit objects, LTO
+ *   bytecode.
  *
  * ERRORS
  *   Functions return 0 or a negative errno value.  execmem_module_last_error()
@@ -219,7 +228,8 @@ EXECMEM_API int execmem_module_load(const struct execmem_module_input *inputs, s
  *             relocation type, SHT_REL, LTO bytecode, thin archives)
  *   -ENOENT   an undefined symbol that nothing defines
  *   -EEXIST   a symbol defined twice inside the module
- *   -ERANGE   a relocation whose value does not fit (target out of reach)
+ *   -ERANGE   a relocation whose value does not fit (target out of reach),
+ *             or PC-relative references no placement can all reach
  *   -EFBIG    more than 256 MiB to load
  *   -ENOMEM   no memory, or no address within reach
  *   an error of open()/fstat()/mmap() for the file (-ENOENT, -EACCES,
@@ -300,7 +310,7 @@ EXECMEM_API int execmem_module_foreach_symbol(const struct execmem_module *modul
 
 /* Where one loaded section went, as passed to execmem_module_foreach_section(). */
 struct execmem_module_section_info {
-	const char *name;         /* e.g. ".text.hot", "<plt>", "<got>", "<common>" */
+	const char *name;         /* e.g. ".text.hot", "<plt>", "<got>", "<common>", "<stubs>" */
 	const char *object;       /* member or file name it came from */
 	void *address;
 	size_t size;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "execmem/unwind.h"
 #include "load.h"
 
 /* ------------------------------------------------------------------ */
@@ -83,9 +84,10 @@ static char *pool_add(char **cursor, const char *s)
 
 static size_t describe_sizes(const struct load *ld, uint32_t *nexports, uint32_t *nsections)
 {
-	size_t bytes = strlen(ld->name) + 1 + sizeof("<plt>") + sizeof("<got>") + sizeof("<common>");
+	size_t bytes = strlen(ld->name) + 1 + sizeof("<plt>") + sizeof("<got>") + sizeof("<common>") +
+		       sizeof("<stubs>");
 	*nexports = 0;
-	*nsections = 3;
+	*nsections = 4;
 	for (uint32_t i = 0; i < ld->globals.count; i++) {
 		const struct mod_entry *e = &ld->globals.entries[i];
 		if (e->state != ENTRY_UNDEFINED) {
@@ -130,6 +132,11 @@ static void describe_sections(struct load *ld, char **cursor)
 	if (ld->plt.count)
 		add_placed(m, pool_add(cursor, "<plt>"), loader, plt_base(ld),
 			   (uint64_t)ld->plt.count * ld->arch->plt_size, m->blocks[ld->plt_block].type);
+	if (ld->stubs.count)
+		add_placed(m, pool_add(cursor, "<stubs>"), loader,
+			   m->blocks[ld->stub_block].base + ld->stub_offset,
+			   (uint64_t)ld->stubs.count * ld->arch->load_stub_size,
+			   m->blocks[ld->stub_block].type);
 	if (ld->got.count)
 		add_placed(m, pool_add(cursor, "<got>"), loader, got_base(ld),
 			   (uint64_t)ld->got.count * 8, m->blocks[ld->got_block].type);
@@ -199,6 +206,58 @@ static int describe_module(struct load *ld)
 	return 0;
 }
 
+/*
+ * Register the module's unwind tables (one per object, each ended by the
+ * terminator load_classify_sections() made room for), so that exceptions
+ * and backtraces cross its code.  A process without an unwinder to
+ * register with (a C program without libgcc_s) cannot throw through the
+ * module anyway: the tables are then left unregistered.
+ */
+static int register_unwind_tables(struct load *ld)
+{
+	struct execmem_module *m = ld->module;
+	uint32_t count = 0;
+
+	if (ld->flags & EXECMEM_MODULE_LINK_ONLY)
+		return 0;
+	for (uint32_t o = 0; o < ld->nobjects; o++)
+		for (uint32_t s = 1; s < ld->objects[o].nsections; s++)
+			count += is_eh_frame(&ld->objects[o].sections[s]) &&
+				 ld->objects[o].sections[s].region != REGION_NONE;
+	if (!count)
+		return 0;
+	m->eh_frames = calloc(count, sizeof(*m->eh_frames));
+	if (!m->eh_frames)
+		return mod_error(ENOMEM, "%s: out of memory", ld->name);
+	for (uint32_t o = 0; o < ld->nobjects; o++) {
+		const struct mod_object *obj = &ld->objects[o];
+		for (uint32_t s = 1; s < obj->nsections; s++) {
+			const struct mod_section *sec = &obj->sections[s];
+			if (!is_eh_frame(sec) || sec->region == REGION_NONE)
+				continue;
+			const void *table = (const void *)section_address(ld, sec);
+			int err = execmem_unwind_register(table, sec->size + 4);
+			if (err == -ENOTSUP)
+				return 0;
+			if (err)
+				return mod_error(err == -EINVAL ? ENOEXEC : -err,
+						 "%s: section %s: cannot register the unwind table: %s",
+						 obj->name, sec->name, strerror(-err));
+			m->eh_frames[m->neh_frames++] = table;
+		}
+	}
+	return 0;
+}
+
+void mod_unregister_unwind_tables(struct execmem_module *module)
+{
+	for (uint32_t i = 0; i < module->neh_frames; i++)
+		execmem_unwind_unregister(module->eh_frames[i]);
+	free(module->eh_frames);
+	module->eh_frames = NULL;
+	module->neh_frames = 0;
+}
+
 /* Constructors run with the module's ro_after_init data still writable;
  * sealing it afterwards is what makes it read-only. */
 static int run_constructors_and_seal(struct load *ld, void (**ctors)(void), uint32_t nctors)
@@ -247,6 +306,8 @@ int load_publish(struct load *ld)
 	}
 	if (!err && ld->options && ld->options->check)
 		err = check_before_constructors(ld);
+	if (!err)
+		err = register_unwind_tables(ld);
 	if (!err)
 		err = run_constructors_and_seal(ld, ctors, nctors);
 	free(ctors);

@@ -2,6 +2,7 @@
 list(APPEND EXECMEM_SOURCES
   src/module/archive.c
   src/module/crt.c
+  src/module/comdat.c
   src/module/elf_object.c
   src/module/input.c
   src/module/load_layout.c
@@ -11,6 +12,7 @@ list(APPEND EXECMEM_SOURCES
   src/module/loader.c
   src/module/module.c
   src/module/registry.c
+  src/module/reach.c
   src/module/reloc.c
   src/module/reloc_aarch64.c
   src/module/reloc_x86_64.c
