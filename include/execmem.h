@@ -151,6 +151,9 @@ struct execmem_arena;
 /* Size of the chunks that small allocations share (and their alignment). */
 #define EXECMEM_CHUNK_SIZE ((size_t)2 << 20)
 
+/* The largest alignment execmem_alloc_aligned() accepts. */
+#define EXECMEM_ALIGN_MAX ((size_t)1 << 30)
+
 enum execmem_type {
 	EXECMEM_CODE,          /* generated code, placed anywhere the architecture allows */
 	EXECMEM_CODE_NEAR,     /* code that must reach the host program's image with direct branches */
@@ -262,6 +265,28 @@ EXECMEM_API void *execmem_alloc(enum execmem_type type, size_t size);
  */
 EXECMEM_API void *execmem_alloc_near(enum execmem_type type, size_t size,
 				     const void *target, size_t reach);
+
+/*
+ * execmem_alloc_aligned - like execmem_alloc(), but the result is a
+ * multiple of alignment, a power of two from 1 to EXECMEM_ALIGN_MAX (1 GiB)
+ * (alignments below the granularity give what execmem_alloc() gives).
+ * Allocations of up to 1 MiB with an alignment up to EXECMEM_CHUNK_SIZE are
+ * packed into the shared chunks like any other: the free bytes the alignment
+ * skips stay free, and the next allocations of the chunk fill them first.
+ * Larger allocations, and any allocation aligned above EXECMEM_CHUNK_SIZE,
+ * get a mapping of their own placed at the alignment (execmem_usable_size()
+ * is then the size rounded up to the page size).  The result lies in the
+ * type's range (or its fallback) as with execmem_alloc(); there is no near
+ * variant: CODE_NEAR and DATA already lie within reach of the image, and an
+ * alignment beyond a chunk can rarely be had within a short reach.  In dual
+ * mode the writable address of a window (execmem_write_begin()) has the same
+ * alignment up to EXECMEM_CHUNK_SIZE; in mprotect mode up to a page.
+ * Returns NULL with errno EINVAL (an alignment of 0, not a power of two or
+ * above EXECMEM_ALIGN_MAX; or as execmem_alloc()), ENOMEM (as
+ * execmem_alloc(), also when no aligned address is free), or an OS error as
+ * execmem_alloc().  Thread-safe, as every allocation function.
+ */
+EXECMEM_API void *execmem_alloc_aligned(enum execmem_type type, size_t size, size_t alignment);
 
 /*
  * execmem_free - return an allocation of any arena.  Code memory is refilled
@@ -409,6 +434,15 @@ EXECMEM_API void *execmem_arena_alloc(struct execmem_arena *arena,
 EXECMEM_API void *execmem_arena_alloc_near(struct execmem_arena *arena,
 					   enum execmem_type type, size_t size,
 					   const void *target, size_t reach);
+
+/*
+ * execmem_arena_alloc_aligned - execmem_alloc_aligned() from a given arena.
+ * Errors as execmem_alloc_aligned(), and EINVAL for a NULL or destroyed
+ * arena.
+ */
+EXECMEM_API void *execmem_arena_alloc_aligned(struct execmem_arena *arena,
+					      enum execmem_type type, size_t size,
+					      size_t alignment);
 
 /*
  * execmem_arena_stats - execmem_stats() of a given arena.  Returns 0, or

@@ -442,7 +442,7 @@ static struct em_window chunk_window(const struct em_window *w, size_t need)
 {
 	size_t slack = EM_CHUNK - need;
 	struct em_window cw = { w->lo > slack ? w->lo - slack : 0,
-				w->hi < UINTPTR_MAX - slack ? w->hi + slack : UINTPTR_MAX };
+				w->hi < UINTPTR_MAX - slack ? w->hi + slack : UINTPTR_MAX, w->align };
 	if (w->lo == 0 && w->hi == UINTPTR_MAX)
 		cw = *w;
 	return cw;
@@ -479,7 +479,7 @@ static void *alloc_small(struct em_pool *pool, size_t size, const struct em_wind
 {
 	unsigned shift = (unsigned)__builtin_ctz(pool->granule);
 	uint32_t n = (uint32_t)((size + pool->granule - 1) >> shift);
-	uint32_t align = pool->align >> shift;
+	uint32_t align = (w->align > pool->align ? (uint32_t)w->align : pool->align) >> shift;
 	struct em_shard *s = my_shard(pool);
 	em_lock(&s->lock);
 	void *p = s->current ? alloc_in(s, s->current, n, align, w) : NULL;
@@ -521,8 +521,8 @@ static void *alloc_large(struct em_pool *pool, size_t size, const struct em_wind
 void *em_pool_alloc(struct em_pool *pool, size_t size, const struct em_window *w)
 {
 	int err = -ENOMEM;
-	void *p = size > EM_LARGE_THRESHOLD ? alloc_large(pool, size, w, &err)
-					    : alloc_small(pool, size, w, &err);
+	bool large = size > EM_LARGE_THRESHOLD || w->align > EM_CHUNK;
+	void *p = large ? alloc_large(pool, size, w, &err) : alloc_small(pool, size, w, &err);
 	if (!p)
 		errno = -err;
 	return p;

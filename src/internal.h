@@ -103,6 +103,7 @@ struct em_shard {
 
 struct em_window {
 	uintptr_t lo, hi; /* allocation must lie in [lo, hi) */
+	size_t align;     /* and start at a multiple of it; 0: the pool's alignment */
 };
 
 struct em_pool {

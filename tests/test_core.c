@@ -354,6 +354,78 @@ static void windows_and_large(enum execmem_mode mode)
 	CHECK_EQ(execmem_arena_destroy(a), 0);
 }
 
+/* Aligned code of every alignment from 64 bytes to a chunk runs, is freed
+ * refilled with traps, and large alignments get mappings of their own. */
+static void aligned_allocations(enum execmem_mode mode)
+{
+	struct execmem_arena *a = arena_in(mode);
+	uint8_t code[16];
+	size_t len = tu_emit_return(code, 41);
+	for (size_t align = 64; align <= EXECMEM_CHUNK_SIZE; align <<= 1) {
+		uint8_t *p = execmem_arena_alloc_aligned(a, EXECMEM_CODE, 100, align);
+		CHECK(p != NULL && (uintptr_t)p % align == 0);
+		CHECK(is_trap(p, 100));
+		CHECK_EQ(execmem_write(p, code, len), 0);
+		CHECK(tu_returns(p, 41, current_mode == EXECMEM_MODE_DUAL));
+		CHECK_EQ(execmem_usable_size(p), 128);
+		CHECK_EQ(execmem_free(p), 0);
+		CHECK(is_trap(p, 100));
+	}
+	uint8_t *data = execmem_arena_alloc_aligned(a, EXECMEM_DATA, 64, 4096);
+	CHECK(data && (uintptr_t)data % 4096 == 0 && data[0] == 0);
+	uint8_t *ro = execmem_arena_alloc_aligned(a, EXECMEM_RODATA, 64, 8192);
+	CHECK(ro && (uintptr_t)ro % 8192 == 0 && execmem_write(ro, code, len) == 0);
+	CHECK(execmem_free(data) == 0 && execmem_free(ro) == 0);
+
+	/* Two 4 KiB-aligned 100-byte blocks share a chunk; the gap before the
+	 * second is where the next allocations go. */
+	struct execmem_stats st;
+	execmem_arena_stats(a, &st);
+	size_t chunks = st.chunks;
+	uint8_t *first = execmem_arena_alloc(a, EXECMEM_CODE, 64);
+	uint8_t *x = execmem_arena_alloc_aligned(a, EXECMEM_CODE, 100, 4096);
+	uint8_t *y = execmem_arena_alloc_aligned(a, EXECMEM_CODE, 100, 4096);
+	uint8_t *gap = execmem_arena_alloc(a, EXECMEM_CODE, 64);
+	CHECK(x && y && (uintptr_t)x % 4096 == 0 && (uintptr_t)y % 4096 == 0);
+	CHECK(gap > x && gap < y);
+	execmem_arena_stats(a, &st);
+	CHECK_EQ(st.chunks, chunks);
+	CHECK_EQ(st.bytes_in_use, 64 + 128 + 128 + 64);
+	CHECK(execmem_free(first) == 0 && execmem_free(x) == 0 && execmem_free(y) == 0 &&
+	      execmem_free(gap) == 0);
+
+	/* Beyond a chunk, and for large sizes: a mapping of its own. */
+	size_t huge_align = EXECMEM_CHUNK_SIZE * 4;
+	uint8_t *l = execmem_arena_alloc_aligned(a, EXECMEM_CODE, 100, huge_align);
+	uint8_t *m = execmem_arena_alloc_aligned(a, EXECMEM_CODE, 3 << 20, huge_align);
+	CHECK(l && (uintptr_t)l % huge_align == 0 && m && (uintptr_t)m % huge_align == 0);
+	CHECK(l && is_trap(l, 4096) && execmem_write(l, code, len) == 0);
+	CHECK(tu_returns(l, 41, current_mode == EXECMEM_MODE_DUAL));
+	execmem_arena_stats(a, &st);
+	CHECK_EQ(st.large_mappings, 2);
+	CHECK(execmem_free(l) == 0 && execmem_free(m) == 0);
+
+	/* Aligned memory grows through realloc's pattern: new, copy, free. */
+	uint8_t *r = execmem_arena_alloc_aligned(a, EXECMEM_CODE, 64, 1024);
+	CHECK(r && execmem_write(r, code, len) == 0);
+	uint8_t *r2 = execmem_arena_alloc_aligned(a, EXECMEM_CODE, 2048, 1024);
+	CHECK(r2 && (uintptr_t)r2 % 1024 == 0 && execmem_write(r2, r, 64) == 0);
+	CHECK(execmem_free(r) == 0 && tu_returns(r2, 41, current_mode == EXECMEM_MODE_DUAL));
+	CHECK_EQ(execmem_free(r2), 0);
+
+	/* The writable pointer of a window keeps the alignment. */
+	uint8_t *wa = execmem_arena_alloc_aligned(a, EXECMEM_CODE, 64, 4096);
+	uint8_t *w = wa ? execmem_write_begin(wa) : NULL;
+	CHECK(w && (uintptr_t)w % 4096 == 0);
+	CHECK(wa && execmem_write_end(wa) == 0 && execmem_free(wa) == 0);
+
+	CHECK(!execmem_arena_alloc_aligned(a, EXECMEM_CODE, 64, 0) && errno == EINVAL);
+	CHECK(!execmem_arena_alloc_aligned(a, EXECMEM_CODE, 64, 96) && errno == EINVAL);
+	CHECK(!execmem_arena_alloc_aligned(a, EXECMEM_CODE, 64, EXECMEM_ALIGN_MAX * 2) &&
+	      errno == EINVAL);
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
 static size_t round_up(size_t size, size_t unit)
 {
 	return (size + unit - 1) / unit * unit;
@@ -688,6 +760,7 @@ int main(void)
 		huge_pages_and_steady_state(modes[m]);
 		data_types(modes[m]);
 		windows_and_large(modes[m]);
+		aligned_allocations(modes[m]);
 		fork_apart(modes[m]);
 		audit_under_stress(modes[m]);
 	}

@@ -271,6 +271,15 @@ static bool near_impossible(void)
 	       fails_with(execmem_alloc_near(EXECMEM_DATA, 64, (void *)(UINTPTR_MAX - 4095), 8192), ENOMEM);
 }
 
+static bool aligned_bad_alignment(void)
+{
+	return fails_with(execmem_alloc_aligned(EXECMEM_CODE, 64, 0), EINVAL) &&
+	       fails_with(execmem_alloc_aligned(EXECMEM_CODE, 64, 3), EINVAL) &&
+	       fails_with(execmem_alloc_aligned(EXECMEM_CODE, 64, 4097), EINVAL) &&
+	       fails_with(execmem_alloc_aligned(EXECMEM_CODE, 64, EXECMEM_ALIGN_MAX << 1), EINVAL) &&
+	       fails_with(execmem_alloc_aligned(EXECMEM_CODE, 0, 64), EINVAL);
+}
+
 /* ---- rows: sealing and windows ---- */
 
 static bool seal_wrong_type(void)
@@ -600,6 +609,7 @@ static const struct row rows[] = {
 	{ "range asking for W+X", "ranges[CODE].protection = RWX", "NULL, EINVAL", arena_wx_range },
 	{ "NULL stats", "execmem_stats(NULL)", "-EINVAL", stats_null },
 	{ "configure after use", "execmem_configure(&params)", "-EBUSY", configure_after_use },
+	{ "alignment 0, not a power of two, above the maximum", "execmem_alloc_aligned(CODE, 64, 0 / 3 / 4097 / 2 GiB), size 0", "NULL, EINVAL", aligned_bad_alignment },
 };
 
 #define ROW_COUNT (sizeof(rows) / sizeof(rows[0]))
