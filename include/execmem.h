@@ -169,6 +169,13 @@ enum execmem_mode {
 	EXECMEM_MODE_MPROTECT  /* one mapping toggled RW <-> RX for each write */
 };
 
+/* How code and rodata bytes are put in place (struct execmem_params.write). */
+enum execmem_write {
+	EXECMEM_WRITE_DEFAULT,  /* as the mode does it (dual mode: through the RW alias) */
+	EXECMEM_WRITE_IN_PLACE  /* at the address the bytes are used from: a write
+				 * window's pointer is the allocation itself */
+};
+
 /* Bits of struct execmem_range.protection (same values as PROT_*). */
 #define EXECMEM_PROT_READ  0x1
 #define EXECMEM_PROT_WRITE 0x2
@@ -206,6 +213,24 @@ struct execmem_range {
  *                    EXECMEM_RANGE_SET inherit EXECMEM_CODE's
  *   image_start/end  the image that CODE_NEAR code must reach; 0/0 means the
  *                    main program, found automatically
+ *   write            EXECMEM_WRITE_DEFAULT, or EXECMEM_WRITE_IN_PLACE for
+ *                    emitters that write and link code at one address, the
+ *                    address it runs at (linkers that relocate into the
+ *                    memory they are given, memory-manager callbacks that
+ *                    return one pointer per section).  Such an arena
+ *                    works in mprotect mode (mode AUTO or MPROTECT;
+ *                    DUAL is refused with EINVAL, and EXECMEM_MODE, read
+ *                    only for a default arena never configured, does not
+ *                    apply).  Its code and rodata allocations take whole
+ *                    pages, and execmem_write_begin() returns the
+ *                    allocation's own address: its pages are read-write
+ *                    and not executable until execmem_write_end() makes
+ *                    them executable (read-only for RODATA) again and
+ *                    publishes the bytes.  Its code must not run while the
+ *                    window is open (another thread that runs it waits until
+ *                    the window closes; the thread holding the window would
+ *                    wait for good).  execmem_write() works as in mprotect
+ *                    mode.
  */
 struct execmem_params {
 	size_t granularity;
@@ -213,6 +238,7 @@ struct execmem_params {
 	enum execmem_mode mode;
 	const struct execmem_range *ranges;
 	uintptr_t image_start, image_end;
+	enum execmem_write write;
 };
 
 /* Counters of the system calls made through execmem's OS layer. */
@@ -336,7 +362,9 @@ EXECMEM_API int execmem_invalidate(void *dst, size_t len);
  * pages stay executable in both modes, so the caller may run other code of
  * the same pages (and write other allocations) while the window is open.
  * While it is open, execmem_write(), execmem_invalidate() and execmem_free()
- * of the allocation fail with -EBUSY.
+ * of the allocation fail with -EBUSY.  In an arena with
+ * EXECMEM_WRITE_IN_PLACE the pointer is addr itself for every type (see
+ * struct execmem_params).
  * Returns NULL with errno EINVAL (not the start of a live allocation),
  * EBUSY (a window is already open on it), EPERM (sealed), ENOMEM (no memory
  * for the copy, mprotect mode), EIO (a chunk detached after fork, see FORK)

@@ -147,6 +147,14 @@ static int check_params(const struct execmem_params *p)
 		em_set_error("unknown mode %d", (int)p->mode);
 		return -EINVAL;
 	}
+	if (p->write != EXECMEM_WRITE_DEFAULT && p->write != EXECMEM_WRITE_IN_PLACE) {
+		em_set_error("unknown write option %d", (int)p->write);
+		return -EINVAL;
+	}
+	if (p->write == EXECMEM_WRITE_IN_PLACE && p->mode == EXECMEM_MODE_DUAL) {
+		em_set_error("in-place writing needs mprotect mode, not dual mode");
+		return -EINVAL;
+	}
 	if (p->image_start > p->image_end || (!p->image_start) != (!p->image_end)) {
 		em_set_error("image [%#lx, %#lx) is not a range", (unsigned long)p->image_start,
 			     (unsigned long)p->image_end);
@@ -176,8 +184,11 @@ static void pool_init(struct em_arena *a, struct em_pool *pool, enum execmem_typ
 	pool->prot = em_type_prot(type);
 	pool->code = em_type_is_code(type);
 	pool->sealable = type == EXECMEM_RO_AFTER_INIT;
-	/* Sealing changes page protection: sealable allocations own their pages. */
-	pool->granule = pool->sealable ? (uint32_t)em_os_page_size() : (uint32_t)a->params.granularity;
+	pool->in_place = a->params.write == EXECMEM_WRITE_IN_PLACE && !(pool->prot & EXECMEM_PROT_WRITE);
+	/* Sealing and in-place windows change page protection: such
+	 * allocations own their pages. */
+	bool own_pages = pool->sealable || pool->in_place;
+	pool->granule = own_pages ? (uint32_t)em_os_page_size() : (uint32_t)a->params.granularity;
 	size_t align = pool->range.alignment;
 	pool->align = align > pool->granule ? (uint32_t)align : pool->granule;
 }
@@ -206,6 +217,8 @@ int em_arena_init(struct em_arena *a, const struct execmem_params *params)
 	if (a->params.ranges && (rc = apply_ranges(a, a->params.ranges)))
 		return rc;
 	a->params.ranges = NULL; /* the caller's table need not outlive the call */
+	if (a->params.write == EXECMEM_WRITE_IN_PLACE)
+		a->params.mode = EXECMEM_MODE_MPROTECT;
 	a->mode_forced = a->params.mode != EXECMEM_MODE_AUTO;
 	atomic_store(&a->mode, a->params.mode == EXECMEM_MODE_MPROTECT ? EXECMEM_MODE_MPROTECT
 									: EXECMEM_MODE_DUAL);
@@ -737,6 +750,8 @@ int em_window_begin(struct em_chunk *c, uintptr_t addr, void **writable)
 		rc = -EBUSY;
 	else if (c->kind == EM_CHUNK_DETACHED)
 		rc = -EIO;
+	else if (c->kind == EM_CHUNK_TOGGLED && c->pool->in_place)
+		rc = em_chunk_open_in_place(c, addr, h.size, writable);
 	else if (c->kind == EM_CHUNK_TOGGLED)
 		rc = open_shadow(c->pool, addr, h.size, writable);
 	else
@@ -758,9 +773,13 @@ int em_window_end(struct em_chunk *c, uintptr_t addr)
 		rc = -EINVAL;
 	} else {
 		em_fs_set_flag(&c->fs, EM_FS_WINDOW, h.index, 0);
+		bool in_place = c->kind == EM_CHUNK_TOGGLED && c->pool->in_place;
 		/* A chunk made toggled by fork holds a window opened on its alias. */
-		struct em_shadow *s = c->kind == EM_CHUNK_TOGGLED ? take_shadow(c->pool, addr) : NULL;
-		if (s) {
+		struct em_shadow *s = c->kind == EM_CHUNK_TOGGLED && !in_place
+					      ? take_shadow(c->pool, addr) : NULL;
+		if (in_place) {
+			rc = em_chunk_close_in_place(c, addr, h.size);
+		} else if (s) {
 			rc = em_chunk_put(c, addr, s->bytes, h.size);
 			free_shadow(s);
 		} else if (c->pool->code) {

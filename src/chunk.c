@@ -430,6 +430,27 @@ static int put_toggled(struct em_chunk *c, uintptr_t dst, const void *src, size_
 	return rc;
 }
 
+/*
+ * An in-place window: the allocation's own pages (it owns them whole) are
+ * writable and not executable until the window closes.  Signals are not
+ * blocked, as no other code lives on these pages.
+ */
+int em_chunk_open_in_place(struct em_chunk *c, uintptr_t addr, size_t len, void **writable)
+{
+	int rc = open_pages(c, addr, len);
+	if (!rc)
+		*writable = (void *)addr;
+	return rc;
+}
+
+int em_chunk_close_in_place(struct em_chunk *c, uintptr_t addr, size_t len)
+{
+	int rc = close_pages(c, addr, len);
+	if (!rc && c->pool->code)
+		rc = em_arch.publish((void *)addr, len);
+	return rc;
+}
+
 /* Copy src (or the pool's fill when src is NULL) to dst, as memmove() does,
  * and publish it. */
 int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len)

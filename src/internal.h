@@ -113,6 +113,7 @@ struct em_pool {
 	unsigned prot;
 	bool code;                 /* trap fill; otherwise zero fill */
 	bool sealable;
+	bool in_place;             /* windows open the allocation's own pages (toggled chunks) */
 	uint32_t granule;
 	uint32_t align;            /* allocation alignment, >= granule */
 	struct em_lock lock;       /* retained list, counters, large list, shadows */
@@ -168,6 +169,8 @@ bool em_aliases_exist(void);
 size_t em_aliases_privatize(void);
 int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len);
 void *em_chunk_writable(struct em_chunk *c, uintptr_t addr);
+int em_chunk_open_in_place(struct em_chunk *c, uintptr_t addr, size_t len, void **writable);
+int em_chunk_close_in_place(struct em_chunk *c, uintptr_t addr, size_t len);
 void em_fill(struct em_pool *pool, void *dst, size_t len);
 
 /* arena.c */

@@ -280,6 +280,18 @@ static bool aligned_bad_alignment(void)
 	       fails_with(execmem_alloc_aligned(EXECMEM_CODE, 0, 64), EINVAL);
 }
 
+static bool in_place_bad_mode(void)
+{
+	struct execmem_params params;
+	execmem_params_init(&params);
+	params.write = EXECMEM_WRITE_IN_PLACE;
+	params.mode = EXECMEM_MODE_DUAL;
+	bool dual_refused = fails_with(execmem_arena_create(&params), EINVAL);
+	params.mode = EXECMEM_MODE_AUTO;
+	params.write = (enum execmem_write)2;
+	return dual_refused && fails_with(execmem_arena_create(&params), EINVAL);
+}
+
 /* ---- rows: sealing and windows ---- */
 
 static bool seal_wrong_type(void)
@@ -610,6 +622,7 @@ static const struct row rows[] = {
 	{ "NULL stats", "execmem_stats(NULL)", "-EINVAL", stats_null },
 	{ "configure after use", "execmem_configure(&params)", "-EBUSY", configure_after_use },
 	{ "alignment 0, not a power of two, above the maximum", "execmem_alloc_aligned(CODE, 64, 0 / 3 / 4097 / 2 GiB), size 0", "NULL, EINVAL", aligned_bad_alignment },
+	{ "in-place writing in dual mode, unknown write option", "params.write = IN_PLACE with mode DUAL / write 2", "NULL, EINVAL", in_place_bad_mode },
 };
 
 #define ROW_COUNT (sizeof(rows) / sizeof(rows[0]))
