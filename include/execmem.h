@@ -133,6 +133,9 @@
 #include <stdint.h>
 
 #ifdef __cplusplus
+/* execmem_stats() names its struct too: fine in C, a -Wshadow warning in C++. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wshadow"
 extern "C" {
 #endif
 
@@ -518,5 +521,6 @@ EXECMEM_API const char *execmem_last_error(void);
 
 #ifdef __cplusplus
 }
+#pragma GCC diagnostic pop
 #endif
 #endif
