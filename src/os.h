@@ -62,9 +62,11 @@ EM_HIDDEN int em_os_install_fault_handler(void (*handler)(int, siginfo_t *, void
  * mask to give back to em_os_restore_signals().  Counted, cannot fail. */
 EM_HIDDEN void em_os_block_signals(sigset_t *saved);
 EM_HIDDEN void em_os_restore_signals(const sigset_t *saved);
-/* How many mappings of the process that overlap one of the n ranges
- * [lo, hi) are writable and executable (from /proc/self/maps; counted as
- * OTHER), or a negative errno. */
+/* Whether mappings of the process that overlap the n ranges [lo, hi) are
+ * writable and executable: how many ranges (or, on kernels before 6.11,
+ * mappings) have one, or a negative errno.  One PROCMAP_QUERY ioctl of
+ * /proc/self/maps per range, or a read of the whole file; counted as
+ * OTHER. */
 EM_HIDDEN int em_os_find_wx(const uintptr_t (*ranges)[2], int n);
 EM_HIDDEN long em_os_page_size(void);
 EM_HIDDEN int em_os_cpu_count(void);

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -390,18 +391,59 @@ static bool wx_line_overlaps(const char *line, const uintptr_t (*ranges)[2], int
 	return false;
 }
 
+/* The PROCMAP_QUERY ioctl of /proc/self/maps (Linux 6.11), declared here
+ * for older headers. */
+struct em_procmap_query {
+	uint64_t size, query_flags, query_addr;
+	uint64_t vma_start, vma_end, vma_flags, vma_page_size, vma_offset, inode;
+	uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
+	uint64_t vma_name_addr, build_id_addr;
+};
+#define EM_PROCMAP_QUERY _IOWR('f', 17, struct em_procmap_query)
+#define EM_QUERY_WRITABLE 0x02
+#define EM_QUERY_EXECUTABLE 0x04
+#define EM_QUERY_COVERING_OR_NEXT 0x10
+
+/* Whether a W+X mapping overlaps [lo, hi): 1, 0, or a negative errno
+ * (-ENOTTY and -EINVAL from kernels without the query). */
+static int query_wx(int fd, uintptr_t lo, uintptr_t hi)
+{
+	struct em_procmap_query q = {
+		.size = sizeof q,
+		.query_flags = EM_QUERY_COVERING_OR_NEXT | EM_QUERY_WRITABLE | EM_QUERY_EXECUTABLE,
+		.query_addr = lo,
+	};
+	if (ioctl(fd, EM_PROCMAP_QUERY, &q) != 0)
+		return errno == ENOENT ? 0 : -errno;
+	return q.vma_start < hi;
+}
+
+/* The same from the text of the file, for kernels without the query. */
+static int read_wx(int fd, const uintptr_t (*ranges)[2], int n)
+{
+	struct maps_reader r = { .fd = fd };
+	char line[256];
+	int found = 0, rc;
+	while ((rc = next_line(&r, line, sizeof line)) > 0)
+		found += wx_line_overlaps(line, ranges, n);
+	return rc < 0 ? rc : found;
+}
+
 int em_os_find_wx(const uintptr_t (*ranges)[2], int n)
 {
 	int rc = enter(EXECMEM_OS_OTHER);
 	if (rc)
 		return rc;
-	struct maps_reader r = { .fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC) };
-	if (r.fd < 0)
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return -errno;
-	char line[256] = "";
 	int found = 0;
-	while ((rc = next_line(&r, line, sizeof line)) > 0)
-		found += wx_line_overlaps(line, ranges, n);
-	close(r.fd);
+	for (int i = 0; i < n && rc >= 0; i++) {
+		rc = query_wx(fd, ranges[i][0], ranges[i][1]);
+		found += rc > 0;
+	}
+	if (rc == -ENOTTY || rc == -EINVAL)
+		found = rc = read_wx(fd, ranges, n);
+	close(fd);
 	return rc < 0 ? rc : found;
 }
