@@ -133,6 +133,9 @@
 #include <stdint.h>
 
 #ifdef __cplusplus
+/* execmem_stats() names its struct too: fine in C, a -Wshadow warning in C++. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wshadow"
 extern "C" {
 #endif
 
@@ -151,6 +154,9 @@ struct execmem_arena;
 /* Size of the chunks that small allocations share (and their alignment). */
 #define EXECMEM_CHUNK_SIZE ((size_t)2 << 20)
 
+/* The largest alignment execmem_alloc_aligned() accepts. */
+#define EXECMEM_ALIGN_MAX ((size_t)1 << 30)
+
 enum execmem_type {
 	EXECMEM_CODE,          /* generated code, placed anywhere the architecture allows */
 	EXECMEM_CODE_NEAR,     /* code that must reach the host program's image with direct branches */
@@ -164,6 +170,13 @@ enum execmem_mode {
 	EXECMEM_MODE_AUTO,     /* dual, falling back to mprotect when refused */
 	EXECMEM_MODE_DUAL,     /* memfd mapped twice: RX (or R) view + RW alias */
 	EXECMEM_MODE_MPROTECT  /* one mapping toggled RW <-> RX for each write */
+};
+
+/* How code and rodata bytes are put in place (struct execmem_params.write). */
+enum execmem_write {
+	EXECMEM_WRITE_DEFAULT,  /* as the mode does it (dual mode: through the RW alias) */
+	EXECMEM_WRITE_IN_PLACE  /* at the address the bytes are used from: a write
+				 * window's pointer is the allocation itself */
 };
 
 /* Bits of struct execmem_range.protection (same values as PROT_*). */
@@ -203,6 +216,24 @@ struct execmem_range {
  *                    EXECMEM_RANGE_SET inherit EXECMEM_CODE's
  *   image_start/end  the image that CODE_NEAR code must reach; 0/0 means the
  *                    main program, found automatically
+ *   write            EXECMEM_WRITE_DEFAULT, or EXECMEM_WRITE_IN_PLACE for
+ *                    emitters that write and link code at one address, the
+ *                    address it runs at (linkers that relocate into the
+ *                    memory they are given, memory-manager callbacks that
+ *                    return one pointer per section).  Such an arena
+ *                    works in mprotect mode (mode AUTO or MPROTECT;
+ *                    DUAL is refused with EINVAL, and EXECMEM_MODE, read
+ *                    only for a default arena never configured, does not
+ *                    apply).  Its code and rodata allocations take whole
+ *                    pages, and execmem_write_begin() returns the
+ *                    allocation's own address: its pages are read-write
+ *                    and not executable until execmem_write_end() makes
+ *                    them executable (read-only for RODATA) again and
+ *                    publishes the bytes.  Its code must not run while the
+ *                    window is open (another thread that runs it waits until
+ *                    the window closes; the thread holding the window would
+ *                    wait for good).  execmem_write() works as in mprotect
+ *                    mode.
  */
 struct execmem_params {
 	size_t granularity;
@@ -210,6 +241,7 @@ struct execmem_params {
 	enum execmem_mode mode;
 	const struct execmem_range *ranges;
 	uintptr_t image_start, image_end;
+	enum execmem_write write;
 };
 
 /* Counters of the system calls made through execmem's OS layer. */
@@ -238,6 +270,8 @@ struct execmem_stats {
 	size_t bytes_huge;               /* bytes the kernel confirmed are in 2 MiB pages */
 	uint64_t os_calls[EXECMEM_OS_CALL_MAX]; /* process-wide, since start */
 	uint64_t os_calls_total;
+	size_t wx_holes;                 /* writable+executable mappings of the arena's
+					  * memory found by execmem_write_end() */
 };
 
 /*
@@ -262,6 +296,28 @@ EXECMEM_API void *execmem_alloc(enum execmem_type type, size_t size);
  */
 EXECMEM_API void *execmem_alloc_near(enum execmem_type type, size_t size,
 				     const void *target, size_t reach);
+
+/*
+ * execmem_alloc_aligned - like execmem_alloc(), but the result is a
+ * multiple of alignment, a power of two from 1 to EXECMEM_ALIGN_MAX (1 GiB)
+ * (alignments below the granularity give what execmem_alloc() gives).
+ * Allocations of up to 1 MiB with an alignment up to EXECMEM_CHUNK_SIZE are
+ * packed into the shared chunks like any other: the free bytes the alignment
+ * skips stay free, and the next allocations of the chunk fill them first.
+ * Larger allocations, and any allocation aligned above EXECMEM_CHUNK_SIZE,
+ * get a mapping of their own placed at the alignment (execmem_usable_size()
+ * is then the size rounded up to the page size).  The result lies in the
+ * type's range (or its fallback) as with execmem_alloc(); there is no near
+ * variant: CODE_NEAR and DATA already lie within reach of the image, and an
+ * alignment beyond a chunk can rarely be had within a short reach.  In dual
+ * mode the writable address of a window (execmem_write_begin()) has the same
+ * alignment up to EXECMEM_CHUNK_SIZE; in mprotect mode up to a page.
+ * Returns NULL with errno EINVAL (an alignment of 0, not a power of two or
+ * above EXECMEM_ALIGN_MAX; or as execmem_alloc()), ENOMEM (as
+ * execmem_alloc(), also when no aligned address is free), or an OS error as
+ * execmem_alloc().  Thread-safe, as every allocation function.
+ */
+EXECMEM_API void *execmem_alloc_aligned(enum execmem_type type, size_t size, size_t alignment);
 
 /*
  * execmem_free - return an allocation of any arena.  Code memory is refilled
@@ -311,7 +367,10 @@ EXECMEM_API int execmem_invalidate(void *dst, size_t len);
  * pages stay executable in both modes, so the caller may run other code of
  * the same pages (and write other allocations) while the window is open.
  * While it is open, execmem_write(), execmem_invalidate() and execmem_free()
- * of the allocation fail with -EBUSY.
+ * of the allocation fail with -EBUSY.  In an arena with
+ * EXECMEM_WRITE_IN_PLACE the pointer is addr itself for every type, and
+ * the allocation's own pages are not executable until the window closes
+ * (see struct execmem_params).
  * Returns NULL with errno EINVAL (not the start of a live allocation),
  * EBUSY (a window is already open on it), EPERM (sealed), ENOMEM (no memory
  * for the copy, mprotect mode), EIO (a chunk detached after fork, see FORK)
@@ -323,9 +382,18 @@ EXECMEM_API void *execmem_write_begin(void *addr);
  * execmem_write_end - close the window opened on addr, whose pointer must not
  * be used any more, and publish its bytes as execmem_write() does (in
  * mprotect mode the copy is put in place the same way, then freed).
- * Returns 0, -EINVAL when no window is open on addr, or an OS error in
- * mprotect mode.  The window is closed even when an error is returned (the
- * allocation may then still hold its bytes from before the window).
+ * Before that it looks for a W+X hole: a mapping of the allocation's chunk
+ * (its executable view or, in dual mode, its RW alias) that someone made
+ * writable and executable with mprotect() behind execmem's back (one read
+ * of /proc/self/maps; see docs/integrations.md for what execmem prevents
+ * and what it can only detect).  A hole found is counted in
+ * execmem_stats.wx_holes, the chunk's protections are put back (data
+ * memory is left as found), and the call returns -EPERM even though the
+ * bytes were published.
+ * Returns 0, -EPERM for a W+X hole found, -EINVAL when no window is open on
+ * addr, or an OS error in mprotect mode.  The window is closed even when an
+ * error is returned (the allocation may then still hold its bytes from
+ * before the window).
  */
 EXECMEM_API int execmem_write_end(void *addr);
 
@@ -411,6 +479,15 @@ EXECMEM_API void *execmem_arena_alloc_near(struct execmem_arena *arena,
 					   const void *target, size_t reach);
 
 /*
+ * execmem_arena_alloc_aligned - execmem_alloc_aligned() from a given arena.
+ * Errors as execmem_alloc_aligned(), and EINVAL for a NULL or destroyed
+ * arena.
+ */
+EXECMEM_API void *execmem_arena_alloc_aligned(struct execmem_arena *arena,
+					      enum execmem_type type, size_t size,
+					      size_t alignment);
+
+/*
  * execmem_arena_stats - execmem_stats() of a given arena.  Returns 0, or
  * -EINVAL for a NULL out or a NULL or destroyed arena.
  */
@@ -445,5 +522,6 @@ EXECMEM_API const char *execmem_last_error(void);
 
 #ifdef __cplusplus
 }
+#pragma GCC diagnostic pop
 #endif
 #endif

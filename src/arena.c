@@ -147,6 +147,14 @@ static int check_params(const struct execmem_params *p)
 		em_set_error("unknown mode %d", (int)p->mode);
 		return -EINVAL;
 	}
+	if (p->write != EXECMEM_WRITE_DEFAULT && p->write != EXECMEM_WRITE_IN_PLACE) {
+		em_set_error("unknown write option %d", (int)p->write);
+		return -EINVAL;
+	}
+	if (p->write == EXECMEM_WRITE_IN_PLACE && p->mode == EXECMEM_MODE_DUAL) {
+		em_set_error("in-place writing needs mprotect mode, not dual mode");
+		return -EINVAL;
+	}
 	if (p->image_start > p->image_end || (!p->image_start) != (!p->image_end)) {
 		em_set_error("image [%#lx, %#lx) is not a range", (unsigned long)p->image_start,
 			     (unsigned long)p->image_end);
@@ -176,8 +184,11 @@ static void pool_init(struct em_arena *a, struct em_pool *pool, enum execmem_typ
 	pool->prot = em_type_prot(type);
 	pool->code = em_type_is_code(type);
 	pool->sealable = type == EXECMEM_RO_AFTER_INIT;
-	/* Sealing changes page protection: sealable allocations own their pages. */
-	pool->granule = pool->sealable ? (uint32_t)em_os_page_size() : (uint32_t)a->params.granularity;
+	pool->in_place = a->params.write == EXECMEM_WRITE_IN_PLACE && !(pool->prot & EXECMEM_PROT_WRITE);
+	/* Sealing and in-place windows change page protection: such
+	 * allocations own their pages. */
+	bool own_pages = pool->sealable || pool->in_place;
+	pool->granule = own_pages ? (uint32_t)em_os_page_size() : (uint32_t)a->params.granularity;
 	size_t align = pool->range.alignment;
 	pool->align = align > pool->granule ? (uint32_t)align : pool->granule;
 }
@@ -206,6 +217,8 @@ int em_arena_init(struct em_arena *a, const struct execmem_params *params)
 	if (a->params.ranges && (rc = apply_ranges(a, a->params.ranges)))
 		return rc;
 	a->params.ranges = NULL; /* the caller's table need not outlive the call */
+	if (a->params.write == EXECMEM_WRITE_IN_PLACE)
+		a->params.mode = EXECMEM_MODE_MPROTECT;
 	a->mode_forced = a->params.mode != EXECMEM_MODE_AUTO;
 	atomic_store(&a->mode, a->params.mode == EXECMEM_MODE_MPROTECT ? EXECMEM_MODE_MPROTECT
 									: EXECMEM_MODE_DUAL);
@@ -442,7 +455,7 @@ static struct em_window chunk_window(const struct em_window *w, size_t need)
 {
 	size_t slack = EM_CHUNK - need;
 	struct em_window cw = { w->lo > slack ? w->lo - slack : 0,
-				w->hi < UINTPTR_MAX - slack ? w->hi + slack : UINTPTR_MAX };
+				w->hi < UINTPTR_MAX - slack ? w->hi + slack : UINTPTR_MAX, w->align };
 	if (w->lo == 0 && w->hi == UINTPTR_MAX)
 		cw = *w;
 	return cw;
@@ -479,7 +492,7 @@ static void *alloc_small(struct em_pool *pool, size_t size, const struct em_wind
 {
 	unsigned shift = (unsigned)__builtin_ctz(pool->granule);
 	uint32_t n = (uint32_t)((size + pool->granule - 1) >> shift);
-	uint32_t align = pool->align >> shift;
+	uint32_t align = (w->align > pool->align ? (uint32_t)w->align : pool->align) >> shift;
 	struct em_shard *s = my_shard(pool);
 	em_lock(&s->lock);
 	void *p = s->current ? alloc_in(s, s->current, n, align, w) : NULL;
@@ -521,8 +534,8 @@ static void *alloc_large(struct em_pool *pool, size_t size, const struct em_wind
 void *em_pool_alloc(struct em_pool *pool, size_t size, const struct em_window *w)
 {
 	int err = -ENOMEM;
-	void *p = size > EM_LARGE_THRESHOLD ? alloc_large(pool, size, w, &err)
-					    : alloc_small(pool, size, w, &err);
+	bool large = size > EM_LARGE_THRESHOLD || w->align > EM_CHUNK;
+	void *p = large ? alloc_large(pool, size, w, &err) : alloc_small(pool, size, w, &err);
 	if (!p)
 		errno = -err;
 	return p;
@@ -737,6 +750,8 @@ int em_window_begin(struct em_chunk *c, uintptr_t addr, void **writable)
 		rc = -EBUSY;
 	else if (c->kind == EM_CHUNK_DETACHED)
 		rc = -EIO;
+	else if (c->kind == EM_CHUNK_TOGGLED && c->pool->in_place)
+		rc = em_chunk_open_in_place(c, addr, h.size, writable);
 	else if (c->kind == EM_CHUNK_TOGGLED)
 		rc = open_shadow(c->pool, addr, h.size, writable);
 	else
@@ -747,7 +762,28 @@ int em_window_begin(struct em_chunk *c, uintptr_t addr, void **writable)
 	return rc;
 }
 
-/* The window closes even when its bytes cannot be put in place. */
+/* Put a closing window's bytes in place and publish them. */
+static int close_window(struct em_chunk *c, uintptr_t addr, size_t size)
+{
+	if (c->kind == EM_CHUNK_TOGGLED && c->pool->in_place)
+		return em_chunk_close_in_place(c, addr, size);
+	/* A chunk made toggled by fork holds a window opened on its alias. */
+	struct em_shadow *s = c->kind == EM_CHUNK_TOGGLED ? take_shadow(c->pool, addr) : NULL;
+	int rc = 0;
+	if (s) {
+		rc = em_chunk_put(c, addr, s->bytes, size);
+		free_shadow(s);
+	} else if (c->pool->code) {
+		rc = em_arch.publish((void *)addr, size);
+	}
+	return rc;
+}
+
+/*
+ * The window closes even when its bytes cannot be put in place.  A W+X
+ * mapping of the chunk is looked for first, while an in-place window's
+ * pages still have the protection the emitter left them.
+ */
 int em_window_end(struct em_chunk *c, uintptr_t addr)
 {
 	struct held h;
@@ -755,17 +791,15 @@ int em_window_end(struct em_chunk *c, uintptr_t addr)
 	if (rc)
 		return rc;
 	if (!flagged(c, &h, EM_FS_WINDOW)) {
-		rc = -EINVAL;
-	} else {
-		em_fs_set_flag(&c->fs, EM_FS_WINDOW, h.index, 0);
-		/* A chunk made toggled by fork holds a window opened on its alias. */
-		struct em_shadow *s = c->kind == EM_CHUNK_TOGGLED ? take_shadow(c->pool, addr) : NULL;
-		if (s) {
-			rc = em_chunk_put(c, addr, s->bytes, h.size);
-			free_shadow(s);
-		} else if (c->pool->code) {
-			rc = em_arch.publish((void *)addr, h.size);
-		}
+		em_unlock(&h.shard->lock);
+		return -EINVAL;
+	}
+	bool hole = em_chunk_wx_hole(c);
+	em_fs_set_flag(&c->fs, EM_FS_WINDOW, h.index, 0);
+	rc = close_window(c, addr, h.size);
+	if (hole) {
+		atomic_fetch_add(&c->pool->arena->wx_holes, 1);
+		rc = rc ? rc : -EPERM;
 	}
 	em_unlock(&h.shard->lock);
 	return rc;
@@ -797,6 +831,7 @@ void em_arena_stats(struct em_arena *a, struct execmem_stats *out)
 {
 	memset(out, 0, sizeof *out);
 	out->mode = atomic_load(&a->mode);
+	out->wx_holes = atomic_load(&a->wx_holes);
 	FOR_EACH_POOL(a, pool) {
 		for (unsigned i = 0; i <= a->shard_mask; i++) {
 			struct em_shard *s = &pool->shards[i];

@@ -159,14 +159,14 @@ static void *arena_alloc(struct em_arena *a, enum execmem_type type, size_t size
 	return em_pool_alloc(a->pool_of[type], size, w);
 }
 
-static const struct em_window everywhere = { 0, UINTPTR_MAX };
+static const struct em_window everywhere = { 0, UINTPTR_MAX, 0 };
 
 /* [target - reach, target + reach], saturating at both ends. */
 static struct em_window reach_window(const void *target, size_t reach)
 {
 	uintptr_t t = (uintptr_t)target;
 	struct em_window w = { t > reach ? t - reach : 0,
-			       t < UINTPTR_MAX - reach ? t + reach + 1 : UINTPTR_MAX };
+			       t < UINTPTR_MAX - reach ? t + reach + 1 : UINTPTR_MAX, 0 };
 	return w;
 }
 
@@ -179,6 +179,16 @@ static void *arena_alloc_near(struct em_arena *a, enum execmem_type type, size_t
 	return arena_alloc(a, type, size, &w);
 }
 
+static void *arena_alloc_aligned(struct em_arena *a, enum execmem_type type, size_t size,
+				 size_t alignment)
+{
+	if (!alignment || (alignment & (alignment - 1)) || alignment > EXECMEM_ALIGN_MAX)
+		return fail(EINVAL);
+	struct em_window w = everywhere;
+	w.align = alignment;
+	return arena_alloc(a, type, size, &w);
+}
+
 void *execmem_alloc(enum execmem_type type, size_t size)
 {
 	return arena_alloc(default_get(), type, size, &everywhere);
@@ -187,6 +197,17 @@ void *execmem_alloc(enum execmem_type type, size_t size)
 void *execmem_alloc_near(enum execmem_type type, size_t size, const void *target, size_t reach)
 {
 	return arena_alloc_near(default_get(), type, size, target, reach);
+}
+
+void *execmem_alloc_aligned(enum execmem_type type, size_t size, size_t alignment)
+{
+	return arena_alloc_aligned(default_get(), type, size, alignment);
+}
+
+void *execmem_arena_alloc_aligned(struct execmem_arena *arena, enum execmem_type type,
+				  size_t size, size_t alignment)
+{
+	return arena_alloc_aligned(body_of(arena), type, size, alignment);
 }
 
 void *execmem_arena_alloc(struct execmem_arena *arena, enum execmem_type type, size_t size)

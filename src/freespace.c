@@ -131,6 +131,22 @@ static long search(const struct em_freespace *fs, uint32_t n, uint32_t align,
 	return -1;
 }
 
+/*
+ * Where the next search starts after [first, first + n) was taken: just
+ * past it, unless the alignment skipped free granules right before it.
+ * The cursor then stays at that gap, so that the next allocations fill it
+ * instead of leaving it for the wrap-around.
+ */
+static uint32_t cursor_after(const struct em_freespace *fs, uint32_t first, uint32_t n,
+			     uint32_t align)
+{
+	uint32_t floor = first - (first < align - 1 ? first : align - 1);
+	if (floor == first || test_bit(fs->used, first - 1))
+		return first + n;
+	long used = prev_set_bit(fs->used, first - 1, floor);
+	return used < 0 ? floor : (uint32_t)used + 1;
+}
+
 long em_fs_alloc(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_t lo, uint32_t hi)
 {
 	if (hi > fs->granules)
@@ -158,7 +174,7 @@ long em_fs_alloc(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_t l
 	put_bit(fs->end, first + n - 1, 1);
 	put_run(fs->used, first, n, 1);
 	fs->free -= n;
-	fs->cursor = first + n;
+	fs->cursor = cursor_after(fs, first, n, align);
 	return at;
 }
 

@@ -35,6 +35,8 @@ void em_fs_init(struct em_freespace *fs, uint32_t granules, void *storage);
 /*
  * Allocate n granules whose first index is a multiple of align (a power of
  * two) and which lie inside [lo, hi).  Returns the first index, or -1.
+ * The free granules an alignment skips stay free, and are where the next
+ * search starts.
  */
 long em_fs_alloc(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_t lo, uint32_t hi);
 

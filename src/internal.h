@@ -103,6 +103,7 @@ struct em_shard {
 
 struct em_window {
 	uintptr_t lo, hi; /* allocation must lie in [lo, hi) */
+	size_t align;     /* and start at a multiple of it; 0: the pool's alignment */
 };
 
 struct em_pool {
@@ -112,6 +113,7 @@ struct em_pool {
 	unsigned prot;
 	bool code;                 /* trap fill; otherwise zero fill */
 	bool sealable;
+	bool in_place;             /* windows open the allocation's own pages (toggled chunks) */
 	uint32_t granule;
 	uint32_t align;            /* allocation alignment, >= granule */
 	struct em_lock lock;       /* retained list, counters, large list, shadows */
@@ -132,6 +134,7 @@ struct em_arena {
 	bool mode_forced;          /* no automatic fallback */
 	unsigned shard_mask;
 	atomic_size_t nretained;   /* arena-wide count against params.retained_chunks */
+	atomic_size_t wx_holes;    /* W+X mappings of its chunks found by window ends */
 	struct em_pool *pool_of[EXECMEM_TYPE_MAX];
 	struct em_pool pools[EXECMEM_TYPE_MAX];
 	struct em_arena *next;     /* registry */
@@ -167,6 +170,9 @@ bool em_aliases_exist(void);
 size_t em_aliases_privatize(void);
 int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len);
 void *em_chunk_writable(struct em_chunk *c, uintptr_t addr);
+bool em_chunk_wx_hole(struct em_chunk *c);
+int em_chunk_open_in_place(struct em_chunk *c, uintptr_t addr, size_t len, void **writable);
+int em_chunk_close_in_place(struct em_chunk *c, uintptr_t addr, size_t len);
 void em_fill(struct em_pool *pool, void *dst, size_t len);
 
 /* arena.c */

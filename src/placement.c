@@ -53,19 +53,25 @@ static int reserve_at(uintptr_t addr, size_t span, void **out)
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, NULL);
 }
 
-/* Reserve span bytes, 2 MiB-aligned, wholly inside [lo, hi). */
-static int reserve_inside(uintptr_t lo, uintptr_t hi, size_t span, void **out)
+/* Slots are chunk-aligned, or aligned more when the window asks. */
+static size_t slot_of(const struct em_window *w)
 {
-	if (lo > UINTPTR_MAX - EM_CHUNK)
+	return w->align > EM_CHUNK ? w->align : EM_CHUNK;
+}
+
+/* Reserve span bytes, slot-aligned, wholly inside [lo, hi). */
+static int reserve_inside(uintptr_t lo, uintptr_t hi, size_t span, size_t slot, void **out)
+{
+	if (lo > UINTPTR_MAX - slot)
 		return -ENOMEM; /* no aligned slot starts this high */
-	lo = align_up(lo < EM_CHUNK ? EM_CHUNK : lo, EM_CHUNK);
+	lo = align_up(lo < slot ? slot : lo, slot);
 	if (hi <= lo || hi - lo < span)
 		return -ENOMEM;
-	uintptr_t slots = (hi - lo - span) / EM_CHUNK + 1;
+	uintptr_t slots = (hi - lo - span) / slot + 1;
 	uintptr_t first = em_os_random() % slots;
 	uintptr_t probes = slots < MAX_PROBES ? slots : MAX_PROBES;
 	for (uintptr_t i = 0; i < probes; i++) {
-		uintptr_t addr = lo + ((first + i) % slots) * EM_CHUNK;
+		uintptr_t addr = lo + ((first + i) % slots) * slot;
 		int rc = reserve_at(addr, span, out);
 		if (rc != -EEXIST && rc != -ENOMEM && rc != -EPERM)
 			return rc;
@@ -73,19 +79,19 @@ static int reserve_inside(uintptr_t lo, uintptr_t hi, size_t span, void **out)
 	return -ENOMEM;
 }
 
-/* Reserve anywhere the kernel likes, trimmed to 2 MiB alignment. */
-static int reserve_anywhere(size_t span, void **out)
+/* Reserve anywhere the kernel likes, trimmed to slot alignment. */
+static int reserve_anywhere(size_t span, size_t slot, void **out)
 {
 	void *raw;
-	int rc = em_os_map(&raw, NULL, span + EM_CHUNK, PROT_NONE,
+	int rc = em_os_map(&raw, NULL, span + slot, PROT_NONE,
 			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, NULL);
 	if (rc)
 		return rc;
-	uintptr_t start = (uintptr_t)raw, aligned = align_up(start, EM_CHUNK);
-	size_t head = aligned - start, tail = EM_CHUNK - head;
+	uintptr_t start = (uintptr_t)raw, aligned = align_up(start, slot);
+	size_t head = aligned - start, tail = slot - head;
 	if ((head && (rc = em_unreserve(raw, head))) ||
 	    (tail && (rc = em_unreserve((void *)(aligned + span), tail)))) {
-		em_unreserve(raw, span + EM_CHUNK); /* whatever of it is left */
+		em_unreserve(raw, span + slot); /* whatever of it is left */
 		return rc;
 	}
 	*out = (void *)aligned;
@@ -104,17 +110,18 @@ int em_place(const struct execmem_range *range, const struct em_window *window,
 	     size_t span, void **out)
 {
 	bool anywhere = range->flags & EXECMEM_RANGE_ANYWHERE;
+	size_t slot = slot_of(window);
 	if (anywhere && window->lo == 0 && window->hi == UINTPTR_MAX)
-		return reserve_anywhere(span, out);
+		return reserve_anywhere(span, slot, out);
 	uintptr_t lo = anywhere ? 0 : range->start, hi = anywhere ? UINTPTR_MAX : range->end;
 	clip(&lo, &hi, window);
-	int rc = reserve_inside(lo, hi, span, out);
+	int rc = reserve_inside(lo, hi, span, slot, out);
 	if (rc != -ENOMEM || anywhere || range->fallback_start >= range->fallback_end)
 		return rc;
 	lo = range->fallback_start;
 	hi = range->fallback_end;
 	clip(&lo, &hi, window);
-	return reserve_inside(lo, hi, span, out);
+	return reserve_inside(lo, hi, span, slot, out);
 }
 
 #if defined(__SANITIZE_THREAD__)
@@ -137,5 +144,5 @@ int em_place_random(size_t span, uintptr_t avoid, void **out)
 			return rc;
 	}
 	/* A small or crowded address space: let the kernel choose. */
-	return reserve_anywhere(span, out);
+	return reserve_anywhere(span, EM_CHUNK, out);
 }

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -354,6 +355,183 @@ static void windows_and_large(enum execmem_mode mode)
 	CHECK_EQ(execmem_arena_destroy(a), 0);
 }
 
+/* Aligned code of every alignment from 64 bytes to a chunk runs, is freed
+ * refilled with traps, and large alignments get mappings of their own. */
+static void aligned_allocations(enum execmem_mode mode)
+{
+	struct execmem_arena *a = arena_in(mode);
+	uint8_t code[16];
+	size_t len = tu_emit_return(code, 41);
+	for (size_t align = 64; align <= EXECMEM_CHUNK_SIZE; align <<= 1) {
+		uint8_t *p = execmem_arena_alloc_aligned(a, EXECMEM_CODE, 100, align);
+		CHECK(p != NULL && (uintptr_t)p % align == 0);
+		CHECK(is_trap(p, 100));
+		CHECK_EQ(execmem_write(p, code, len), 0);
+		CHECK(tu_returns(p, 41, current_mode == EXECMEM_MODE_DUAL));
+		CHECK_EQ(execmem_usable_size(p), 128);
+		CHECK_EQ(execmem_free(p), 0);
+		CHECK(is_trap(p, 100));
+	}
+	uint8_t *data = execmem_arena_alloc_aligned(a, EXECMEM_DATA, 64, 4096);
+	CHECK(data && (uintptr_t)data % 4096 == 0 && data[0] == 0);
+	uint8_t *ro = execmem_arena_alloc_aligned(a, EXECMEM_RODATA, 64, 8192);
+	CHECK(ro && (uintptr_t)ro % 8192 == 0 && execmem_write(ro, code, len) == 0);
+	CHECK(execmem_free(data) == 0 && execmem_free(ro) == 0);
+
+	/* Two 4 KiB-aligned 100-byte blocks share a chunk; the gap before the
+	 * second is where the next allocations go. */
+	struct execmem_stats st;
+	execmem_arena_stats(a, &st);
+	size_t chunks = st.chunks;
+	uint8_t *first = execmem_arena_alloc(a, EXECMEM_CODE, 64);
+	uint8_t *x = execmem_arena_alloc_aligned(a, EXECMEM_CODE, 100, 4096);
+	uint8_t *y = execmem_arena_alloc_aligned(a, EXECMEM_CODE, 100, 4096);
+	uint8_t *gap = execmem_arena_alloc(a, EXECMEM_CODE, 64);
+	CHECK(x && y && (uintptr_t)x % 4096 == 0 && (uintptr_t)y % 4096 == 0);
+	CHECK(gap > x && gap < y);
+	execmem_arena_stats(a, &st);
+	CHECK_EQ(st.chunks, chunks);
+	CHECK_EQ(st.bytes_in_use, 64 + 128 + 128 + 64);
+	CHECK(execmem_free(first) == 0 && execmem_free(x) == 0 && execmem_free(y) == 0 &&
+	      execmem_free(gap) == 0);
+
+	/* Beyond a chunk, and for large sizes: a mapping of its own. */
+	size_t huge_align = EXECMEM_CHUNK_SIZE * 4;
+	uint8_t *l = execmem_arena_alloc_aligned(a, EXECMEM_CODE, 100, huge_align);
+	uint8_t *m = execmem_arena_alloc_aligned(a, EXECMEM_CODE, 3 << 20, huge_align);
+	CHECK(l && (uintptr_t)l % huge_align == 0 && m && (uintptr_t)m % huge_align == 0);
+	CHECK(l && is_trap(l, 4096) && execmem_write(l, code, len) == 0);
+	CHECK(tu_returns(l, 41, current_mode == EXECMEM_MODE_DUAL));
+	execmem_arena_stats(a, &st);
+	CHECK_EQ(st.large_mappings, 2);
+	CHECK(execmem_free(l) == 0 && execmem_free(m) == 0);
+
+	/* Aligned memory grows through realloc's pattern: new, copy, free. */
+	uint8_t *r = execmem_arena_alloc_aligned(a, EXECMEM_CODE, 64, 1024);
+	CHECK(r && execmem_write(r, code, len) == 0);
+	uint8_t *r2 = execmem_arena_alloc_aligned(a, EXECMEM_CODE, 2048, 1024);
+	CHECK(r2 && (uintptr_t)r2 % 1024 == 0 && execmem_write(r2, r, 64) == 0);
+	CHECK(execmem_free(r) == 0 && tu_returns(r2, 41, current_mode == EXECMEM_MODE_DUAL));
+	CHECK_EQ(execmem_free(r2), 0);
+
+	/* The writable pointer of a window keeps the alignment. */
+	uint8_t *wa = execmem_arena_alloc_aligned(a, EXECMEM_CODE, 64, 4096);
+	uint8_t *w = wa ? execmem_write_begin(wa) : NULL;
+	CHECK(w && (uintptr_t)w % 4096 == 0);
+	CHECK(wa && execmem_write_end(wa) == 0 && execmem_free(wa) == 0);
+
+	CHECK(!execmem_arena_alloc_aligned(a, EXECMEM_CODE, 64, 0) && errno == EINVAL);
+	CHECK(!execmem_arena_alloc_aligned(a, EXECMEM_CODE, 64, 96) && errno == EINVAL);
+	CHECK(!execmem_arena_alloc_aligned(a, EXECMEM_CODE, 64, EXECMEM_ALIGN_MAX * 2) &&
+	      errno == EINVAL);
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
+static struct execmem_arena *in_place_arena(enum execmem_mode mode)
+{
+	struct execmem_params p;
+	execmem_params_init(&p);
+	p.mode = mode;
+	p.write = EXECMEM_WRITE_IN_PLACE;
+	return execmem_arena_create(&p);
+}
+
+/*
+ * An in-place arena: a window's pointer is the allocation itself, never
+ * executable while open; closing it publishes code that runs.  Automatic
+ * and mprotect modes give it, dual mode is refused.
+ */
+static void in_place_writing(void)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	CHECK(!in_place_arena(EXECMEM_MODE_DUAL) && errno == EINVAL);
+	struct execmem_params bad;
+	execmem_params_init(&bad);
+	bad.write = (enum execmem_write)7;
+	CHECK(!execmem_arena_create(&bad) && errno == EINVAL);
+	CHECK(execmem_configure(&bad) == -EINVAL);
+
+	enum execmem_mode given[] = { EXECMEM_MODE_AUTO, EXECMEM_MODE_MPROTECT };
+	for (size_t m = 0; m < 2; m++) {
+		struct execmem_arena *a = in_place_arena(given[m]);
+		CHECK(a != NULL);
+		struct execmem_stats st;
+		execmem_arena_stats(a, &st);
+		CHECK_EQ(st.mode, EXECMEM_MODE_MPROTECT);
+		uint8_t *f = execmem_arena_alloc(a, EXECMEM_CODE, 100);
+		uint8_t *g = execmem_arena_alloc(a, EXECMEM_CODE, 100);
+		CHECK(f && (uintptr_t)f % page == 0 && execmem_usable_size(f) == page);
+		CHECK(g && distance((uintptr_t)f, (uintptr_t)g) >= page);
+		uint8_t *w = execmem_write_begin(f);
+		CHECK(w == f);
+		tu_emit_return(w, 64);
+		CHECK_EQ(tu_wx_mappings(), 0);
+		CHECK_EQ(execmem_free(f), -EBUSY);
+		CHECK_EQ(execmem_write_end(f), 0);
+		CHECK(tu_returns(f, 64, 0));
+		CHECK(store_faults(f));
+		uint8_t code[16];
+		size_t len = tu_emit_return(code, 65);
+		CHECK(execmem_write(g, code, len) == 0 && tu_returns(g, 65, 0));
+
+		uint8_t *ro = execmem_arena_alloc(a, EXECMEM_RODATA, 10);
+		CHECK(ro && execmem_write_begin(ro) == ro);
+		memcpy(ro, "table", 6);
+		CHECK(ro && execmem_write_end(ro) == 0 && !strcmp((char *)ro, "table"));
+		CHECK(store_faults(ro));
+		uint8_t *d = execmem_arena_alloc(a, EXECMEM_DATA, 10);
+		CHECK(d && execmem_write_begin(d) == d && execmem_write_end(d) == 0);
+		/* Large and aligned allocations take the same path. */
+		uint8_t *l = execmem_arena_alloc_aligned(a, EXECMEM_CODE, 3 << 20, 1 << 16);
+		CHECK(l && (uintptr_t)l % (1 << 16) == 0 && execmem_write_begin(l) == l);
+		tu_emit_return(l + (2 << 20), 66);
+		CHECK(l && execmem_write_end(l) == 0 && tu_returns(l + (2 << 20), 66, 0));
+		CHECK_EQ(tu_wx_mappings(), 0);
+		CHECK_EQ(execmem_arena_destroy(a), 0);
+	}
+}
+
+static void *page_of(const void *p)
+{
+	return (void *)((uintptr_t)p & ~((uintptr_t)sysconf(_SC_PAGESIZE) - 1));
+}
+
+/*
+ * A client's mprotect() to W+X of execmem memory: refused for the view of
+ * dual mode (its memfd is sealed against writable mappings); for the RW
+ * alias and the toggled view of mprotect mode, the next window end finds
+ * it, says -EPERM, counts it and puts the protection back.
+ */
+static void wx_hole(enum execmem_mode mode)
+{
+	const int rwx = PROT_READ | PROT_WRITE | PROT_EXEC;
+	struct execmem_arena *a = arena_in(mode);
+	uint8_t *p = execmem_arena_alloc(a, EXECMEM_CODE, 64);
+	uint8_t *other = execmem_arena_alloc(a, EXECMEM_CODE, 64);
+	uint8_t *w = execmem_write_begin(p);
+	CHECK(p && other && w);
+	tu_emit_return(w, 90);
+	CHECK_EQ(execmem_write_end(p), 0); /* nothing to find yet */
+	struct execmem_stats st;
+	if (mode == EXECMEM_MODE_DUAL) {
+		CHECK(mprotect(page_of(p), 4096, rwx) != 0 && errno == EACCES);
+		CHECK(mprotect(page_of(p), 4096, PROT_READ | PROT_WRITE) != 0 && errno == EACCES);
+		CHECK(mprotect(page_of(w), 4096, rwx) == 0); /* the alias: not preventable */
+	} else {
+		CHECK(mprotect(page_of(p), 4096, rwx) == 0);
+	}
+	CHECK_EQ(tu_wx_mappings(), 1);
+	CHECK(execmem_write_begin(other) != NULL);
+	CHECK_EQ(execmem_write_end(other), -EPERM);
+	CHECK_EQ(tu_wx_mappings(), 0);
+	CHECK(tu_returns(p, 90, mode == EXECMEM_MODE_DUAL));
+	execmem_arena_stats(a, &st);
+	CHECK_EQ(st.wx_holes, 1);
+	CHECK(execmem_write_begin(other) != NULL);
+	CHECK_EQ(execmem_write_end(other), 0); /* repaired: reported once */
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
 static size_t round_up(size_t size, size_t unit)
 {
 	return (size + unit - 1) / unit * unit;
@@ -682,12 +860,15 @@ int main(void)
 	custom_ranges();
 	sync_cores();
 	usable_sizes();
+	in_place_writing();
 	for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
 		current_mode = modes[m];
 		many_programs(modes[m]);
 		huge_pages_and_steady_state(modes[m]);
 		data_types(modes[m]);
 		windows_and_large(modes[m]);
+		aligned_allocations(modes[m]);
+		wx_hole(modes[m]);
 		fork_apart(modes[m]);
 		audit_under_stress(modes[m]);
 	}

@@ -53,6 +53,23 @@ static void basics(void)
 	free(storage);
 }
 
+/* The gap an alignment skips stays free and is filled first. */
+static void alignment_gap(void)
+{
+	struct em_freespace fs;
+	void *storage = malloc(em_fs_storage_size(GRANULES));
+	em_fs_init(&fs, GRANULES, storage);
+	CHECK_EQ(em_fs_alloc(&fs, 1, 1, 0, GRANULES), 0);
+	CHECK_EQ(em_fs_alloc(&fs, 2, 64, 0, GRANULES), 64);
+	CHECK_EQ(fs.free, GRANULES - 3);
+	CHECK_EQ(em_fs_alloc(&fs, 2, 64, 0, GRANULES), 128);
+	CHECK_EQ(em_fs_alloc(&fs, 1, 1, 0, GRANULES), 66); /* the gap right before 128 */
+	CHECK_EQ(em_fs_alloc(&fs, 1, 1, 0, GRANULES), 67);
+	CHECK_EQ(em_fs_alloc(&fs, 60, 1, 0, GRANULES), 68); /* the rest of that gap */
+	CHECK_EQ(em_fs_alloc(&fs, 1, 1, 1, 64), 1);        /* the first gap is free too */
+	free(storage);
+}
+
 /* Random alloc/free against a model that owns each granule by allocation id. */
 static void against_model(unsigned seed)
 {
@@ -106,6 +123,7 @@ static void against_model(unsigned seed)
 int main(void)
 {
 	basics();
+	alignment_gap();
 	for (unsigned seed = 1; seed <= 5; seed++)
 		against_model(seed);
 	return tu_finish("test_freespace");

@@ -271,6 +271,27 @@ static bool near_impossible(void)
 	       fails_with(execmem_alloc_near(EXECMEM_DATA, 64, (void *)(UINTPTR_MAX - 4095), 8192), ENOMEM);
 }
 
+static bool aligned_bad_alignment(void)
+{
+	return fails_with(execmem_alloc_aligned(EXECMEM_CODE, 64, 0), EINVAL) &&
+	       fails_with(execmem_alloc_aligned(EXECMEM_CODE, 64, 3), EINVAL) &&
+	       fails_with(execmem_alloc_aligned(EXECMEM_CODE, 64, 4097), EINVAL) &&
+	       fails_with(execmem_alloc_aligned(EXECMEM_CODE, 64, EXECMEM_ALIGN_MAX << 1), EINVAL) &&
+	       fails_with(execmem_alloc_aligned(EXECMEM_CODE, 0, 64), EINVAL);
+}
+
+static bool in_place_bad_mode(void)
+{
+	struct execmem_params params;
+	execmem_params_init(&params);
+	params.write = EXECMEM_WRITE_IN_PLACE;
+	params.mode = EXECMEM_MODE_DUAL;
+	bool dual_refused = fails_with(execmem_arena_create(&params), EINVAL);
+	params.mode = EXECMEM_MODE_AUTO;
+	params.write = (enum execmem_write)2;
+	return dual_refused && fails_with(execmem_arena_create(&params), EINVAL);
+}
+
 /* ---- rows: sealing and windows ---- */
 
 static bool seal_wrong_type(void)
@@ -600,6 +621,8 @@ static const struct row rows[] = {
 	{ "range asking for W+X", "ranges[CODE].protection = RWX", "NULL, EINVAL", arena_wx_range },
 	{ "NULL stats", "execmem_stats(NULL)", "-EINVAL", stats_null },
 	{ "configure after use", "execmem_configure(&params)", "-EBUSY", configure_after_use },
+	{ "alignment 0, not a power of two, above the maximum", "execmem_alloc_aligned(CODE, 64, 0 / 3 / 4097 / 2 GiB), size 0", "NULL, EINVAL", aligned_bad_alignment },
+	{ "in-place writing in dual mode, unknown write option", "params.write = IN_PLACE with mode DUAL / write 2", "NULL, EINVAL", in_place_bad_mode },
 };
 
 #define ROW_COUNT (sizeof(rows) / sizeof(rows[0]))
