@@ -443,6 +443,61 @@ EXECMEM_API const char *execmem_mode_name(enum execmem_mode mode);
 /* execmem_last_error - why the calling thread's last failed call failed, or "". */
 EXECMEM_API const char *execmem_last_error(void);
 
+/*
+ * NAMING CODE FOR TOOLS
+ *   Names tell profilers and debuggers what the bytes of an allocation are
+ *   (see docs/tools.md).  They cost nothing until the first name is set.
+ */
+
+/*
+ * execmem_set_name - call the bytes [addr, addr + len), which lie inside
+ * one live allocation, name (copied).  Several ranges of one allocation may
+ * carry names of their own (a JIT packing functions together); a name
+ * replaces the names of every byte it covers, and name NULL only removes
+ * them.  Names die with their allocation (free, arena destroy).  A name is
+ * written to the perf outputs that are enabled (execmem_perf_enable()) and
+ * registered with a debugger through the GDB JIT interface when that is
+ * enabled (execmem_gdb_enable()).
+ * Returns 0; -EINVAL when the range is empty or not inside one live
+ * allocation, or name is "" ; -ENOMEM.  Thread-safe.
+ */
+EXECMEM_API int execmem_set_name(void *addr, size_t len, const char *name);
+
+/*
+ * execmem_get_name - copy into buf (size bytes, truncated and terminated)
+ * the name of the byte at addr.  Returns the name's length, -ENOENT when
+ * the byte has no name, -EINVAL for a NULL buf or size 0.  Thread-safe.
+ */
+EXECMEM_API int execmem_get_name(const void *addr, char *buf, size_t size);
+
+/* Flags of execmem_perf_enable(). */
+#define EXECMEM_PERF_MAP     0x1 /* /tmp/perf-<pid>.map: "START SIZE name" lines */
+#define EXECMEM_PERF_JITDUMP 0x2 /* jit-<pid>.dump for perf inject --jit */
+
+/*
+ * execmem_perf_enable - write exactly the perf outputs of flags from now
+ * on (0 closes them all: the jitdump gets its CODE_CLOSE record).  Names set
+ * before are written at once.  The jitdump lies in $JITDUMPDIR, else
+ * ~/.debug/jit/ (made if missing); the file is mapped executable once, which
+ * is how perf record finds it.  Without a call the environment decides at
+ * the first name: EXECMEM_PERF=map, jitdump or map,jitdump.  Each name or
+ * rewrite of a named range (execmem_write(), execmem_write_end()) costs one
+ * write() per enabled output.
+ * Returns 0; -EINVAL for unknown flags; or the error of opening, creating
+ * or mapping a file (the output is then not enabled).  Thread-safe.
+ */
+EXECMEM_API int execmem_perf_enable(unsigned flags);
+
+/*
+ * execmem_gdb_enable - register every named range with a debugger through
+ * the GDB JIT interface (__jit_debug_register_code), in-memory ELF symbol
+ * files of up to 64 names each, from now on (enable 0 unregisters them).
+ * Enabled by itself at the first name when a debugger is attached
+ * (TracerPid) or EXECMEM_GDB=1.  Modules are registered with their debug
+ * information whatever this says.  Returns 0 or -ENOMEM.  Thread-safe.
+ */
+EXECMEM_API int execmem_gdb_enable(int enable);
+
 #ifdef __cplusplus
 }
 #endif

@@ -207,7 +207,13 @@ int execmem_free(void *addr)
 	if (!addr)
 		return 0;
 	struct em_chunk *c = em_addrmap_get(addr);
-	return c ? em_pool_free(c, (uintptr_t)addr) : -EINVAL;
+	if (!c)
+		return -EINVAL;
+	size_t named = em_observe_hooks_on() ? em_usable(c, (uintptr_t)addr) : 0;
+	int rc = em_pool_free(c, (uintptr_t)addr);
+	if (!rc && named)
+		em_observe_freed((uintptr_t)addr, named);
+	return rc;
 }
 
 /* Copy src, or fill when src is NULL, into one live allocation. */
@@ -234,7 +240,10 @@ int execmem_write(void *dst, const void *src, size_t len)
 {
 	if (!src && len)
 		return -EINVAL;
-	return put(dst, src, len);
+	int rc = put(dst, src, len);
+	if (!rc && len && em_observe_hooks_on())
+		em_observe_written((uintptr_t)dst, len);
+	return rc;
 }
 
 int execmem_invalidate(void *dst, size_t len)
@@ -253,7 +262,11 @@ void *execmem_write_begin(void *addr)
 int execmem_write_end(void *addr)
 {
 	struct em_chunk *c = em_addrmap_get(addr);
-	return c ? em_window_end(c, (uintptr_t)addr) : -EINVAL;
+	size_t named = c && em_observe_hooks_on() ? em_usable(c, (uintptr_t)addr) : 0;
+	int rc = c ? em_window_end(c, (uintptr_t)addr) : -EINVAL;
+	if (!rc && named)
+		em_observe_written((uintptr_t)addr, named);
+	return rc;
 }
 
 int execmem_seal(void *addr)
