@@ -1,0 +1,33 @@
+#!/bin/sh
+# gdb in batch mode on named JIT code that traps, in both modes and with two
+# functions in one allocation: the backtrace names the JIT function and
+# reaches main; info symbol names the function under the PC.
+# usage: gdb_named.sh GDB JIT_PROGRAM
+set -u
+gdb=$1 program=$2
+status=0
+
+run_gdb() {
+	timeout 30 "$gdb" -nx -q -batch -iex 'set debuginfod enabled off' \
+		-ex run -ex bt -ex 'info symbol $pc' --args "$program" "$@" 2>&1
+}
+
+expect() { # what output pattern
+	if ! printf '%s\n' "$2" | grep -Eq "$3"; then
+		echo "FAIL ($1): no line matching: $3"
+		status=1
+	fi
+}
+
+for mode in dual mprotect; do
+	for what in crash pack; do
+		out=$(EXECMEM_MODE=$mode run_gdb $what)
+		case="$mode $what"
+		expect "$case" "$out" '^#0 +0x[0-9a-f]+ in jit_crasher \(\)'
+		expect "$case" "$out" '^#1 .* in call_jit '
+		expect "$case" "$out" '^#2 .* in main '
+		expect "$case" "$out" '^jit_crasher \+ 4 in section \.text'
+		[ $status -eq 0 ] || { printf '%s\n' "$out"; exit 1; }
+	done
+done
+echo "gdb_named: backtraces and symbols right in both modes"
