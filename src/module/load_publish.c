@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "load.h"
+#include "observe/observe.h"
 
 /* ------------------------------------------------------------------ */
 /* 8. publish                                                          */
@@ -242,6 +243,7 @@ int load_publish(struct load *ld)
 		mod_registry_lock();
 		mod_registry_add(m);
 		mod_registry_unlock();
+		mod_observe_publish(ld);
 	}
 	return err;
 }

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "module_internal.h"
+#include "observe/observe.h"
 
 static __thread char last_error[512];
 
@@ -202,6 +203,7 @@ int execmem_module_unload(struct execmem_module *module)
 	mod_registry_unlock();
 	mod_run_destructors(module);
 	mod_drop_dependencies(module);
+	mod_observe_unload(module);
 	mod_release_memory(module);
 	return 0;
 }

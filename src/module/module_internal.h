@@ -308,6 +308,7 @@ struct execmem_module {
 	struct execmem_module *prev, *next;
 	struct execmem_module_stats stats;
 	uintptr_t dso_handle;           /* address of its __dso_handle, or 0 */
+	struct mod_debug *debug;        /* its registration with tools (src/observe/) */
 };
 
 /* Look name up in the module's own exports hash (any global symbol). */

@@ -50,6 +50,13 @@ struct em_symbol {
 };
 EM_OBS_HIDDEN void *em_symfile_build(const struct em_symbol *syms, size_t count, size_t *size);
 
+/* module_debug.c: a module as tools see it, from its publication (after
+ * its constructors ran) to its unload (before its memory is freed). */
+struct load;
+struct execmem_module;
+EM_OBS_HIDDEN void mod_observe_publish(struct load *ld);
+EM_OBS_HIDDEN void mod_observe_unload(struct execmem_module *m);
+
 /* One name of names.c's table. */
 struct em_name {
 	uintptr_t start, end;

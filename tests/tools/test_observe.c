@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "execmem.h"
+#include "execmem/module.h"
 #include "test_util.h"
 
 struct jit_entry {
@@ -220,7 +221,22 @@ static void test_gdb_descriptor(void)
 	CHECK_EQ(execmem_gdb_enable(0), 0);
 }
 
-int main(void)
+/* A module is registered with its symbols at their load addresses, its
+ * functions are named, and both go when it is unloaded. */
+static void test_module(const char *path)
+{
+	struct execmem_module *m = NULL;
+	CHECK_EQ(execmem_module_load_file(path, NULL, &m), 0);
+	void *f = m ? execmem_module_symbol(m, "f") : NULL;
+	CHECK(f != NULL);
+	CHECK(registered(f, "f"));
+	CHECK(name_is(f, "f"));
+	CHECK_EQ(execmem_module_unload(m), 0);
+	CHECK(!registered(f, "f"));
+	CHECK(name_is(f, NULL));
+}
+
+int main(int argc, char **argv)
 {
 	/* The environment must not decide for this test. */
 	unsetenv("EXECMEM_PERF");
@@ -233,6 +249,8 @@ int main(void)
 	test_names();
 	test_perf_files();
 	test_gdb_descriptor();
+	if (argc > 1)
+		test_module(argv[1]);
 	rmdir(sub);
 	rmdir(dump_dir);
 	return tu_finish("test_observe");
