@@ -453,13 +453,13 @@ EXECMEM_API const char *execmem_last_error(void);
  * execmem_set_name - call the bytes [addr, addr + len), which lie inside
  * one live allocation, name (copied).  Several ranges of one allocation may
  * carry names of their own (a JIT packing functions together); a name
- * replaces the names of every byte it covers, and name NULL only removes
- * them.  Names die with their allocation (free, arena destroy).  A name is
+ * replaces every name it overlaps, and name NULL only removes them.
+ * Names die with their allocation (free, arena destroy).  A name is
  * written to the perf outputs that are enabled (execmem_perf_enable()) and
  * registered with a debugger through the GDB JIT interface when that is
  * enabled (execmem_gdb_enable()).
  * Returns 0; -EINVAL when the range is empty or not inside one live
- * allocation, or name is "" ; -ENOMEM.  Thread-safe.
+ * allocation, or name is ""; -ENOMEM.  Thread-safe.
  */
 EXECMEM_API int execmem_set_name(void *addr, size_t len, const char *name);
 
@@ -469,6 +469,24 @@ EXECMEM_API int execmem_set_name(void *addr, size_t len, const char *name);
  * the byte has no name, -EINVAL for a NULL buf or size 0.  Thread-safe.
  */
 EXECMEM_API int execmem_get_name(const void *addr, char *buf, size_t size);
+
+/*
+ * execmem_set_unwind - describe how to unwind the frames of the code in
+ * [addr, addr + len), inside one live allocation, to the C++ unwinder
+ * (exceptions, backtrace()) and to a debugger.  eh_frame holds size bytes
+ * of call frame information in .eh_frame format (CIEs and FDEs, then a
+ * 4-byte zero terminator) and must stay at that address, unchanged, as
+ * long as it is registered: pc-relative encodings in it are relative to
+ * where it lies, and the unwinder reads it in place.  It replaces the
+ * information of any range it overlaps; eh_frame NULL only removes that.
+ * It is withdrawn when the allocation is freed; free the eh_frame bytes
+ * only after that.  Registration with the debugger does not wait for
+ * execmem_gdb_enable().
+ * Returns 0; -EINVAL when the range is empty or not inside one live
+ * allocation, or size is not a multiple of 4 ending with the terminator;
+ * -ENOMEM.  Thread-safe.
+ */
+EXECMEM_API int execmem_set_unwind(void *addr, size_t len, const void *eh_frame, size_t size);
 
 /* Flags of execmem_perf_enable(). */
 #define EXECMEM_PERF_MAP     0x1 /* /tmp/perf-<pid>.map: "START SIZE name" lines */
@@ -494,7 +512,8 @@ EXECMEM_API int execmem_perf_enable(unsigned flags);
  * files of up to 64 names each, from now on (enable 0 unregisters them).
  * Enabled by itself at the first name when a debugger is attached
  * (TracerPid) or EXECMEM_GDB=1.  Modules are registered with their debug
- * information whatever this says.  Returns 0 or -ENOMEM.  Thread-safe.
+ * information whatever this says.  Returns 0 (names for which no memory
+ * could be had stay unknown to the debugger).  Thread-safe.
  */
 EXECMEM_API int execmem_gdb_enable(int enable);
 

@@ -1,9 +1,12 @@
 /*
  * gdb_symfile.c - the smallest ELF file a debugger takes as the symbols of
  * a batch of named code: a relocatable object with one SHT_NOBITS .text
- * section per name, lying at the code's address, and a function symbol at
- * its start.  One section per name keeps the sections of all batches apart
- * (names never overlap), so no section of one batch covers another's code.
+ * section per range, lying at the code's address, a function symbol at
+ * the start of each named one, and optionally an .eh_frame section at the
+ * address where its bytes lie in memory (pc-relative encodings in it are
+ * relative to that address).  One section per range keeps the sections of
+ * all files apart (names never overlap), so no section of one file covers
+ * another's code.
  */
 #include <elf.h>
 #include <stdlib.h>
@@ -19,24 +22,38 @@
 #define EM_ELF_MACHINE EM_RISCV
 #endif
 
-static const char section_names[] = "\0.text\0.symtab\0.strtab\0.shstrtab";
-enum { NAME_TEXT = 1, NAME_SYMTAB = 7, NAME_STRTAB = 15, NAME_SHSTRTAB = 23 };
+static const char section_names[] = "\0.text\0.symtab\0.strtab\0.shstrtab\0.eh_frame";
+enum { NAME_TEXT = 1, NAME_SYMTAB = 7, NAME_STRTAB = 15, NAME_SHSTRTAB = 23, NAME_EH_FRAME = 33 };
 
 struct layout {
-	size_t symtab, strtab, strtab_size, shstrtab, shdrs, total;
-	size_t nsections;
+	const struct em_symbol *syms;
+	size_t count, nsyms;
+	const struct em_eh_frame *eh;
+	size_t eh_frame, symtab, strtab, strtab_size, shstrtab, shdrs, total;
+	size_t nsections, first_table; /* index of .symtab */
 };
 
-static struct layout lay_out(const struct em_symbol *syms, size_t count)
+static size_t align8(size_t n)
 {
-	struct layout l = { .nsections = count + 4 };
-	l.strtab_size = 1;
+	return (n + 7) & ~(size_t)7;
+}
+
+static struct layout lay_out(const struct em_symbol *syms, size_t count,
+			     const struct em_eh_frame *eh)
+{
+	struct layout l = { .syms = syms, .count = count, .eh = eh, .strtab_size = 1 };
 	for (size_t i = 0; i < count; i++)
-		l.strtab_size += strlen(syms[i].name) + 1;
-	l.symtab = sizeof(Elf64_Ehdr);
-	l.strtab = l.symtab + (count + 1) * sizeof(Elf64_Sym);
+		if (syms[i].name) {
+			l.strtab_size += strlen(syms[i].name) + 1;
+			l.nsyms++;
+		}
+	l.first_table = 1 + count + (eh != NULL);
+	l.nsections = l.first_table + 3;
+	l.eh_frame = sizeof(Elf64_Ehdr);
+	l.symtab = align8(l.eh_frame + (eh ? eh->size : 0));
+	l.strtab = l.symtab + (l.nsyms + 1) * sizeof(Elf64_Sym);
 	l.shstrtab = l.strtab + l.strtab_size;
-	l.shdrs = (l.shstrtab + sizeof section_names + 7) & ~(size_t)7;
+	l.shdrs = align8(l.shstrtab + sizeof section_names);
 	l.total = l.shdrs + l.nsections * sizeof(Elf64_Shdr);
 	return l;
 }
@@ -58,16 +75,22 @@ static void write_header(uint8_t *file, const struct layout *l)
 	eh->e_shstrndx = (Elf64_Half)(l->nsections - 1);
 }
 
-static void write_sections(uint8_t *file, const struct layout *l, const struct em_symbol *syms,
-			   size_t count)
+static void write_sections(uint8_t *file, const struct layout *l)
 {
 	Elf64_Shdr *sh = (Elf64_Shdr *)(file + l->shdrs);
-	for (size_t i = 0; i < count; i++)
+	for (size_t i = 0; i < l->count; i++)
 		sh[1 + i] = (Elf64_Shdr){ .sh_name = NAME_TEXT, .sh_type = SHT_NOBITS,
 					  .sh_flags = SHF_ALLOC | SHF_EXECINSTR,
-					  .sh_addr = syms[i].start, .sh_size = syms[i].size,
+					  .sh_addr = l->syms[i].start, .sh_size = l->syms[i].size,
 					  .sh_addralign = 1 };
-	size_t symtab = count + 1;
+	if (l->eh) {
+		sh[1 + l->count] = (Elf64_Shdr){ .sh_name = NAME_EH_FRAME, .sh_type = SHT_PROGBITS,
+						 .sh_flags = SHF_ALLOC, .sh_addr = l->eh->address,
+						 .sh_offset = l->eh_frame, .sh_size = l->eh->size,
+						 .sh_addralign = 1 };
+		memcpy(file + l->eh_frame, (const void *)l->eh->address, l->eh->size);
+	}
+	size_t symtab = l->first_table;
 	sh[symtab] = (Elf64_Shdr){ .sh_name = NAME_SYMTAB, .sh_type = SHT_SYMTAB,
 				   .sh_offset = l->symtab, .sh_size = l->strtab - l->symtab,
 				   .sh_link = (Elf64_Word)symtab + 1, .sh_info = 1,
@@ -82,31 +105,33 @@ static void write_sections(uint8_t *file, const struct layout *l, const struct e
 }
 
 /* Symbol values of a relocatable file are offsets in their section. */
-static void write_symbols(uint8_t *file, const struct layout *l, const struct em_symbol *syms,
-			  size_t count)
+static void write_symbols(uint8_t *file, const struct layout *l)
 {
-	Elf64_Sym *sym = (Elf64_Sym *)(file + l->symtab);
+	Elf64_Sym *sym = (Elf64_Sym *)(file + l->symtab) + 1;
 	char *strtab = (char *)file + l->strtab;
 	size_t at = 1;
-	for (size_t i = 0; i < count; i++) {
-		size_t len = strlen(syms[i].name) + 1;
-		memcpy(strtab + at, syms[i].name, len);
-		sym[1 + i] = (Elf64_Sym){ .st_name = (Elf64_Word)at,
-					  .st_info = ELF64_ST_INFO(STB_GLOBAL, STT_FUNC),
-					  .st_shndx = (Elf64_Section)(1 + i), .st_size = syms[i].size };
+	for (size_t i = 0; i < l->count; i++) {
+		if (!l->syms[i].name)
+			continue;
+		size_t len = strlen(l->syms[i].name) + 1;
+		memcpy(strtab + at, l->syms[i].name, len);
+		*sym++ = (Elf64_Sym){ .st_name = (Elf64_Word)at,
+				      .st_info = ELF64_ST_INFO(STB_GLOBAL, STT_FUNC),
+				      .st_shndx = (Elf64_Section)(1 + i), .st_size = l->syms[i].size };
 		at += len;
 	}
 }
 
-void *em_symfile_build(const struct em_symbol *syms, size_t count, size_t *size)
+void *em_symfile_build(const struct em_symbol *syms, size_t count, const struct em_eh_frame *eh,
+		       size_t *size)
 {
-	struct layout l = lay_out(syms, count);
+	struct layout l = lay_out(syms, count, eh);
 	uint8_t *file = calloc(1, l.total);
 	if (!file)
 		return NULL;
 	write_header(file, &l);
-	write_sections(file, &l, syms, count);
-	write_symbols(file, &l, syms, count);
+	write_sections(file, &l);
+	write_symbols(file, &l);
 	*size = l.total;
 	return file;
 }

@@ -30,8 +30,7 @@ atomic_bool em_observe_armed;
 
 static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t env_once = PTHREAD_ONCE_INIT;
-static struct em_name *names;
-static size_t nnames, names_capacity;
+static struct em_range_table names = { .item_size = sizeof(struct em_name) };
 static struct em_name_batch *batches;
 static bool gdb_on;
 
@@ -57,7 +56,8 @@ static void batch_add(struct em_name *n)
 	struct em_name_batch *b = batch_with_room();
 	if (!b)
 		return; /* the debugger misses this name; the program goes on */
-	b->syms[b->count++] = (struct em_symbol){ n->start, n->end - n->start, n->name };
+	b->syms[b->count++] = (struct em_symbol){ n->range.start, n->range.end - n->range.start,
+						  n->name };
 	b->dirty = true;
 	n->batch = b;
 }
@@ -66,7 +66,7 @@ static void batch_remove(struct em_name *n)
 {
 	struct em_name_batch *b = n->batch;
 	for (size_t i = 0; i < b->count; i++)
-		if (b->syms[i].start == n->start) {
+		if (b->syms[i].start == n->range.start) {
 			b->syms[i] = b->syms[--b->count];
 			break;
 		}
@@ -100,7 +100,7 @@ static void batches_publish(void)
 			continue;
 		}
 		size_t size;
-		void *file = em_symfile_build(b->syms, b->count, &size);
+		void *file = em_symfile_build(b->syms, b->count, NULL, &size);
 		if (file)
 			b->entry = em_gdb_register(file, size);
 	}
@@ -111,8 +111,8 @@ static void set_gdb(bool on)
 	if (on == gdb_on)
 		return;
 	gdb_on = on;
-	for (size_t i = 0; i < nnames; i++) {
-		struct em_name *n = &names[i];
+	for (size_t i = 0; i < names.count; i++) {
+		struct em_name *n = em_range_at(&names, i);
 		if (on && !n->perf_only)
 			batch_add(n);
 		else if (!on && n->batch)
@@ -123,51 +123,28 @@ static void set_gdb(bool on)
 
 /* --------------------------------------------------------------- table */
 
-/* Index of the first name ending after addr. */
-static size_t first_after(uintptr_t addr)
+static void drop_name(void *item)
 {
-	size_t lo = 0, hi = nnames;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (names[mid].end > addr)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return lo;
+	struct em_name *n = item;
+	if (n->batch)
+		batch_remove(n);
+	free(n->name);
 }
 
-/* Drop the names that overlap [lo, hi); returns where they were. */
 static size_t drop_overlapping(uintptr_t lo, uintptr_t hi)
 {
-	size_t first = first_after(lo), last = first;
-	for (; last < nnames && names[last].start < hi; last++) {
-		if (names[last].batch)
-			batch_remove(&names[last]);
-		free(names[last].name);
-	}
-	memmove(&names[first], &names[last], (nnames - last) * sizeof *names);
-	nnames -= last - first;
-	return first;
+	return em_range_drop(&names, lo, hi, drop_name);
 }
 
 static int insert_name(size_t at, uintptr_t start, size_t len, const char *name, bool perf_only)
 {
-	if (nnames == names_capacity) {
-		size_t cap = names_capacity ? names_capacity * 2 : 64;
-		struct em_name *grown = realloc(names, cap * sizeof *names);
-		if (!grown)
-			return -ENOMEM;
-		names = grown;
-		names_capacity = cap;
-	}
 	char *copy = strdup(name);
-	if (!copy)
+	struct em_name *n = copy ? em_range_insert(&names, at) : NULL;
+	if (!n) {
+		free(copy);
 		return -ENOMEM;
-	memmove(&names[at + 1], &names[at], (nnames - at) * sizeof *names);
-	nnames++;
-	struct em_name *n = &names[at];
-	*n = (struct em_name){ start, start + len, copy, NULL, perf_only };
+	}
+	*n = (struct em_name){ { start, start + len }, copy, NULL, perf_only };
 	em_perf_named(n);
 	if (gdb_on && !perf_only)
 		batch_add(n);
@@ -193,7 +170,7 @@ static void read_environment(void)
 {
 	const char *gdb = getenv("EXECMEM_GDB");
 	pthread_mutex_lock(&names_lock);
-	em_perf_set_outputs(em_perf_outputs_from_env(), names, nnames);
+	em_perf_set_outputs(em_perf_outputs_from_env(), names.items, names.count);
 	set_gdb((gdb && strcmp(gdb, "1") == 0) || tracer_attached());
 	pthread_mutex_unlock(&names_lock);
 }
@@ -250,14 +227,11 @@ int execmem_get_name(const void *addr, char *buf, size_t size)
 {
 	if (!buf || !size)
 		return -EINVAL;
-	uintptr_t a = (uintptr_t)addr;
 	lock_names();
-	size_t i = first_after(a);
-	int rc = -ENOENT;
-	if (i < nnames && names[i].start <= a) {
-		rc = (int)strlen(names[i].name);
-		snprintf(buf, size, "%s", names[i].name);
-	}
+	const struct em_name *n = em_range_containing(&names, (uintptr_t)addr);
+	int rc = n ? (int)strlen(n->name) : -ENOENT;
+	if (n)
+		snprintf(buf, size, "%s", n->name);
 	pthread_mutex_unlock(&names_lock);
 	return rc;
 }
@@ -270,13 +244,16 @@ void em_observe_freed(uintptr_t addr, size_t len)
 	drop_overlapping(addr, addr + len);
 	batches_publish();
 	pthread_mutex_unlock(&names_lock);
+	em_unwind_freed(addr, len);
 }
 
 void em_observe_written(uintptr_t addr, size_t len)
 {
 	lock_names();
-	for (size_t i = first_after(addr); i < nnames && names[i].start < addr + len; i++)
-		em_perf_named(&names[i]);
+	struct em_name *n;
+	for (size_t i = em_range_first_after(&names, addr);
+	     (n = em_range_at(&names, i)) && n->range.start < addr + len; i++)
+		em_perf_named(n);
 	pthread_mutex_unlock(&names_lock);
 }
 
@@ -287,7 +264,7 @@ int execmem_perf_enable(unsigned flags)
 	if (flags & ~(unsigned)(EXECMEM_PERF_MAP | EXECMEM_PERF_JITDUMP))
 		return -EINVAL;
 	lock_names();
-	int rc = em_perf_set_outputs(flags, names, nnames);
+	int rc = em_perf_set_outputs(flags, names.items, names.count);
 	pthread_mutex_unlock(&names_lock);
 	return rc;
 }

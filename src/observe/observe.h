@@ -42,13 +42,23 @@ struct em_gdb_entry;
 EM_OBS_HIDDEN struct em_gdb_entry *em_gdb_register(void *symfile, size_t size);
 EM_OBS_HIDDEN void em_gdb_unregister(struct em_gdb_entry *e);
 
-/* gdb_symfile.c: the ELF symbol file of a batch of names (malloc'd). */
+/* gdb_symfile.c: the ELF symbol file (malloc'd) of code ranges, with a
+ * function symbol for each named one, and call frame information in
+ * .eh_frame format lying in memory at eh->address (eh may be NULL). */
 struct em_symbol {
 	uintptr_t start;
 	size_t size;
-	const char *name;
+	const char *name; /* NULL: the range has no symbol */
 };
-EM_OBS_HIDDEN void *em_symfile_build(const struct em_symbol *syms, size_t count, size_t *size);
+struct em_eh_frame {
+	uintptr_t address;
+	size_t size;
+};
+EM_OBS_HIDDEN void *em_symfile_build(const struct em_symbol *syms, size_t count,
+				     const struct em_eh_frame *eh, size_t *size);
+
+/* unwind.c: call frame information of ranges, dropped with their memory. */
+EM_OBS_HIDDEN void em_unwind_freed(uintptr_t addr, size_t len);
 
 /* module_debug.c: a module as tools see it, from its publication (after
  * its constructors ran) to its unload (before its memory is freed). */
@@ -57,9 +67,28 @@ struct execmem_module;
 EM_OBS_HIDDEN void mod_observe_publish(struct load *ld);
 EM_OBS_HIDDEN void mod_observe_unload(struct execmem_module *m);
 
+/* range_table.c: disjoint ranges sorted by address.  Items are item_size
+ * bytes and begin with their struct em_range. */
+struct em_range {
+	uintptr_t start, end;
+};
+struct em_range_table {
+	void *items;
+	size_t count, capacity, item_size;
+};
+EM_OBS_HIDDEN void *em_range_at(const struct em_range_table *t, size_t i);
+/* Index of the first item ending after addr. */
+EM_OBS_HIDDEN size_t em_range_first_after(const struct em_range_table *t, uintptr_t addr);
+EM_OBS_HIDDEN void *em_range_containing(const struct em_range_table *t, uintptr_t addr);
+/* Removes the items overlapping [lo, hi), drop() first; returns where they were. */
+EM_OBS_HIDDEN size_t em_range_drop(struct em_range_table *t, uintptr_t lo, uintptr_t hi,
+				   void (*drop)(void *item));
+/* Room for an item at index at (uninitialised), or NULL when out of memory. */
+EM_OBS_HIDDEN void *em_range_insert(struct em_range_table *t, size_t at);
+
 /* One name of names.c's table. */
 struct em_name {
-	uintptr_t start, end;
+	struct em_range range;
 	char *name;
 	struct em_name_batch *batch; /* its debugger batch, or NULL */
 	bool perf_only;

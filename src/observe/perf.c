@@ -111,8 +111,8 @@ static int open_map(void)
 static void map_named(const struct em_name *n)
 {
 	char line[4096];
-	int len = snprintf(line, sizeof line, "%lx %lx %s\n", (unsigned long)n->start,
-			   (unsigned long)(n->end - n->start), n->name);
+	int len = snprintf(line, sizeof line, "%lx %lx %s\n", (unsigned long)n->range.start,
+			   (unsigned long)(n->range.end - n->range.start), n->name);
 	if (len >= (int)sizeof line) {
 		len = (int)sizeof line - 1;
 		line[len - 1] = '\n';
@@ -189,7 +189,7 @@ static void close_dump(void)
 /* The bytes are read from the view the code runs from. */
 static void dump_named(const struct em_name *n)
 {
-	size_t name_len = strlen(n->name) + 1, code_len = n->end - n->start;
+	size_t name_len = strlen(n->name) + 1, code_len = n->range.end - n->range.start;
 	size_t total = sizeof(struct code_load) + name_len + code_len;
 	uint8_t *record = malloc(total);
 	if (!record || total > UINT32_MAX) {
@@ -199,10 +199,10 @@ static void dump_named(const struct em_name *n)
 	if (!my_tid)
 		my_tid = (uint32_t)gettid();
 	struct code_load head = { { JIT_CODE_LOAD, (uint32_t)total, now_ns() }, out.pid, my_tid,
-				  n->start, n->start, code_len, out.code_index++ };
+				  n->range.start, n->range.start, code_len, out.code_index++ };
 	memcpy(record, &head, sizeof head);
 	memcpy(record + sizeof head, n->name, name_len);
-	memcpy(record + sizeof head + name_len, (const void *)n->start, code_len);
+	memcpy(record + sizeof head + name_len, (const void *)n->range.start, code_len);
 	write_all(out.dump.fd, record, total);
 	free(record);
 }

@@ -4,13 +4,16 @@
  *          debugger's backtrace;
  *   pack   the same, with a second function in the same allocation before
  *          it (which runs first and returns);
- *   spin   spends about a third of a second in a named loop, for a profiler.
+ *   spin   spends about a third of a second in a named loop, for a profiler;
+ *   unwind a C function that traps is called from named JIT code without a
+ *          frame pointer whose call frame information is registered.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "execmem.h"
+#include "jit_unwind.h"
 
 /* push %rbp; mov %rsp,%rbp; ud2 */
 static const uint8_t trapping[] = { 0x55, 0x48, 0x89, 0xe5, 0x0f, 0x0b };
@@ -33,6 +36,25 @@ static void *load(uint8_t *at, const uint8_t *bytes, size_t len, const char *nam
 	return at;
 }
 
+static uint8_t eh_frame[FRAMED_CALL_EH_FRAME_SIZE];
+
+static __attribute__((noinline)) void trap_in_c(void)
+{
+	__builtin_trap();
+}
+
+static int run_unwind(uint8_t *code)
+{
+	if (!load(code, framed_call, sizeof framed_call, "jit_middle"))
+		return 2;
+	framed_call_eh_frame(eh_frame, code);
+	if (execmem_set_unwind(code, sizeof framed_call, eh_frame, sizeof eh_frame))
+		return 2;
+	void (*fn)(void (*)(void)) = (void (*)(void (*)(void)))(uintptr_t)code;
+	fn(trap_in_c);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *what = argc > 1 ? argv[1] : "crash";
@@ -46,6 +68,8 @@ int main(int argc, char **argv)
 			call_jit(code);
 		return 0;
 	}
+	if (strcmp(what, "unwind") == 0)
+		return run_unwind(code);
 	int pack = strcmp(what, "pack") == 0;
 	uint8_t *crasher = load(pack ? code + 64 : code, trapping, sizeof trapping, "jit_crasher");
 	if (!crasher || (pack && (!load(code, returning, sizeof returning, "jit_returner") ||

@@ -3,7 +3,8 @@
  * their own: the name table (ranges inside one allocation, replacement,
  * death on free), the perf map lines, the jitdump records (header,
  * CODE_LOAD with the code bytes, a new CODE_LOAD after a rewrite,
- * CODE_CLOSE), and the GDB JIT descriptor's symbol files.
+ * CODE_CLOSE), the GDB JIT descriptor's symbol files, and call frame
+ * information given to the C++ unwinder.
  */
 #include <elf.h>
 #include <errno.h>
@@ -11,9 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <unwind.h>
 
 #include "execmem.h"
 #include "execmem/module.h"
+#include "jit_unwind.h"
 #include "test_util.h"
 
 struct jit_entry {
@@ -189,6 +192,19 @@ static int registered(const void *addr, const char *name)
 	return 0;
 }
 
+/* Whether a registered symbol file has a section at addr. */
+static int registered_range(const void *addr)
+{
+	for (struct jit_entry *e = __jit_debug_descriptor.first; e; e = e->next) {
+		const Elf64_Ehdr *eh = (const Elf64_Ehdr *)e->symfile;
+		const Elf64_Shdr *sh = (const Elf64_Shdr *)(e->symfile + eh->e_shoff);
+		for (unsigned i = 1; i < eh->e_shnum; i++)
+			if (sh[i].sh_addr == (uintptr_t)addr)
+				return 1;
+	}
+	return 0;
+}
+
 static void test_gdb_descriptor(void)
 {
 	CHECK_EQ(__jit_debug_descriptor.version, 1);
@@ -221,6 +237,49 @@ static void test_gdb_descriptor(void)
 	CHECK_EQ(execmem_gdb_enable(0), 0);
 }
 
+int main(int argc, char **argv);
+
+struct walk {
+	const void *jit;
+	int through_jit, reached_main;
+};
+
+static _Unwind_Reason_Code step(struct _Unwind_Context *context, void *arg)
+{
+	struct walk *w = arg;
+	void *fn = _Unwind_FindEnclosingFunction((void *)_Unwind_GetIP(context));
+	w->through_jit |= fn == w->jit;
+	w->reached_main |= fn == (void *)(uintptr_t)main;
+	return _URC_NO_REASON;
+}
+
+static struct walk walk;
+
+static void walk_stack(void)
+{
+	_Unwind_Backtrace(step, &walk);
+}
+
+static void test_unwind(void)
+{
+	static uint8_t eh[FRAMED_CALL_EH_FRAME_SIZE];
+	uint8_t *code = execmem_alloc(EXECMEM_CODE, 64);
+	CHECK(code && execmem_write(code, framed_call, sizeof framed_call) == 0);
+	framed_call_eh_frame(eh, code);
+	CHECK_EQ(execmem_set_unwind(code, sizeof framed_call, eh, sizeof eh - 4), -EINVAL);
+	CHECK_EQ(execmem_set_unwind(code, 0, eh, sizeof eh), -EINVAL);
+	CHECK_EQ(execmem_set_unwind(eh, 4, eh, sizeof eh), -EINVAL);
+	CHECK_EQ(execmem_set_unwind(code, sizeof framed_call, eh, sizeof eh), 0);
+	walk = (struct walk){ code, 0, 0 };
+	((void (*)(void (*)(void)))(uintptr_t)code)(walk_stack);
+	CHECK(walk.through_jit && walk.reached_main);
+	CHECK(registered_range(code));
+	CHECK(_Unwind_FindEnclosingFunction(code + 6) == code);
+	CHECK_EQ(execmem_free(code), 0);
+	CHECK(_Unwind_FindEnclosingFunction(code + 6) == NULL);
+	CHECK(!registered_range(code));
+}
+
 /* A module is registered with its symbols at their load addresses, its
  * functions are named, and both go when it is unloaded. */
 static void test_module(const char *path)
@@ -249,6 +308,7 @@ int main(int argc, char **argv)
 	test_names();
 	test_perf_files();
 	test_gdb_descriptor();
+	test_unwind();
 	if (argc > 1)
 		test_module(argv[1]);
 	rmdir(sub);

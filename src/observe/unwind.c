@@ -1,0 +1,85 @@
+/*
+ * unwind.c - call frame information of JIT code, given in .eh_frame format:
+ * registered with the C++ unwinder (__register_frame) and with the
+ * debugger (a symbol file with the .eh_frame section at the address of the
+ * bytes), and withdrawn from both when the code is freed.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "observe.h"
+
+/* The unwinder's registration of a whole .eh_frame section (libgcc). */
+extern void __register_frame(const void *begin);
+extern void __deregister_frame(const void *begin);
+
+struct unwind_range {
+	struct em_range range;
+	const void *eh_frame;
+	struct em_gdb_entry *entry;
+};
+
+static pthread_mutex_t unwind_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct em_range_table ranges = { .item_size = sizeof(struct unwind_range) };
+
+static void withdraw(void *item)
+{
+	struct unwind_range *u = item;
+	__deregister_frame(u->eh_frame);
+	em_gdb_unregister(u->entry);
+}
+
+static int add_range(size_t at, uintptr_t start, size_t len, const void *eh_frame, size_t size)
+{
+	struct em_symbol text = { start, len, NULL };
+	struct em_eh_frame eh = { (uintptr_t)eh_frame, size };
+	size_t file_size;
+	void *file = em_symfile_build(&text, 1, &eh, &file_size);
+	struct em_gdb_entry *entry = file ? em_gdb_register(file, file_size) : NULL;
+	struct unwind_range *u = entry ? em_range_insert(&ranges, at) : NULL;
+	if (!u) {
+		em_gdb_unregister(entry);
+		return -ENOMEM;
+	}
+	*u = (struct unwind_range){ { start, start + len }, eh_frame, entry };
+	__register_frame(eh_frame);
+	return 0;
+}
+
+static bool ends_with_terminator(const void *eh_frame, size_t size)
+{
+	uint32_t last;
+	if (size < sizeof last || size % sizeof last)
+		return false;
+	memcpy(&last, (const char *)eh_frame + size - sizeof last, sizeof last);
+	return last == 0;
+}
+
+int execmem_set_unwind(void *addr, size_t len, const void *eh_frame, size_t size)
+{
+	struct em_chunk *c = em_addrmap_get(addr);
+	if (!c || !len || (eh_frame && !ends_with_terminator(eh_frame, size)))
+		return -EINVAL;
+	uintptr_t start = (uintptr_t)addr;
+	pthread_mutex_lock(&unwind_lock);
+	/* Checked under the lock, as names are (see names.c). */
+	int rc = em_check_range(c, start, len);
+	rc = rc == -EBUSY ? 0 : rc;
+	if (!rc) {
+		size_t at = em_range_drop(&ranges, start, start + len, withdraw);
+		if (eh_frame)
+			rc = add_range(at, start, len, eh_frame, size);
+	}
+	atomic_store(&em_observe_armed, true);
+	pthread_mutex_unlock(&unwind_lock);
+	return rc;
+}
+
+void em_unwind_freed(uintptr_t addr, size_t len)
+{
+	pthread_mutex_lock(&unwind_lock);
+	em_range_drop(&ranges, addr, addr + len, withdraw);
+	pthread_mutex_unlock(&unwind_lock);
+}
