@@ -166,9 +166,27 @@ static bool tracer_attached(void)
 	return tracer != 0;
 }
 
+static void before_fork(void)
+{
+	pthread_mutex_lock(&names_lock);
+}
+
+static void in_parent(void)
+{
+	pthread_mutex_unlock(&names_lock);
+}
+
+static void in_child(void)
+{
+	em_perf_after_fork(names.items, names.count);
+	pthread_mutex_unlock(&names_lock);
+}
+
 static void read_environment(void)
 {
 	const char *gdb = getenv("EXECMEM_GDB");
+	/* Without the handlers a child would write into its parent's files. */
+	pthread_atfork(before_fork, in_parent, in_child);
 	pthread_mutex_lock(&names_lock);
 	em_perf_set_outputs(em_perf_outputs_from_env(), names.items, names.count);
 	set_gdb((gdb && strcmp(gdb, "1") == 0) || tracer_attached());

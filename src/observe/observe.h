@@ -35,6 +35,7 @@ struct em_name;
 EM_OBS_HIDDEN int em_perf_set_outputs(unsigned flags, const struct em_name *names, size_t count);
 EM_OBS_HIDDEN void em_perf_named(const struct em_name *n);
 EM_OBS_HIDDEN unsigned em_perf_outputs_from_env(void);
+EM_OBS_HIDDEN void em_perf_after_fork(const struct em_name *names, size_t count);
 
 /* gdb_jit.c: the descriptor list.  An entry holds a symbol file the caller
  * built; register takes ownership of the malloc'd file. */

@@ -177,13 +177,24 @@ static int open_dump(void)
 	return rc;
 }
 
+static void release_dump(void)
+{
+	em_os_unmap(out.marker, (size_t)em_os_page_size());
+	em_os_close(&out.dump);
+	out.dump.fd = -1;
+}
+
 static void close_dump(void)
 {
 	struct record_prefix close_record = { JIT_CODE_CLOSE, sizeof close_record, now_ns() };
 	write_all(out.dump.fd, &close_record, sizeof close_record);
-	em_os_unmap(out.marker, (size_t)em_os_page_size());
-	em_os_close(&out.dump);
-	out.dump.fd = -1;
+	release_dump();
+}
+
+static void release_map(void)
+{
+	close(out.map_fd);
+	out.map_fd = -1;
 }
 
 /* The bytes are read from the view the code runs from. */
@@ -225,10 +236,8 @@ static int switch_output(bool on, bool is_on, int (*open_it)(void))
 int em_perf_set_outputs(unsigned flags, const struct em_name *names, size_t count)
 {
 	bool map_was = out.map_fd >= 0, dump_was = out.dump.fd >= 0;
-	if (map_was && !(flags & EXECMEM_PERF_MAP)) {
-		close(out.map_fd);
-		out.map_fd = -1;
-	}
+	if (map_was && !(flags & EXECMEM_PERF_MAP))
+		release_map();
 	if (dump_was && !(flags & EXECMEM_PERF_JITDUMP))
 		close_dump();
 	int rc = switch_output(flags & EXECMEM_PERF_MAP, map_was, open_map);
@@ -241,4 +250,21 @@ int em_perf_set_outputs(unsigned flags, const struct em_name *names, size_t coun
 			dump_named(&names[i]);
 	}
 	return rc ? rc : rc2;
+}
+
+/* A child of fork() leaves its parent's files alone: it writes files of its
+ * own pid, which start with every name it inherited. */
+void em_perf_after_fork(const struct em_name *names, size_t count)
+{
+	unsigned flags = 0;
+	if (out.map_fd >= 0) {
+		flags |= EXECMEM_PERF_MAP;
+		release_map();
+	}
+	if (out.dump.fd >= 0) {
+		flags |= EXECMEM_PERF_JITDUMP;
+		release_dump();
+	}
+	my_tid = 0;
+	em_perf_set_outputs(flags, names, count);
 }

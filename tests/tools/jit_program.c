@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "execmem.h"
 #include "jit_unwind.h"
@@ -66,6 +67,7 @@ int main(int argc, char **argv)
 			return 2;
 		for (int i = 0; i < 8; i++)
 			call_jit(code);
+		printf("%d\n", (int)getpid()); /* whose perf map to remove */
 		return 0;
 	}
 	if (strcmp(what, "unwind") == 0)

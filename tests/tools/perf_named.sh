@@ -14,7 +14,7 @@ export JITDUMPDIR="$work/jit"
 record() { # output, command...
 	out=$1
 	shift
-	timeout 30 "$perf" record -q -k 1 -e cpu-clock -o "$out" "$@" >/dev/null 2>&1
+	timeout 30 "$perf" record -q -k 1 -e cpu-clock -o "$out" "$@" >"$out.stdout" 2>&1
 }
 
 report() { # data
@@ -43,6 +43,7 @@ done
 
 EXECMEM_MODE=mprotect EXECMEM_PERF=map record map.data "$program" spin || fail "perf record (map)"
 share=$(top_share "$(report map.data)" jit_spinner)
+rm -f "/tmp/perf-$(cat map.data.stdout).map"
 [ "${share:-0}" -ge 50 ] || fail "perf map: jit_spinner has ${share:-no} % of the samples"
 
 EXECMEM_PERF=jitdump record demo.data "$cli" demo --count 3000 || fail "perf record (demo)"

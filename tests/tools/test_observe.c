@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <unwind.h>
 
@@ -172,6 +173,51 @@ static void test_perf_files(void)
 	unlink(dump_path);
 }
 
+static int file_has(const char *path, const char *text)
+{
+	size_t size;
+	char *data = read_file(path, &size);
+	int found = data && size < (1 << 20) && (data[size] = 0, strstr(data, text) != NULL);
+	free(data);
+	return found;
+}
+
+/* A child of fork() writes files of its own, starting with the names it
+ * inherited, and leaves its parent's alone. */
+static void test_perf_fork(void)
+{
+	char parent_map[64], child_map[64], child_dump[128];
+	size_t len;
+	uint8_t *p = alloc_code(3, &len);
+	CHECK_EQ(execmem_perf_enable(EXECMEM_PERF_MAP | EXECMEM_PERF_JITDUMP), 0);
+	CHECK_EQ(execmem_set_name(p, len, "before_fork"), 0);
+	pid_t child = fork();
+	if (child == 0) {
+		uint8_t *q = alloc_code(4, &len);
+		_exit(q && execmem_set_name(q, len, "in_child") == 0 ? 0 : 1);
+	}
+	int status = -1;
+	CHECK(child > 0 && waitpid(child, &status, 0) == child && status == 0);
+	CHECK_EQ(execmem_perf_enable(0), 0);
+	snprintf(parent_map, sizeof parent_map, "/tmp/perf-%d.map", (int)getpid());
+	snprintf(child_map, sizeof child_map, "/tmp/perf-%d.map", (int)child);
+	snprintf(child_dump, sizeof child_dump, "%s/sub/jit-%d.dump", dump_dir, (int)child);
+	CHECK(file_has(parent_map, "before_fork"));
+	CHECK(!file_has(parent_map, "in_child"));
+	CHECK(file_has(child_map, "before_fork") && file_has(child_map, "in_child"));
+	size_t size;
+	uint8_t *dump = (uint8_t *)read_file(child_dump, &size);
+	CHECK(dump && read_dump(dump, size, p, "before_fork").loads == 1);
+	free(dump);
+	CHECK_EQ(execmem_free(p), 0);
+	char parent_dump[128];
+	snprintf(parent_dump, sizeof parent_dump, "%s/sub/jit-%d.dump", dump_dir, (int)getpid());
+	unlink(parent_map);
+	unlink(child_map);
+	unlink(child_dump);
+	unlink(parent_dump);
+}
+
 /* Whether a registered symbol file holds a function symbol name at addr. */
 static int registered(const void *addr, const char *name)
 {
@@ -307,6 +353,7 @@ int main(int argc, char **argv)
 	setenv("JITDUMPDIR", sub, 1);
 	test_names();
 	test_perf_files();
+	test_perf_fork();
 	test_gdb_descriptor();
 	test_unwind();
 	if (argc > 1)
