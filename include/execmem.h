@@ -498,9 +498,11 @@ EXECMEM_API int execmem_set_unwind(void *addr, size_t len, const void *eh_frame,
  * before are written at once.  The jitdump lies in $JITDUMPDIR, else
  * ~/.debug/jit/ (made if missing); the file is mapped executable once, which
  * is how perf record finds it.  Without a call the environment decides at
- * the first name: EXECMEM_PERF=map, jitdump or map,jitdump.  Each name or
- * rewrite of a named range (execmem_write(), execmem_write_end()) costs one
- * write() per enabled output.
+ * the first name: EXECMEM_PERF=map, jitdump or map,jitdump.  Each name
+ * costs one write() per enabled output; each rewrite of a named range
+ * (execmem_write(), execmem_write_end()) one write() to the jitdump, with
+ * the new bytes.  A child of fork() writes files of its own pid, starting
+ * with the names it inherited.
  * Returns 0; -EINVAL for unknown flags; or the error of opening, creating
  * or mapping a file (the output is then not enabled).  Thread-safe.
  */

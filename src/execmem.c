@@ -241,7 +241,7 @@ int execmem_write(void *dst, const void *src, size_t len)
 	if (!src && len)
 		return -EINVAL;
 	int rc = put(dst, src, len);
-	if (!rc && len && em_observe_hooks_on())
+	if (!rc && len && em_observe_rewrites_on())
 		em_observe_written((uintptr_t)dst, len);
 	return rc;
 }
@@ -262,10 +262,10 @@ void *execmem_write_begin(void *addr)
 int execmem_write_end(void *addr)
 {
 	struct em_chunk *c = em_addrmap_get(addr);
-	size_t named = c && em_observe_hooks_on() ? em_usable(c, (uintptr_t)addr) : 0;
+	size_t dumped = c && em_observe_rewrites_on() ? em_usable(c, (uintptr_t)addr) : 0;
 	int rc = c ? em_window_end(c, (uintptr_t)addr) : -EINVAL;
-	if (!rc && named)
-		em_observe_written((uintptr_t)addr, named);
+	if (!rc && dumped)
+		em_observe_written((uintptr_t)addr, dumped);
 	return rc;
 }
 

@@ -271,7 +271,7 @@ void em_observe_written(uintptr_t addr, size_t len)
 	struct em_name *n;
 	for (size_t i = em_range_first_after(&names, addr);
 	     (n = em_range_at(&names, i)) && n->range.start < addr + len; i++)
-		em_perf_named(n);
+		em_perf_rewritten(n);
 	pthread_mutex_unlock(&names_lock);
 }
 

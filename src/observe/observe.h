@@ -14,15 +14,23 @@
 
 #define EM_OBS_HIDDEN __attribute__((visibility("hidden")))
 
-/* Set once the first name exists; never cleared. */
+/* Set once the first name or unwind range exists; never cleared. */
 extern EM_OBS_HIDDEN atomic_bool em_observe_armed;
+/* Set while the jitdump is open: only it records rewrites. */
+extern EM_OBS_HIDDEN atomic_bool em_observe_rewrites;
 
 static inline bool em_observe_hooks_on(void)
 {
 	return __builtin_expect(atomic_load_explicit(&em_observe_armed, memory_order_relaxed), 0);
 }
 
-/* Hooks of the core: [addr, addr + len) was freed / was rewritten. */
+static inline bool em_observe_rewrites_on(void)
+{
+	return __builtin_expect(atomic_load_explicit(&em_observe_rewrites, memory_order_relaxed), 0);
+}
+
+/* Hooks of the core: [addr, addr + len) was freed (call when
+ * em_observe_hooks_on()) / was rewritten (when em_observe_rewrites_on()). */
 EM_OBS_HIDDEN void em_observe_freed(uintptr_t addr, size_t len);
 EM_OBS_HIDDEN void em_observe_written(uintptr_t addr, size_t len);
 
@@ -34,6 +42,8 @@ EM_OBS_HIDDEN int em_name_for_perf(void *addr, size_t len, const char *name);
 struct em_name;
 EM_OBS_HIDDEN int em_perf_set_outputs(unsigned flags, const struct em_name *names, size_t count);
 EM_OBS_HIDDEN void em_perf_named(const struct em_name *n);
+/* The range was rewritten: a new CODE_LOAD. */
+EM_OBS_HIDDEN void em_perf_rewritten(const struct em_name *n);
 EM_OBS_HIDDEN unsigned em_perf_outputs_from_env(void);
 EM_OBS_HIDDEN void em_perf_after_fork(const struct em_name *names, size_t count);
 

@@ -62,6 +62,8 @@ static struct {
 	uint32_t pid;
 } out = { .map_fd = -1, .dump = { .fd = -1 } };
 
+atomic_bool em_observe_rewrites;
+
 static _Thread_local uint32_t my_tid;
 
 /* perf record -k 1 stamps samples with CLOCK_MONOTONIC. */
@@ -228,6 +230,12 @@ void em_perf_named(const struct em_name *n)
 		dump_named(n);
 }
 
+void em_perf_rewritten(const struct em_name *n)
+{
+	if (out.dump.fd >= 0)
+		dump_named(n);
+}
+
 static int switch_output(bool on, bool is_on, int (*open_it)(void))
 {
 	return on && !is_on ? open_it() : 0;
@@ -242,6 +250,7 @@ int em_perf_set_outputs(unsigned flags, const struct em_name *names, size_t coun
 		close_dump();
 	int rc = switch_output(flags & EXECMEM_PERF_MAP, map_was, open_map);
 	int rc2 = switch_output(flags & EXECMEM_PERF_JITDUMP, dump_was, open_dump);
+	atomic_store(&em_observe_rewrites, out.dump.fd >= 0);
 	/* Names given before an output opened go into it now. */
 	for (size_t i = 0; i < count; i++) {
 		if (!map_was && out.map_fd >= 0)
