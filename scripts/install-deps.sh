@@ -36,6 +36,8 @@ PACKAGES=(
 	# the libc6-dev-*-cross headers out, and a compiler without them builds
 	# nothing (bits/libc-header-start.h missing).
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+	# C++ modules for aarch64 (tests/module, cross build).
+	g++-aarch64-linux-gnu
 	gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
 	# Cross test runs (scripts/ci-cross.sh).
 	qemu-user

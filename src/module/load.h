@@ -39,6 +39,19 @@ struct slot_list {
 	size_t capacity;
 };
 
+/* A relocation whose instruction may jump to a load stub (INDIRECT_STUB):
+ * relocation k of relocation section `section` of object `object`. */
+struct stub_site {
+	uint32_t object, section;
+	uint64_t index;
+};
+
+struct stub_list {
+	struct stub_site *items;     /* in scan order, which is the order applied */
+	uint32_t count;
+	size_t capacity;
+};
+
 struct load {
 	const char *name;               /* for messages: the file or options->name */
 	unsigned flags;                 /* EXECMEM_MODULE_* */
@@ -57,6 +70,9 @@ struct load {
 	uint64_t plt_offset, got_offset, common_offset, common_size; /* areas lie */
 	int have_got, uses_got_base;
 	struct slot_list plt, got;      /* what each stub and GOT entry stands for */
+	struct stub_list stubs;         /* load stubs, after the PLT */
+	uint32_t stub_block;
+	uint64_t stub_offset;
 	struct init_list ctors, dtors;
 	int low32;                      /* needs the low 2 GiB (R_X86_64_32/32S) */
 	int32_t dso_handle_entry;       /* entry + 1 of the module's __dso_handle, or 0 */
@@ -68,6 +84,11 @@ struct load {
 static inline int starts_with(const char *s, const char *prefix)
 {
 	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static inline int is_eh_frame(const struct mod_section *sec)
+{
+	return strcmp(sec->name, ".eh_frame") == 0;
 }
 
 static inline uintptr_t section_address(const struct load *ld, const struct mod_section *sec)
@@ -95,6 +116,8 @@ static inline int is_got_symbol(const char *name)
 	return strcmp(name, "_GLOBAL_OFFSET_TABLE_") == 0;
 }
 
+/* comdat.c */
+MOD_HIDDEN int load_select_groups(struct load *ld);
 /* load_layout.c */
 MOD_HIDDEN int load_collect_objects(struct load *ld, const uint8_t *image, size_t size);
 MOD_HIDDEN int load_classify_sections(struct load *ld);

@@ -131,11 +131,8 @@ static int region_of(const struct mod_object *obj, const struct mod_section *sec
 	if (starts_with(sec->name, ".gnu.lto_"))
 		return mod_error(ENOTSUP, "%s: section %s: GCC LTO bytecode (built with -flto) is "
 				 "not supported", obj->name, sec->name);
-	if (!(sec->flags & SHF_ALLOC) || sec->type == SHT_NOTE || sec->type == SHT_GROUP)
-		return 0;
-	/* Unwind tables are not registered anywhere, so loading them would
-	 * only cost memory and relocations. */
-	if (strcmp(sec->name, ".eh_frame") == 0)
+	if (!(sec->flags & SHF_ALLOC) || sec->type == SHT_NOTE || sec->type == SHT_GROUP ||
+	    sec->discarded)
 		return 0;
 	if (sec->flags & SHF_TLS) {
 		if (sec->size == 0)
@@ -233,8 +230,19 @@ static int place_empty_section(struct load *ld, struct mod_section *sec)
 	return 0;
 }
 
+/* An unwind table is registered on its own (load_publish.c), so it needs
+ * the zero-length entry that ends a table, which the linker would add:
+ * 4 bytes of the zeros execmem fills data memory with. */
+static uint64_t terminator_size(const struct mod_section *sec)
+{
+	return is_eh_frame(sec) ? 4 : 0;
+}
+
 int load_classify_sections(struct load *ld)
 {
+	int groups = load_select_groups(ld);     /* drops the duplicate copies first */
+	if (groups)
+		return groups;
 	for (int empty = 0; empty < 2; empty++) {       /* empty sections last */
 		for (uint32_t o = 0; o < ld->nobjects; o++) {
 			struct mod_object *obj = &ld->objects[o];
@@ -249,8 +257,8 @@ int load_classify_sections(struct load *ld)
 				if (region == REGION_NONE)
 					continue;
 				err = empty ? place_empty_section(ld, sec)
-					    : load_reserve(ld, region, sec->size, sec->align, &sec->block,
-						      &sec->block_offset);
+					    : load_reserve(ld, region, sec->size + terminator_size(sec),
+							   sec->align, &sec->block, &sec->block_offset);
 				if (!err && note_init_section(ld, o, s))
 					err = mod_error(ENOMEM, "%s: out of memory", ld->name);
 				if (err)

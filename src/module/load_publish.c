@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "execmem/unwind.h"
 #include "load.h"
 #include "observe/observe.h"
 
@@ -200,6 +201,58 @@ static int describe_module(struct load *ld)
 	return 0;
 }
 
+/*
+ * Register the module's unwind tables (one per object, each ended by the
+ * terminator load_classify_sections() made room for), so that exceptions
+ * and backtraces cross its code.  A process without an unwinder to
+ * register with (a C program without libgcc_s) cannot throw through the
+ * module anyway: the tables are then left unregistered.
+ */
+static int register_unwind_tables(struct load *ld)
+{
+	struct execmem_module *m = ld->module;
+	uint32_t count = 0;
+
+	if (ld->flags & EXECMEM_MODULE_LINK_ONLY)
+		return 0;
+	for (uint32_t o = 0; o < ld->nobjects; o++)
+		for (uint32_t s = 1; s < ld->objects[o].nsections; s++)
+			count += is_eh_frame(&ld->objects[o].sections[s]) &&
+				 ld->objects[o].sections[s].region != REGION_NONE;
+	if (!count)
+		return 0;
+	m->eh_frames = calloc(count, sizeof(*m->eh_frames));
+	if (!m->eh_frames)
+		return mod_error(ENOMEM, "%s: out of memory", ld->name);
+	for (uint32_t o = 0; o < ld->nobjects; o++) {
+		const struct mod_object *obj = &ld->objects[o];
+		for (uint32_t s = 1; s < obj->nsections; s++) {
+			const struct mod_section *sec = &obj->sections[s];
+			if (!is_eh_frame(sec) || sec->region == REGION_NONE)
+				continue;
+			const void *table = (const void *)section_address(ld, sec);
+			int err = execmem_unwind_register(table, sec->size + 4);
+			if (err == -ENOTSUP)
+				return 0;
+			if (err)
+				return mod_error(err == -EINVAL ? ENOEXEC : -err,
+						 "%s: section %s: cannot register the unwind table: %s",
+						 obj->name, sec->name, strerror(-err));
+			m->eh_frames[m->neh_frames++] = table;
+		}
+	}
+	return 0;
+}
+
+void mod_unregister_unwind_tables(struct execmem_module *module)
+{
+	for (uint32_t i = 0; i < module->neh_frames; i++)
+		execmem_unwind_unregister(module->eh_frames[i]);
+	free(module->eh_frames);
+	module->eh_frames = NULL;
+	module->neh_frames = 0;
+}
+
 /* Constructors run with the module's ro_after_init data still writable;
  * sealing it afterwards is what makes it read-only. */
 static int run_constructors_and_seal(struct load *ld, void (**ctors)(void), uint32_t nctors)
@@ -236,6 +289,8 @@ int load_publish(struct load *ld)
 		reverse_functions(m->fini, m->nfini);
 		err = load_close_windows(ld);
 	}
+	if (!err)
+		err = register_unwind_tables(ld);
 	if (!err)
 		err = run_constructors_and_seal(ld, ctors, nctors);
 	free(ctors);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "load.h"
+#include "reach.h"
 #include "reloc_engine.h"
 
 /* ------------------------------------------------------------------ */
@@ -116,6 +117,18 @@ static int unusable_symbol_error(const struct mod_object *obj, const struct mod_
 			 obj->sections[sym->shndx].name);
 }
 
+/*
+ * An unwind table entry of a function whose COMDAT group was dropped
+ * (comdat.c): it is left unrelocated, its address field 0, which the
+ * unwinder takes for a removed function, as the static linker leaves it.
+ */
+static int describes_discarded(const struct mod_object *obj, const struct mod_section *target,
+			       uint32_t symbol)
+{
+	uint32_t shndx = obj->symbols[symbol].shndx;
+	return is_eh_frame(target) && shndx < obj->nsections && obj->sections[shndx].discarded;
+}
+
 /* What the scan needs to know of a symbol, worked out once per symbol:
  * tens of thousands of relocations refer to a few thousand symbols. */
 #define SYMBOL_UNUSABLE 0x01   /* symbol_unusable() */
@@ -137,8 +150,67 @@ static uint8_t *classify_symbols(const struct load *ld, const struct mod_object 
 	return kinds;
 }
 
+/* How this relocation's instruction may reach its symbol from afar
+ * (arch->indirect_form()). */
+static int indirect_form_of(const struct load *ld, const struct mod_section *target,
+			    const uint8_t *code, const Elf64_Rela *r)
+{
+	if (!ld->arch->indirect_form || !(target->flags & SHF_EXECINSTR) ||
+	    r->r_offset > target->size)
+		return INDIRECT_NONE;
+	return ld->arch->indirect_form(code, r->r_offset, (uint32_t)ELF64_R_TYPE(r->r_info),
+				       r->r_addend);
+}
+
+static int add_stub_site(struct load *ld, uint32_t o, uint32_t section, uint64_t index)
+{
+	struct stub_site *n = mod_grow(ld->stubs.items, ld->stubs.count, &ld->stubs.capacity,
+				       sizeof(*n), 16);
+	if (!n)
+		return -ENOMEM;
+	ld->stubs.items = n;
+	ld->stubs.items[ld->stubs.count++] = (struct stub_site){ o, section, index };
+	return 0;
+}
+
+/*
+ * An import reached through a PC-relative field of limited reach that no
+ * PLT stub can stand in for.  An instruction that only takes the address
+ * gets a GOT entry, one that loads a pointer gets a load stub, used when
+ * the import turns out to be out of reach; any other makes the module lie
+ * within reach of the import (load_place.c).
+ */
+static int note_reach(struct load *ld, uint32_t o, const struct mod_section *rel,
+		      const struct mod_section *target, const struct mod_howto *howto,
+		      const Elf64_Rela *r, uint64_t index)
+{
+	uint64_t reach = mod_howto_reach(howto);
+	uint32_t symbol = (uint32_t)ELF64_R_SYM(r->r_info);
+	if (!reach && !(howto->flags & HOWTO_LOW32))
+		return 0;
+	switch (indirect_form_of(ld, target, target->data, r)) {
+	case INDIRECT_GOT:
+		return need_got(ld, o, symbol);
+	case INDIRECT_STUB:
+		return add_stub_site(ld, o, (uint32_t)(rel - ld->objects[o].sections), index);
+	default:
+		break;
+	}
+	if (!reach)
+		return 0;
+	struct mod_entry *e = &ld->globals.entries[ld->objects[o].entry[symbol]];
+	uint64_t addend = r->r_addend < 0 ? -(uint64_t)r->r_addend : (uint64_t)r->r_addend;
+	uint64_t need = reach > addend ? reach - addend : 1;
+	if (!e->near_reach || need < e->near_reach) {
+		e->near_reach = need;
+		e->near_howto = howto->name;
+	}
+	return 0;
+}
+
 static int scan_one(struct load *ld, uint32_t o, const struct mod_section *rel,
-		    const uint8_t *kinds, const Elf64_Rela *r)
+		    const struct mod_section *target, const uint8_t *kinds, const Elf64_Rela *r,
+		    uint64_t index)
 {
 	const struct mod_object *obj = &ld->objects[o];
 	uint32_t type = (uint32_t)ELF64_R_TYPE(r->r_info);
@@ -150,14 +222,19 @@ static int scan_one(struct load *ld, uint32_t o, const struct mod_section *rel,
 	const struct mod_howto *howto = mod_howto_for(ld->arch, type);
 	if (!howto)
 		return unsupported_reloc(ld, obj, rel, type, (uint32_t)symbol, r->r_offset);
-	if (kinds[symbol] & SYMBOL_UNUSABLE)
+	if (kinds[symbol] & SYMBOL_UNUSABLE) {
+		if (describes_discarded(obj, target, (uint32_t)symbol))
+			return 0;
 		return unusable_symbol_error(obj, rel, howto, (uint32_t)symbol, r->r_offset);
+	}
 	int err = 0;
 	if (howto->flags & HOWTO_GOT)
 		err = need_got(ld, o, (uint32_t)symbol);
 	if (!err && (howto->flags & (HOWTO_BRANCH | HOWTO_LOW32)) &&
 	    (kinds[symbol] & SYMBOL_IMPORT))
 		err = need_plt(ld, o, (uint32_t)symbol);
+	if (!err && (kinds[symbol] & SYMBOL_IMPORT))
+		err = note_reach(ld, o, rel, target, howto, r, index);
 	if (err)
 		return mod_error(ENOMEM, "%s: out of memory", ld->name);
 	/* A 32-bit absolute address of the module itself needs the module
@@ -192,7 +269,7 @@ static int scan_section(struct load *ld, uint32_t o, const struct mod_section *r
 	for (uint64_t k = 0; k < n; k++) {
 		Elf64_Rela r;
 		read_rela(rel, k, &r);
-		int err = scan_one(ld, o, rel, kinds, &r);
+		int err = scan_one(ld, o, rel, target, kinds, &r, k);
 		if (err)
 			return err;
 	}
@@ -226,6 +303,10 @@ int load_reserve_plt_got(struct load *ld)
 	if (ld->plt.count)
 		err = load_reserve(ld, REGION_TEXT, (uint64_t)ld->plt.count * ld->arch->plt_size, 16,
 			      &ld->plt_block, &ld->plt_offset);
+	if (!err && ld->stubs.count)
+		err = load_reserve(ld, REGION_TEXT,
+				   (uint64_t)ld->stubs.count * ld->arch->load_stub_size, 16,
+				   &ld->stub_block, &ld->stub_offset);
 	/* The GOT exists when used, or when code refers to its base. */
 	int got_needed = ld->got.count || ld->uses_got_base ||
 			 mod_symtab_find(&ld->globals, "_GLOBAL_OFFSET_TABLE_") >= 0;
@@ -396,11 +477,84 @@ struct reloc_pass {
 	uint8_t *loc0;                    /* its bytes, writable */
 	uint64_t size;                    /* its size */
 	uintptr_t GOT;                    /* GOT base, or 0 */
+	uint32_t rel_section;             /* index of the relocation section */
 };
+
+/* Size of the import an out-of-reach load reads, or 0 when unknown (asked
+ * only then: dladdr1() is slow). */
+static uint64_t import_size(const struct mod_entry *e)
+{
+	if (e->provider) {
+		const struct mod_export *x = mod_find_export(e->provider, e->name);
+		return x ? x->size : 0;
+	}
+	Dl_info info;
+	const ElfW(Sym) *sym = NULL;
+	if (!dladdr1((void *)e->address, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym ||
+	    (uintptr_t)info.dli_saddr != e->address)
+		return 0;
+	return sym->st_size;
+}
+
+static int compare_site(const void *key, const void *item)
+{
+	const struct stub_site *a = key, *b = item;
+	if (a->object != b->object)
+		return a->object < b->object ? -1 : 1;
+	if (a->section != b->section)
+		return a->section < b->section ? -1 : 1;
+	return a->index < b->index ? -1 : a->index > b->index;
+}
+
+/* A pointer load out of reach: the instruction jumps to its load stub.
+ * Only for an import known to be 8 bytes, which is what tells a REX.W
+ * prefix from a byte of the previous instruction. */
+static int apply_through_stub(const struct reloc_pass *rp, const Elf64_Rela *r, uint64_t index,
+			      const struct mod_reloc_site *site)
+{
+	struct load *ld = rp->ld;
+	int32_t entry = rp->obj->entry[ELF64_R_SYM(r->r_info)];
+	struct stub_site key = { (uint32_t)(rp->obj - ld->objects), rp->rel_section, index };
+	const struct stub_site *found = bsearch(&key, ld->stubs.items, ld->stubs.count,
+						sizeof(key), compare_site);
+	if (!found || entry < 0 || import_size(&ld->globals.entries[entry]) != 8)
+		return -ERANGE;
+	const struct mod_block *sb = &ld->module->blocks[ld->stub_block];
+	uint64_t offset = ld->stub_offset +
+			  (uint64_t)(found - ld->stubs.items) * ld->arch->load_stub_size;
+	ld->arch->use_load_stub(rp->loc0, r->r_offset, site->P, (uint32_t)ELF64_R_TYPE(r->r_info),
+				site->S + site->A, sb->image + offset, sb->base + offset);
+	return 0;
+}
+
+/* A reference out of reach whose instruction may get there another way
+ * (note_reach()): through the symbol's GOT entry or a load stub. */
+static int apply_indirect(const struct reloc_pass *rp, const Elf64_Rela *r, uint64_t index,
+			  struct mod_reloc_site *site, const char **detail)
+{
+	const struct mod_arch *arch = rp->ld->arch;
+	int32_t slot = rp->got_slot ? rp->got_slot[ELF64_R_SYM(r->r_info)] : -1;
+	int err;
+
+	switch (indirect_form_of(rp->ld, rp->target, rp->loc0, r)) {
+	case INDIRECT_GOT:
+		if (slot < 0)
+			return -ERANGE;
+		site->G = rp->GOT + (uint64_t)slot * 8;
+		err = reloc_engine_apply(&rp->howtos[arch->got_form_type], site, detail);
+		if (!err)
+			arch->use_got_form(rp->loc0, r->r_offset);
+		return err;
+	case INDIRECT_STUB:
+		return apply_through_stub(rp, r, index, site);
+	default:
+		return -ERANGE;
+	}
+}
 
 /* One relocation of the pass's section.  scan_one() has checked its type
  * and symbol. */
-static int apply_one(const struct reloc_pass *rp, const Elf64_Rela *r)
+static int apply_one(const struct reloc_pass *rp, const Elf64_Rela *r, uint64_t index)
 {
 	uint32_t symbol = (uint32_t)ELF64_R_SYM(r->r_info);
 	const struct mod_howto *howto = &rp->howtos[ELF64_R_TYPE(r->r_info)];
@@ -424,6 +578,12 @@ static int apply_one(const struct reloc_pass *rp, const Elf64_Rela *r)
 					     "GOT relocation with a non-zero addend", -ENOTSUP);
 	}
 	int err = reloc_engine_apply(howto, &site, &detail);
+	if (err == -ERANGE && !(howto->flags & HOWTO_BRANCH) &&
+	    rp->obj->symbols[symbol].shndx == SHN_UNDEF) {
+		err = apply_indirect(rp, r, index, &site, &detail);
+		if (err == -ERANGE)
+			detail = "value out of range (target out of reach)";
+	}
 	/* Out of reach: a branch (or a function address in a 32-bit field)
 	 * may use the symbol's PLT stub, which lies near the module. */
 	if (err == -ERANGE && (howto->flags & (HOWTO_BRANCH | HOWTO_LOW32))) {
@@ -444,12 +604,16 @@ static int apply_section(struct load *ld, struct mod_object *obj, const struct m
 		.ld = ld, .obj = obj, .target = target, .howtos = ld->arch->howtos,
 		.address = obj->address, .got_slot = obj->got_slot, .P0 = section_address(ld, target),
 		.loc0 = section_image(ld, target), .size = target->size, .GOT = got_base(ld),
+		.rel_section = (uint32_t)(rel - obj->sections),
 	};
 	uint64_t n = rel->size / sizeof(Elf64_Rela);
+	int unwind = is_eh_frame(target);
 	for (uint64_t k = 0; k < n; k++) {
 		Elf64_Rela r;
 		read_rela(rel, k, &r);
-		int err = apply_one(&rp, &r);
+		if (unwind && describes_discarded(obj, target, (uint32_t)ELF64_R_SYM(r.r_info)))
+			continue;
+		int err = apply_one(&rp, &r, k);
 		if (err)
 			return err;
 	}

@@ -37,6 +37,7 @@ static void free_load(struct load *ld)
 	mod_symtab_release(&ld->globals);
 	free(ld->plt.items);
 	free(ld->got.items);
+	free(ld->stubs.items);
 	free(ld->ctors.items);
 	free(ld->dtors.items);
 }

@@ -172,6 +172,7 @@ void mod_drop_dependencies(struct execmem_module *module)
 
 void mod_release_memory(struct execmem_module *module)
 {
+	mod_unregister_unwind_tables(module);
 	for (uint32_t b = 0; b < module->nblocks; b++)
 		if (module->blocks[b].alloc)
 			execmem_free(module->blocks[b].alloc);

@@ -83,6 +83,7 @@ struct mod_section {
 	uint64_t flags, size, align, entsize, offset;
 	const uint8_t *data;          /* NULL for SHT_NOBITS */
 	uint32_t block;               /* index of its block */
+	int discarded;                /* in a COMDAT group another copy of which is used */
 	int copied;                   /* its bytes are in the block (stage 7) */
 	uint64_t block_offset;        /* where it lies inside the block */
 };
@@ -148,6 +149,9 @@ struct mod_entry {
 	uintptr_t address;
 	int32_t plt_slot, got_slot;
 	struct execmem_module *provider; /* module that resolved an import, if any */
+	uint64_t near_reach;      /* an import that code reaches PC-relatively, with no PLT
+				   * or GOT to go through: its smallest reach, else 0 */
+	const char *near_howto;   /* the relocation that asks it, for messages */
 };
 
 struct mod_symtab {
@@ -196,6 +200,9 @@ enum mod_field {
 	FIELD_A64_MOVW,   /* MOVZ/MOVK imm16 at bit 5: value >> shift */
 };
 
+/* What mod_arch.indirect_form() finds. */
+enum mod_indirect { INDIRECT_NONE, INDIRECT_GOT, INDIRECT_STUB };
+
 /* Flags of a relocation type. */
 #define HOWTO_BRANCH   0x01  /* a branch: may go through a PLT stub */
 #define HOWTO_GOT      0x02  /* needs a GOT entry for its symbol */
@@ -222,6 +229,25 @@ struct mod_arch {
 	uint8_t trap_size;
 	uint32_t plt_size;
 	void (*write_plt)(uint8_t *stub, uint64_t stub_address, uint64_t target);
+	/*
+	 * A relocation of type patches the instruction at code[offset] with the
+	 * distance to its symbol, which may lie out of reach: can the
+	 * instruction get there another way?  INDIRECT_GOT: it only takes the
+	 * address, and a form as long loads it from a GOT entry (relocated as
+	 * got_form_type); INDIRECT_STUB: it loads a pointer-sized value, and
+	 * may jump to a stub that loads it from the full address and jumps
+	 * back.  NULL when the architecture has neither.
+	 */
+	int (*indirect_form)(const uint8_t *code, uint64_t offset, uint32_t type, int64_t addend);
+	uint32_t got_form_type;
+	void (*use_got_form)(uint8_t *code, uint64_t offset);
+	uint32_t load_stub_size;
+	/* Write at stub (its address stub_address) a stub loading the value
+	 * that the instruction whose field is at code[offset] (address place)
+	 * loads, target being S + A of its relocation (of type), and make the
+	 * instruction jump to it. */
+	void (*use_load_stub)(uint8_t *code, uint64_t offset, uint64_t place, uint32_t type,
+			      uint64_t target, uint8_t *stub, uint64_t stub_address);
 };
 
 MOD_HIDDEN extern const struct mod_arch mod_arch_x86_64;
@@ -309,6 +335,8 @@ struct execmem_module {
 	struct execmem_module_stats stats;
 	uintptr_t dso_handle;           /* address of its __dso_handle, or 0 */
 	struct mod_debug *debug;        /* its registration with tools (src/observe/) */
+	const void **eh_frames;         /* unwind tables registered (execmem/unwind.h) */
+	uint32_t neh_frames;
 };
 
 /* Look name up in the module's own exports hash (any global symbol). */
@@ -333,6 +361,7 @@ MOD_HIDDEN int mod_load_image(const uint8_t *image, size_t size, const char *nam
 MOD_HIDDEN void mod_release_memory(struct execmem_module *module);
 MOD_HIDDEN void mod_drop_dependencies(struct execmem_module *module);
 MOD_HIDDEN void mod_run_destructors(struct execmem_module *module);
+MOD_HIDDEN void mod_unregister_unwind_tables(struct execmem_module *module);
 
 MOD_HIDDEN const char *mod_type_name(enum execmem_type type);
 

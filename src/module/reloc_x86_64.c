@@ -2,6 +2,7 @@
  * reloc_x86_64.c - x86-64 relocation types, from the System V AMD64 psABI
  * (section "Relocation Types"), as howtos for reloc.c.
  */
+#include <string.h>
 #include "module_internal.h"
 
 #define H(type_, value_, field_, flags_) \
@@ -73,6 +74,92 @@ static void x86_64_write_plt(uint8_t *stub, uint64_t stub_address, uint64_t targ
 	stub[15] = 0xcc;
 }
 
+/*
+ * Operands of a symbol out of reach, in instructions with REX.W whose
+ * displacement ends them:
+ *   lea sym(%rip), %reg (8d, modrm mod 00 r/m 101) becomes
+ *   mov sym@GOT(%rip), %reg (8b), the same length: the reverse of the
+ *   GOTPCRELX relaxation linkers make;
+ *   mov sym(%rip), %reg and mov sym, %reg (8b, modrm r/m 100 with SIB 25:
+ *   a 32-bit absolute address, from clang -fno-pic), pointer-sized loads,
+ *   become a jump to a stub that loads from the full address and jumps
+ *   back after the instruction.
+ */
+static int is_rex_w(uint8_t byte)
+{
+	return (byte & 0xf8) == 0x48;
+}
+
+/* Where the pointer load whose displacement is at code[offset] starts, or NULL. */
+static const uint8_t *pointer_load(const uint8_t *code, uint64_t offset, uint32_t type,
+				   int64_t addend)
+{
+	if (type == R_X86_64_PC32 && addend == -4 && offset >= 3 && is_rex_w(code[offset - 3]) &&
+	    code[offset - 2] == 0x8b && (code[offset - 1] & 0xc7) == 0x05)
+		return code + offset - 3;
+	/* REX.X clear: index 100 is then "no index". */
+	if (type == R_X86_64_32S && offset >= 4 && is_rex_w(code[offset - 4]) &&
+	    !(code[offset - 4] & 2) && code[offset - 3] == 0x8b &&
+	    (code[offset - 2] & 0xc7) == 0x04 && code[offset - 1] == 0x25)
+		return code + offset - 4;
+	return NULL;
+}
+
+static int x86_64_indirect_form(const uint8_t *code, uint64_t offset, uint32_t type,
+				int64_t addend)
+{
+	if (pointer_load(code, offset, type, addend))
+		return INDIRECT_STUB;
+	if (type == R_X86_64_PC32 && addend == -4 && offset >= 3 && is_rex_w(code[offset - 3]) &&
+	    code[offset - 2] == 0x8d && (code[offset - 1] & 0xc7) == 0x05)
+		return INDIRECT_GOT;
+	return INDIRECT_NONE;
+}
+
+static void x86_64_use_got_form(uint8_t *code, uint64_t offset)
+{
+	code[offset - 2] = 0x8b;
+}
+
+static uint8_t *put_rel32_jump(uint8_t *at, uint64_t at_address, uint64_t target)
+{
+	uint32_t rel = (uint32_t)(target - (at_address + 5));
+	at[0] = 0xe9;
+	for (int i = 0; i < 4; i++)
+		at[1 + i] = (uint8_t)(rel >> (8 * i));
+	return at + 5;
+}
+
+/* movabs $address, %reg; mov (%reg), %reg; jmp back. */
+static void x86_64_use_load_stub(uint8_t *code, uint64_t offset, uint64_t place, uint32_t type,
+				 uint64_t target, uint8_t *stub, uint64_t stub_address)
+{
+	uint8_t *insn = (uint8_t *)pointer_load(code, offset, type, -4);
+	unsigned reg = ((insn[0] & 4) ? 8 : 0) | ((insn[2] >> 3) & 7), low = reg & 7;
+	uint64_t address = type == R_X86_64_PC32 ? target + 4 : target;
+	uint8_t *p = stub;
+
+	*p++ = (uint8_t)(0x48 | (reg >> 3));
+	*p++ = (uint8_t)(0xb8 + low);
+	for (int i = 0; i < 8; i++)
+		*p++ = (uint8_t)(address >> (8 * i));
+	*p++ = (uint8_t)(0x48 | (reg >> 3) << 2 | (reg >> 3));
+	*p++ = 0x8b;
+	if (low == 5) {                 /* r/m 101 with mod 00 would be RIP-relative */
+		*p++ = (uint8_t)(0x40 | low << 3 | low);
+		*p++ = 0;
+	} else {
+		*p++ = (uint8_t)(low << 3 | low);
+		if (low == 4)           /* r/m 100 takes a SIB byte */
+			*p++ = 0x24;
+	}
+	put_rel32_jump(p, stub_address + (uint64_t)(p - stub), place + 4);
+	uint8_t *after = put_rel32_jump(insn, place - (uint64_t)(code + offset - insn), stub_address);
+	static const uint8_t nops[2][3] = { { 0x66, 0x90 }, { 0x0f, 0x1f, 0x00 } };
+	size_t pad = (size_t)(code + offset + 4 - after);   /* 2 or 3 bytes */
+	memcpy(after, nops[pad - 2], pad);
+}
+
 const struct mod_arch mod_arch_x86_64 = {
 	.machine = EM_X86_64,
 	.name = "x86-64",
@@ -83,4 +170,9 @@ const struct mod_arch mod_arch_x86_64 = {
 	.trap_size = 1,
 	.plt_size = 16,
 	.write_plt = x86_64_write_plt,
+	.indirect_form = x86_64_indirect_form,
+	.got_form_type = R_X86_64_REX_GOTPCRELX,
+	.use_got_form = x86_64_use_got_form,
+	.load_stub_size = 32,
+	.use_load_stub = x86_64_use_load_stub,
 };

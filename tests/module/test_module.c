@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "execmem.h"
@@ -104,6 +105,13 @@ static void *static_host_resolver(const char *name, void *context)
 		{ "abs", (void *)abs },           { "host_add", (void *)host_add },
 		{ "host_log", (void *)host_log }, { "host_scan_wx", (void *)host_scan_wx },
 		{ "host_value", (void *)&host_value },
+		/* m_stdio */
+		{ "stdin", (void *)&stdin },      { "stdout", (void *)&stdout },
+		{ "stderr", (void *)&stderr },    { "environ", (void *)&environ },
+		{ "fileno", (void *)fileno },     { "fflush", (void *)fflush },
+		{ "fopen", (void *)fopen },       { "fprintf", (void *)fprintf },
+		{ "fputs", (void *)fputs },       { "strcmp", (void *)strcmp },
+		{ "strncmp", (void *)strncmp },   { "__errno_location", (void *)__errno_location },
 	};
 	(void)context;
 	if (dlsym(RTLD_DEFAULT, name))
@@ -398,6 +406,135 @@ static void test_never_wx_while_loading(void)
 	CHECK(!scan_found_wx, "a W+X mapping appeared during loads");
 }
 
+/* ---- placement driven by the relocations ------------------------------ */
+
+/* The line a command prints last, or "" (the emulator runs it when the test
+ * itself runs under one: EXECMEM_TEST_RUNNER). */
+static void last_output_line(const char *command, char *line, size_t len)
+{
+	const char *runner = getenv("EXECMEM_TEST_RUNNER");
+	char cmd[2048], buf[512];
+	snprintf(cmd, sizeof(cmd), "%s %s", runner ? runner : "", command);
+	line[0] = '\0';
+	FILE *p = popen(cmd, "r");
+	if (!p)
+		return;
+	while (fgets(buf, sizeof(buf), p))
+		snprintf(line, len, "%s", buf);
+	pclose(p);
+	line[strcspn(line, "\n")] = '\0';
+}
+
+/*
+ * C that reads stdin/stdout/stderr/environ as the compiler's default output
+ * does (PC-relative references to the C library's data), errno, qsort with
+ * a callback: the module reports the same as the code linked natively.
+ */
+static void test_stdio_default_output(void)
+{
+	const char *runner = getenv("EXECMEM_TEST_RUNNER");
+	int no_pic = strstr(cflags, "-fno-pic") != NULL;
+	char native[512], loaded[512];
+	if (compile("m_stdio") ||
+	    run("%s %s %s %s -o %s/stdio_native %s/modules/m_stdio.c %s/modules/stdio_main.c", cc,
+		cflags, no_pic ? "-no-pie" : "", runner ? "-static" : "", workdir, srcdir, srcdir))
+		return failures++, (void)0;
+	setenv("EXECMEM_STDIO_TEST", "seen", 1);
+	struct execmem_module *m = load("m_stdio.o", 0);
+	if (!m)
+		return;
+	int (*report)(char *, size_t) = (int (*)(char *, size_t))sym(m, "stdio_report");
+	report(loaded, sizeof(loaded));
+	char command[1024];
+	snprintf(command, sizeof(command), "%s/stdio_native", workdir);
+	last_output_line(command, native, sizeof(native));
+	CHECK(strcmp(loaded, native) == 0, "module reports '%s', native code '%s'", loaded, native);
+	CHECK(strstr(loaded, "env seen 1") != NULL, "environ: %s", loaded);
+	CHECK(execmem_module_unload(m) == 0, "unload: %s", execmem_module_last_error());
+}
+
+/* Where m_far's two variables are: a page of the test's, near or far. */
+struct far_targets {
+	int *first, *second;
+};
+
+static void *resolve_far(const char *name, void *context)
+{
+	const struct far_targets *t = context;
+	if (strcmp(name, "far_first") == 0)
+		return t->first;
+	if (strcmp(name, "far_second") == 0)
+		return t->second;
+	return static_host_resolver(name, NULL);
+}
+
+static int load_far(struct far_targets *t, struct execmem_module **m)
+{
+	char path[1024];
+	struct execmem_module_options opt;
+	execmem_module_options_init(&opt);
+	opt.resolver = resolve_far;
+	opt.resolver_context = t;
+	path_in_work(path, sizeof(path), "m_far.o");
+	return execmem_module_load_file(path, &opt, m);
+}
+
+static uintptr_t distance(uintptr_t a, uintptr_t b)
+{
+	return a > b ? a - b : b - a;
+}
+
+/* A page 64 GiB or more away from the program's data (NULL if none). */
+static int *far_page(void)
+{
+	for (uintptr_t step = 64; step <= 1024; step *= 2) {
+		uintptr_t hint = ((uintptr_t)&host_value + (step << 30)) & ~(uintptr_t)0xfff;
+		void *p = mmap((void *)hint, 4096, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			continue;
+		if (distance((uintptr_t)p, (uintptr_t)&host_value) >= ((uintptr_t)16 << 30))
+			return p;
+		munmap(p, 4096);
+	}
+	return NULL;
+}
+
+/*
+ * Data reached PC-relatively that lies far from the program: the module is
+ * placed near it.  Two such targets too far apart for any placement: the
+ * load fails, naming both.
+ */
+static void test_far_data(void)
+{
+	int *page = far_page();
+	CHECK(page != NULL, "no page 16 GiB away from the program");
+	if (compile_with(cc, "-O2 -fPIE", "m_far") || !page)
+		return failures++, (void)0;
+	page[0] = 40;
+	page[1] = 2;
+	struct far_targets together = { &page[0], &page[1] };
+	struct execmem_module *m = NULL;
+	int err = load_far(&together, &m);
+	CHECK(err == 0, "far data in one page: %s", execmem_module_last_error());
+	if (!err) {
+		int (*sum)(void) = (int (*)(void))sym(m, "far_sum");
+		CHECK(sum && sum() == 42, "far_sum() = %d", sum ? sum() : -1);
+		CHECK(distance((uintptr_t)sum, (uintptr_t)page) < ((uintptr_t)2 << 30),
+		      "code at %p, its data at %p", (void *)sum, (void *)page);
+		execmem_module_unload(m);
+	}
+	struct far_targets apart = { &host_value, &page[1] };
+	size_t before = live_allocations();
+	err = load_far(&apart, &m);
+	const char *msg = execmem_module_last_error();
+	CHECK(err == -ERANGE && !m, "targets too far apart: %d", err);
+	CHECK(strstr(msg, "'far_first'") && strstr(msg, "'far_second'"),
+	      "message names both symbols: %s", msg);
+	CHECK(live_allocations() == before, "a failed load left memory behind");
+	munmap(page, 4096);
+}
+
 /* A module in an arena of the caller's, with a resolver of the caller's. */
 static void *resolve_host_add_twice(const char *name, void *context)
 {
@@ -408,9 +545,25 @@ static void *resolve_host_add_twice(const char *name, void *context)
 	return (void *)host_add;
 }
 
+/* An arena whose types may lie anywhere: -fno-pic modules need one whose
+ * ranges include the low 2 GiB for every memory type they use. */
+static struct execmem_arena *arena_for_variant(void)
+{
+	if (!strstr(cflags, "-fno-pic"))
+		return execmem_arena_create(NULL);
+	struct execmem_range ranges[EXECMEM_TYPE_MAX];
+	struct execmem_params params;
+	memset(ranges, 0, sizeof(ranges));
+	for (int t = 0; t < EXECMEM_TYPE_MAX; t++)
+		ranges[t].flags = EXECMEM_RANGE_SET | EXECMEM_RANGE_ANYWHERE;
+	execmem_params_init(&params);
+	params.ranges = ranges;
+	return execmem_arena_create(&params);
+}
+
 static void test_own_arena(void)
 {
-	struct execmem_arena *arena = execmem_arena_create(NULL);
+	struct execmem_arena *arena = arena_for_variant();
 	CHECK(arena != NULL, "arena: %s", execmem_last_error());
 	if (!arena)
 		return;
@@ -718,6 +871,8 @@ static void run_module_tests(void)
 	test_unsupported_tls();
 	test_archive_and_merged();
 	test_placement();
+	test_stdio_default_output();
+	test_far_data();
 	test_never_wx_while_loading();
 	test_concurrent_loads();
 	test_own_arena();

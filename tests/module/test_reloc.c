@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "module/module_internal.h"
+#include "module/reach.h"
 
 static int failures;
 
@@ -167,12 +168,105 @@ static void test_unsupported_names(void)
 	CHECK(mod_howto_for(&mod_arch_aarch64, 9999) == NULL, "type 9999 has a howto");
 }
 
+/* Which relocations limit where a module may lie, and by how much. */
+static void test_reach_of_howtos(void)
+{
+	const struct mod_arch *x = &mod_arch_x86_64, *a = &mod_arch_aarch64;
+	CHECK(mod_howto_reach(mod_howto_for(x, R_X86_64_PC32)) == 0x7fffffff, "PC32 reach");
+	CHECK(mod_howto_reach(mod_howto_for(x, R_X86_64_PLT32)) == 0, "PLT32: a branch");
+	CHECK(mod_howto_reach(mod_howto_for(x, R_X86_64_GOTPCREL)) == 0, "GOTPCREL: the GOT");
+	CHECK(mod_howto_reach(mod_howto_for(x, R_X86_64_PC64)) == 0, "PC64 reaches anywhere");
+	CHECK(mod_howto_reach(mod_howto_for(x, R_X86_64_64)) == 0, "64: absolute");
+	CHECK(mod_howto_reach(mod_howto_for(a, R_AARCH64_ADR_PREL_PG_HI21)) ==
+	      ((uint64_t)1 << 32) - 8192, "ADRP reach");
+	CHECK(mod_howto_reach(mod_howto_for(a, R_AARCH64_ADR_PREL_LO21)) == (1u << 20) - 1,
+	      "ADR reach");
+	CHECK(mod_howto_reach(mod_howto_for(a, R_AARCH64_CALL26)) == 0, "CALL26: a branch");
+	CHECK(mod_howto_reach(mod_howto_for(a, R_AARCH64_ADR_GOT_PAGE)) == 0, "GOT page");
+}
+
+/* The window: the intersection of what every target allows, and who set it. */
+static void test_window(void)
+{
+	const uint64_t g = (uint64_t)1 << 30, reach = ((uint64_t)2 << 30) - 1;
+	struct mod_window w;
+
+	mod_window_init(&w, 0, UINT64_MAX);
+	mod_window_narrow(&w, 0x7f0000000000, reach, 1);
+	CHECK(w.lo == 0x7f0000000000 - reach && w.hi == 0x7f0000000000 + reach,
+	      "one target: [%#llx, %#llx]", (unsigned long long)w.lo, (unsigned long long)w.hi);
+	mod_window_narrow(&w, 0x7f0000000000 + 3 * g, reach, 2);
+	CHECK(w.lo == 0x7f0000000000 + 3 * g - reach && w.hi == 0x7f0000000000 + reach,
+	      "two targets 3 GiB apart: [%#llx, %#llx]", (unsigned long long)w.lo,
+	      (unsigned long long)w.hi);
+	CHECK(w.lo_by == 2 && w.hi_by == 1, "bounds set by %u and %u", w.lo_by, w.hi_by);
+	CHECK(mod_window_holds(&w, g - 2) && !mod_window_holds(&w, g + 1),
+	      "1 GiB of window left");
+	mod_window_narrow(&w, 0x7f0000000000 + 5 * g, reach, 3);
+	CHECK(!mod_window_holds(&w, 1) && w.lo_by == 3 && w.hi_by == 1,
+	      "targets 5 GiB apart leave nothing");
+	mod_window_init(&w, 0, UINT64_MAX);
+	mod_window_narrow(&w, 0x1000, reach, 1);
+	CHECK(w.lo == 0 && w.lo_by == 0 && w.hi == 0x1000 + reach, "saturates at 0");
+	mod_window_narrow(&w, UINT64_MAX - 0x1000, reach, 2);
+	CHECK(!mod_window_holds(&w, 1), "targets at both ends of the space");
+}
+
+/* lea sym(%rip) of a symbol out of reach becomes a load from its GOT entry;
+ * a pointer load jumps to a stub; anything else is left alone. */
+static void test_indirect_forms(void)
+{
+	const struct mod_arch *x = &mod_arch_x86_64;
+	uint8_t lea[] = { 0x48, 0x8d, 0x05, 0, 0, 0, 0 };          /* lea 0(%rip), %rax */
+	uint8_t lea32[] = { 0x90, 0x8d, 0x05, 0, 0, 0, 0 };        /* nop; lea 0(%rip), %eax */
+	uint8_t cmp[] = { 0x48, 0x83, 0x3d, 0, 0, 0, 0, 0 };       /* cmpq $0, 0(%rip) */
+	CHECK(x->indirect_form(lea, 3, R_X86_64_PC32, -4) == INDIRECT_GOT, "lea with REX.W");
+	CHECK(x->indirect_form(lea, 3, R_X86_64_PC32, 0) == INDIRECT_NONE, "lea of sym+4");
+	CHECK(x->indirect_form(lea, 3, R_X86_64_PLT32, -4) == INDIRECT_NONE, "not a PC32");
+	CHECK(x->indirect_form(lea32, 3, R_X86_64_PC32, -4) == INDIRECT_NONE, "lea without REX.W");
+	CHECK(x->indirect_form(cmp, 3, R_X86_64_PC32, -5) == INDIRECT_NONE, "cmp");
+	CHECK(x->indirect_form(lea, 2, R_X86_64_PC32, -4) == INDIRECT_NONE, "too close to start");
+	x->use_got_form(lea, 3);
+	CHECK(lea[0] == 0x48 && lea[1] == 0x8b && lea[2] == 0x05, "mov 0(%%rip), %%rax: %02x %02x %02x",
+	      lea[0], lea[1], lea[2]);
+
+	/* mov 0(%rip), %r13 at 0x1000: its field at 0x1003, next instruction 0x1007. */
+	uint8_t load[] = { 0x4c, 0x8b, 0x2d, 0, 0, 0, 0 };
+	uint8_t stub[32];
+	CHECK(x->indirect_form(load, 3, R_X86_64_PC32, -4) == INDIRECT_STUB, "pointer load");
+	memset(stub, 0xcc, sizeof(stub));
+	x->use_load_stub(load, 3, 0x1003, R_X86_64_PC32, 0x123456789a - 4, stub, 0x2000);
+	static const uint8_t jump[] = { 0xe9, 0xfb, 0x0f, 0, 0, 0x66, 0x90 };   /* to 0x2000 */
+	static const uint8_t expect[] = {
+		0x49, 0xbd, 0x9a, 0x78, 0x56, 0x34, 0x12, 0, 0, 0,     /* movabs $..., %r13 */
+		0x4d, 0x8b, 0x6d, 0x00,                               /* mov 0(%r13), %r13 */
+		0xe9, 0xf4, 0xef, 0xff, 0xff,                         /* jmp 0x1007 */
+		0xcc,
+	};
+	CHECK(memcmp(load, jump, sizeof(jump)) == 0, "instruction jumps to its stub");
+	CHECK(memcmp(stub, expect, sizeof(expect)) == 0, "stub bytes");
+
+	/* clang -fno-pic: mov 0, %rsp-relative SIB form, mov abs32, %rdi. */
+	uint8_t abs[] = { 0x48, 0x8b, 0x3c, 0x25, 0, 0, 0, 0 };
+	CHECK(x->indirect_form(abs, 4, R_X86_64_32S, 0) == INDIRECT_STUB, "absolute pointer load");
+	x->use_load_stub(abs, 4, 0x1004, R_X86_64_32S, 0x7f0000001000, stub, 0x2000);
+	static const uint8_t abs_jump[] = { 0xe9, 0xfb, 0x0f, 0, 0, 0x0f, 0x1f, 0x00 };
+	static const uint8_t abs_stub[] = { 0x48, 0xbf, 0x00, 0x10, 0, 0, 0, 0x7f, 0, 0,
+					    0x48, 0x8b, 0x3f, 0xe9 };
+	CHECK(memcmp(abs, abs_jump, sizeof(abs_jump)) == 0, "absolute load jumps to its stub");
+	CHECK(memcmp(stub, abs_stub, sizeof(abs_stub)) == 0, "absolute load's stub");
+	CHECK(mod_arch_aarch64.indirect_form == NULL, "aarch64 has no such forms");
+}
+
 int main(void)
 {
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		run_case(&cases[i]);
 	test_room();
 	test_unsupported_names();
+	test_reach_of_howtos();
+	test_window();
+	test_indirect_forms();
 	if (failures)
 		fprintf(stderr, "%d check(s) failed\n", failures);
 	else
