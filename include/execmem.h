@@ -472,19 +472,23 @@ EXECMEM_API int execmem_get_name(const void *addr, char *buf, size_t size);
 
 /*
  * execmem_set_unwind - describe how to unwind the frames of the code in
- * [addr, addr + len), inside one live allocation, to the C++ unwinder
- * (exceptions, backtrace()) and to a debugger.  eh_frame holds size bytes
- * of call frame information in .eh_frame format (CIEs and FDEs, then a
- * 4-byte zero terminator) and must stay at that address, unchanged, as
- * long as it is registered: pc-relative encodings in it are relative to
- * where it lies, and the unwinder reads it in place.  It replaces the
- * information of any range it overlaps; eh_frame NULL only removes that.
- * It is withdrawn when the allocation is freed; free the eh_frame bytes
- * only after that.  Registration with the debugger does not wait for
- * execmem_gdb_enable().
+ * [addr, addr + len), inside one live allocation, to the process's
+ * unwinder (C++ exceptions, backtrace(): execmem_unwind_register() of
+ * execmem/unwind.h) and to a debugger.  eh_frame holds size bytes of call
+ * frame information in .eh_frame format (CIEs and FDEs, then a 4-byte zero
+ * terminator) and must stay at that address, unchanged, as long as it is
+ * registered: pc-relative encodings in it are relative to where it lies,
+ * and the unwinder reads it in place.  It replaces the information of any
+ * range it overlaps; eh_frame NULL only removes that.  It is withdrawn
+ * from both when the allocation is freed; free the eh_frame bytes only
+ * after that.  Registration with the debugger does not wait for
+ * execmem_gdb_enable().  A process without an unwinder to register with
+ * (see execmem_unwind_register()) gives the information to the debugger
+ * only.
  * Returns 0; -EINVAL when the range is empty or not inside one live
- * allocation, or size is not a multiple of 4 ending with the terminator;
- * -ENOMEM.  Thread-safe.
+ * allocation, or the bytes are not entries ending with their terminator;
+ * -EEXIST when eh_frame is registered already for other code (directly or
+ * for another range); -ENOMEM.  Thread-safe.
  */
 EXECMEM_API int execmem_set_unwind(void *addr, size_t len, const void *eh_frame, size_t size);
 

@@ -1,6 +1,6 @@
 /*
  * unwind.c - call frame information of JIT code, given in .eh_frame format:
- * registered with the C++ unwinder (__register_frame) and with the
+ * registered with the process's unwinder (execmem/unwind.h) and with the
  * debugger (a symbol file with the .eh_frame section at the address of the
  * bytes), and withdrawn from both when the code is freed.
  */
@@ -8,16 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "execmem/unwind.h"
 #include "internal.h"
 #include "observe.h"
-
-/* The unwinder's registration of a whole .eh_frame section (libgcc). */
-extern void __register_frame(const void *begin);
-extern void __deregister_frame(const void *begin);
 
 struct unwind_range {
 	struct em_range range;
 	const void *eh_frame;
+	bool with_unwinder;
 	struct em_gdb_entry *entry;
 };
 
@@ -27,12 +25,17 @@ static struct em_range_table ranges = { .item_size = sizeof(struct unwind_range)
 static void withdraw(void *item)
 {
 	struct unwind_range *u = item;
-	__deregister_frame(u->eh_frame);
+	if (u->with_unwinder)
+		execmem_unwind_unregister(u->eh_frame);
 	em_gdb_unregister(u->entry);
 }
 
+/* A process without an unwinder (-ENOTSUP) still tells the debugger. */
 static int add_range(size_t at, uintptr_t start, size_t len, const void *eh_frame, size_t size)
 {
+	int rc = execmem_unwind_register(eh_frame, size);
+	if (rc && rc != -ENOTSUP)
+		return rc;
 	struct em_symbol text = { start, len, NULL };
 	struct em_eh_frame eh = { (uintptr_t)eh_frame, size };
 	size_t file_size;
@@ -41,26 +44,18 @@ static int add_range(size_t at, uintptr_t start, size_t len, const void *eh_fram
 	struct unwind_range *u = entry ? em_range_insert(&ranges, at) : NULL;
 	if (!u) {
 		em_gdb_unregister(entry);
+		if (!rc)
+			execmem_unwind_unregister(eh_frame);
 		return -ENOMEM;
 	}
-	*u = (struct unwind_range){ { start, start + len }, eh_frame, entry };
-	__register_frame(eh_frame);
+	*u = (struct unwind_range){ { start, start + len }, eh_frame, rc == 0, entry };
 	return 0;
-}
-
-static bool ends_with_terminator(const void *eh_frame, size_t size)
-{
-	uint32_t last;
-	if (size < sizeof last || size % sizeof last)
-		return false;
-	memcpy(&last, (const char *)eh_frame + size - sizeof last, sizeof last);
-	return last == 0;
 }
 
 int execmem_set_unwind(void *addr, size_t len, const void *eh_frame, size_t size)
 {
 	struct em_chunk *c = em_addrmap_get(addr);
-	if (!c || !len || (eh_frame && !ends_with_terminator(eh_frame, size)))
+	if (!c || !len)
 		return -EINVAL;
 	uintptr_t start = (uintptr_t)addr;
 	pthread_mutex_lock(&unwind_lock);
