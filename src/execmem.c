@@ -209,11 +209,9 @@ int execmem_free(void *addr)
 	struct em_chunk *c = em_addrmap_get(addr);
 	if (!c)
 		return -EINVAL;
-	size_t named = em_observe_hooks_on() ? em_usable(c, (uintptr_t)addr) : 0;
-	int rc = em_pool_free(c, (uintptr_t)addr);
-	if (!rc && named)
-		em_observe_freed((uintptr_t)addr, named);
-	return rc;
+	if (em_observe_hooks_on())
+		return em_observe_free(c, (uintptr_t)addr);
+	return em_pool_free(c, (uintptr_t)addr);
 }
 
 /* Copy src, or fill when src is NULL, into one live allocation. */

@@ -3,9 +3,8 @@
  * overlap), the core's hooks that drop names on free and announce
  * rewrites, and the batches of names registered with a debugger.
  *
- * One mutex guards the table, the batches and the perf outputs; it is
- * taken after any lock of the core (hooks run outside them) and before the
- * descriptor lock of gdb_jit.c.
+ * One mutex guards the table, the batches, the perf outputs and the
+ * unwind ranges of unwind.c (see em_observe_lock() in observe.h).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -256,13 +255,39 @@ int execmem_get_name(const void *addr, char *buf, size_t size)
 
 /* --------------------------------------------------------------- hooks */
 
+void em_observe_lock(void)
+{
+	lock_names();
+}
+
+void em_observe_unlock(void)
+{
+	pthread_mutex_unlock(&names_lock);
+}
+
+static void drop_freed(uintptr_t addr, size_t len)
+{
+	drop_overlapping(addr, addr + len);
+	batches_publish();
+	em_unwind_freed(addr, len);
+}
+
+int em_observe_free(struct em_chunk *c, uintptr_t addr)
+{
+	lock_names();
+	size_t len = em_usable(c, addr);
+	int rc = em_pool_free(c, addr);
+	if (!rc && len)
+		drop_freed(addr, len);
+	pthread_mutex_unlock(&names_lock);
+	return rc;
+}
+
 void em_observe_freed(uintptr_t addr, size_t len)
 {
 	lock_names();
-	drop_overlapping(addr, addr + len);
-	batches_publish();
+	drop_freed(addr, len);
 	pthread_mutex_unlock(&names_lock);
-	em_unwind_freed(addr, len);
 }
 
 void em_observe_written(uintptr_t addr, size_t len)

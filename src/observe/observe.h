@@ -29,10 +29,25 @@ static inline bool em_observe_rewrites_on(void)
 	return __builtin_expect(atomic_load_explicit(&em_observe_rewrites, memory_order_relaxed), 0);
 }
 
-/* Hooks of the core: [addr, addr + len) was freed (call when
- * em_observe_hooks_on()) / was rewritten (when em_observe_rewrites_on()). */
+/*
+ * Hooks of the core.  While em_observe_hooks_on(): em_observe_free() frees
+ * the allocation at addr of c (em_pool_free()) and drops what describes
+ * it, under the one lock of the tools' side, so that no other thread can
+ * reuse and describe the memory in between; em_observe_freed() drops what
+ * describes [addr, addr + len), memory that is going away.  While
+ * em_observe_rewrites_on(): em_observe_written() says [addr, addr + len)
+ * was rewritten.
+ */
+struct em_chunk;
+EM_OBS_HIDDEN int em_observe_free(struct em_chunk *c, uintptr_t addr);
 EM_OBS_HIDDEN void em_observe_freed(uintptr_t addr, size_t len);
 EM_OBS_HIDDEN void em_observe_written(uintptr_t addr, size_t len);
+
+/* names.c: the lock of the tools' side (names, perf outputs, unwind
+ * ranges), taken after any lock of the core's callers and before the
+ * core's own locks and the descriptor lock of gdb_jit.c. */
+EM_OBS_HIDDEN void em_observe_lock(void);
+EM_OBS_HIDDEN void em_observe_unlock(void);
 
 /* names.c: name a range for the perf outputs only (the caller registers
  * the code with the debugger itself), as module loading does. */
@@ -68,7 +83,8 @@ struct em_eh_frame {
 EM_OBS_HIDDEN void *em_symfile_build(const struct em_symbol *syms, size_t count,
 				     const struct em_eh_frame *eh, size_t *size);
 
-/* unwind.c: call frame information of ranges, dropped with their memory. */
+/* unwind.c: call frame information of ranges, dropped with their memory
+ * (called under em_observe_lock()). */
 EM_OBS_HIDDEN void em_unwind_freed(uintptr_t addr, size_t len);
 
 /* module_debug.c: a module as tools see it, from its publication (after

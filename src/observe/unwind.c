@@ -4,7 +4,6 @@
  * debugger (a symbol file with the .eh_frame section at the address of the
  * bytes), and withdrawn from both when the code is freed.
  */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,7 +18,6 @@ struct unwind_range {
 	struct em_gdb_entry *entry;
 };
 
-static pthread_mutex_t unwind_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct em_range_table ranges = { .item_size = sizeof(struct unwind_range) };
 
 static void withdraw(void *item)
@@ -58,7 +56,7 @@ int execmem_set_unwind(void *addr, size_t len, const void *eh_frame, size_t size
 	if (!c || !len)
 		return -EINVAL;
 	uintptr_t start = (uintptr_t)addr;
-	pthread_mutex_lock(&unwind_lock);
+	em_observe_lock();
 	/* Checked under the lock, as names are (see names.c). */
 	int rc = em_check_range(c, start, len);
 	rc = rc == -EBUSY ? 0 : rc;
@@ -68,13 +66,11 @@ int execmem_set_unwind(void *addr, size_t len, const void *eh_frame, size_t size
 			rc = add_range(at, start, len, eh_frame, size);
 	}
 	atomic_store(&em_observe_armed, true);
-	pthread_mutex_unlock(&unwind_lock);
+	em_observe_unlock();
 	return rc;
 }
 
 void em_unwind_freed(uintptr_t addr, size_t len)
 {
-	pthread_mutex_lock(&unwind_lock);
 	em_range_drop(&ranges, addr, addr + len, withdraw);
-	pthread_mutex_unlock(&unwind_lock);
 }

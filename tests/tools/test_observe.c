@@ -7,6 +7,7 @@
  * information given to the C++ unwinder.
  */
 #include <elf.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,6 +221,51 @@ static void test_perf_fork(void)
 	unlink(parent_dump);
 }
 
+enum { RACERS = 4, ROUNDS = 300 };
+
+/* Each thread names, rewrites, reads back and frees code of its own while
+ * the others do the same: every name read back is the thread's own (the
+ * free of another thread that had the same address before must not drop
+ * it). */
+static void *race(void *arg)
+{
+	long id = (long)arg, wrong = 0;
+	uint8_t code[64];
+	for (int i = 0; i < ROUNDS; i++) {
+		char name[32], back[32];
+		size_t len = tu_emit_return(code, i);
+		uint8_t *p = execmem_alloc(EXECMEM_CODE, 128);
+		snprintf(name, sizeof name, "racer_%ld_%d", id, i);
+		wrong += !p || execmem_write(p, code, len) || execmem_set_name(p, len, name) ||
+			 execmem_write(p, code, len) ||
+			 execmem_get_name(p, back, sizeof back) != (int)strlen(name) ||
+			 strcmp(back, name) || execmem_free(p);
+	}
+	return (void *)wrong;
+}
+
+static void test_threads(void)
+{
+	char map_path[64], dump_path[128];
+	pthread_t threads[RACERS];
+	CHECK_EQ(execmem_perf_enable(EXECMEM_PERF_MAP | EXECMEM_PERF_JITDUMP), 0);
+	CHECK_EQ(execmem_gdb_enable(1), 0);
+	for (long i = 0; i < RACERS; i++)
+		CHECK_EQ(pthread_create(&threads[i], NULL, race, (void *)i), 0);
+	for (int i = 0; i < RACERS; i++) {
+		void *wrong = (void *)1;
+		pthread_join(threads[i], &wrong);
+		CHECK(wrong == NULL);
+	}
+	CHECK_EQ(execmem_gdb_enable(0), 0);
+	CHECK_EQ(execmem_perf_enable(0), 0);
+	snprintf(map_path, sizeof map_path, "/tmp/perf-%d.map", (int)getpid());
+	snprintf(dump_path, sizeof dump_path, "%s/sub/jit-%d.dump", dump_dir, (int)getpid());
+	CHECK(file_has(map_path, "racer_3_299"));
+	unlink(map_path);
+	unlink(dump_path);
+}
+
 /* Whether a registered symbol file holds a function symbol name at addr. */
 static int registered(const void *addr, const char *name)
 {
@@ -358,6 +404,7 @@ int main(int argc, char **argv)
 	test_perf_fork();
 	test_gdb_descriptor();
 	test_unwind();
+	test_threads();
 	if (argc > 1)
 		test_module(argv[1]);
 	rmdir(sub);
