@@ -8,6 +8,7 @@
 # usage: gdb_module.sh GDB EXECMEM_CLI PLUGIN_O PLUGIN_CRASH_O
 set -u
 gdb=$1 cli=$2 plugin=$3 crash=$4
+[ -x "$gdb" ] || { echo "SKIP: gdb not found (scripts/install-deps.sh installs it)"; exit 77; }
 status=0
 
 run_gdb() { # mode break-command

@@ -7,6 +7,7 @@
 # usage: gdb_named.sh GDB JIT_PROGRAM
 set -u
 gdb=$1 program=$2
+[ -x "$gdb" ] || { echo "SKIP: gdb not found (scripts/install-deps.sh installs it)"; exit 77; }
 status=0
 
 run_gdb() {

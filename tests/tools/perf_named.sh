@@ -6,6 +6,7 @@
 # usage: perf_named.sh PERF JIT_PROGRAM EXECMEM_CLI
 set -u
 perf=$1 program=$2 cli=$3
+[ -x "$perf" ] || { echo "SKIP: perf not found (scripts/install-deps.sh installs it)"; exit 77; }
 work=$(mktemp -d /tmp/execmem-perf-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
