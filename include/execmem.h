@@ -520,6 +520,86 @@ EXECMEM_API const char *execmem_mode_name(enum execmem_mode mode);
 /* execmem_last_error - why the calling thread's last failed call failed, or "". */
 EXECMEM_API const char *execmem_last_error(void);
 
+/*
+ * NAMING CODE FOR TOOLS
+ *   Names tell profilers and debuggers what the bytes of an allocation are
+ *   (see docs/tools.md).  They cost nothing until the first name is set.
+ */
+
+/*
+ * execmem_set_name - call the bytes [addr, addr + len), which lie inside
+ * one live allocation, name (copied).  Several ranges of one allocation may
+ * carry names of their own (a JIT packing functions together); a name
+ * replaces every name it overlaps, and name NULL only removes them.
+ * Names die with their allocation (free, arena destroy).  A name is
+ * written to the perf outputs that are enabled (execmem_perf_enable()) and
+ * registered with a debugger through the GDB JIT interface when that is
+ * enabled (execmem_gdb_enable()).
+ * Returns 0; -EINVAL when the range is empty or not inside one live
+ * allocation, or name is ""; -ENOMEM.  Thread-safe.
+ */
+EXECMEM_API int execmem_set_name(void *addr, size_t len, const char *name);
+
+/*
+ * execmem_get_name - copy into buf (size bytes, truncated and terminated)
+ * the name of the byte at addr.  Returns the name's length, -ENOENT when
+ * the byte has no name, -EINVAL for a NULL buf or size 0.  Thread-safe.
+ */
+EXECMEM_API int execmem_get_name(const void *addr, char *buf, size_t size);
+
+/*
+ * execmem_set_unwind - describe how to unwind the frames of the code in
+ * [addr, addr + len), inside one live allocation, to the process's
+ * unwinder (C++ exceptions, backtrace(): execmem_unwind_register() of
+ * execmem/unwind.h) and to a debugger.  eh_frame holds size bytes of call
+ * frame information in .eh_frame format (CIEs and FDEs, then a 4-byte zero
+ * terminator) and must stay at that address, unchanged, as long as it is
+ * registered: pc-relative encodings in it are relative to where it lies,
+ * and the unwinder reads it in place.  It replaces the information of any
+ * range it overlaps; eh_frame NULL only removes that.  It is withdrawn
+ * from both when the allocation is freed; free the eh_frame bytes only
+ * after that.  Registration with the debugger does not wait for
+ * execmem_gdb_enable().  A process without an unwinder to register with
+ * (see execmem_unwind_register()) gives the information to the debugger
+ * only.
+ * Returns 0; -EINVAL when the range is empty or not inside one live
+ * allocation, or the bytes are not entries ending with their terminator;
+ * -EEXIST when eh_frame is registered already for other code (directly or
+ * for another range); -ENOMEM.  Thread-safe.
+ */
+EXECMEM_API int execmem_set_unwind(void *addr, size_t len, const void *eh_frame, size_t size);
+
+/* Flags of execmem_perf_enable(). */
+#define EXECMEM_PERF_MAP     0x1 /* /tmp/perf-<pid>.map: "START SIZE name" lines */
+#define EXECMEM_PERF_JITDUMP 0x2 /* jit-<pid>.dump for perf inject --jit */
+
+/*
+ * execmem_perf_enable - write exactly the perf outputs of flags from now
+ * on (0 closes them all: the jitdump gets its CODE_CLOSE record).  Names set
+ * before are written at once.  The jitdump lies in $JITDUMPDIR, else
+ * ~/.debug/jit/ (made if missing); the file is mapped executable once, which
+ * is how perf record finds it.  Without a call the environment decides at
+ * the first name: EXECMEM_PERF=map, jitdump or map,jitdump.  Each name
+ * costs one write() per enabled output; each rewrite of a named range
+ * (execmem_write(), execmem_write_end()) one write() to the jitdump, with
+ * the new bytes.  A child of fork() writes files of its own pid, starting
+ * with the names it inherited.
+ * Returns 0; -EINVAL for unknown flags; or the error of opening, creating
+ * or mapping a file (the output is then not enabled).  Thread-safe.
+ */
+EXECMEM_API int execmem_perf_enable(unsigned flags);
+
+/*
+ * execmem_gdb_enable - register every named range with a debugger through
+ * the GDB JIT interface (__jit_debug_register_code), in-memory ELF symbol
+ * files of up to 64 names each, from now on (enable 0 unregisters them).
+ * Enabled by itself at the first name when a debugger is attached
+ * (TracerPid) or EXECMEM_GDB=1.  Modules are registered with their debug
+ * information whatever this says.  Returns 0 (names for which no memory
+ * could be had stay unknown to the debugger).  Thread-safe.
+ */
+EXECMEM_API int execmem_gdb_enable(int enable);
+
 #ifdef __cplusplus
 }
 #pragma GCC diagnostic pop

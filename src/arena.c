@@ -898,6 +898,8 @@ static void destroy_chunk(struct em_pool *pool, struct em_chunk *c, void *unused
 {
 	(void)pool;
 	(void)unused;
+	if (em_observe_hooks_on())
+		em_observe_freed(c->base, c->span);
 	em_addrmap_set(c->base, c->span, NULL);
 	em_chunk_unmap(c);
 	free_descriptor(c);

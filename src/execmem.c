@@ -228,7 +228,11 @@ int execmem_free(void *addr)
 	if (!addr)
 		return 0;
 	struct em_chunk *c = em_addrmap_get(addr);
-	return c ? em_pool_free(c, (uintptr_t)addr) : -EINVAL;
+	if (!c)
+		return -EINVAL;
+	if (em_observe_hooks_on())
+		return em_observe_free(c, (uintptr_t)addr);
+	return em_pool_free(c, (uintptr_t)addr);
 }
 
 /* Copy src, or fill when src is NULL, into one live allocation. */
@@ -255,7 +259,10 @@ int execmem_write(void *dst, const void *src, size_t len)
 {
 	if (!src && len)
 		return -EINVAL;
-	return put(dst, src, len);
+	int rc = put(dst, src, len);
+	if (!rc && len && em_observe_rewrites_on())
+		em_observe_written((uintptr_t)dst, len);
+	return rc;
 }
 
 int execmem_invalidate(void *dst, size_t len)
@@ -274,7 +281,11 @@ void *execmem_write_begin(void *addr)
 int execmem_write_end(void *addr)
 {
 	struct em_chunk *c = em_addrmap_get(addr);
-	return c ? em_window_end(c, (uintptr_t)addr) : -EINVAL;
+	size_t dumped = c && em_observe_rewrites_on() ? em_usable(c, (uintptr_t)addr) : 0;
+	int rc = c ? em_window_end(c, (uintptr_t)addr) : -EINVAL;
+	if (!rc && dumped)
+		em_observe_written((uintptr_t)addr, dumped);
+	return rc;
 }
 
 int execmem_seal(void *addr)

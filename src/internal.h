@@ -15,6 +15,7 @@
 #include "execmem.h"
 #include "freespace.h"
 #include "os.h"
+#include "observe/observe.h"
 
 #define EM_CHUNK EXECMEM_CHUNK_SIZE
 #define EM_MAX_SHARDS 16

@@ -28,6 +28,8 @@ struct em_fd {
 };
 
 EM_HIDDEN int em_os_memfd(const char *name, struct em_fd *out);
+/* Record the identity of a descriptor execmem opened by other means. */
+EM_HIDDEN int em_os_adopt_fd(int fd, struct em_fd *out);
 EM_HIDDEN int em_os_ftruncate(const struct em_fd *f, size_t size);
 /* Size seals (and no others yet). */
 EM_HIDDEN int em_os_seal_size(const struct em_fd *f);

@@ -99,6 +99,11 @@ int em_os_memfd(const char *name, struct em_fd *out)
 	return rc;
 }
 
+int em_os_adopt_fd(int fd, struct em_fd *out)
+{
+	return identify(fd, out);
+}
+
 int em_os_ftruncate(const struct em_fd *f, size_t size)
 {
 	int rc = enter(EXECMEM_OS_FTRUNCATE);

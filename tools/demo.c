@@ -59,14 +59,20 @@ void usage_demo(FILE *out)
 static int load_one(struct demo *d, struct program *slot)
 {
 	size_t size = size_mix_next(&d->size_state);
-	size_t len = emit_program(d->scratch, size, d->next_index++, &slot->expected);
+	uint64_t index = d->next_index++;
+	size_t len = emit_program(d->scratch, size, index, &slot->expected);
 	void *code;
+	char name[32];
 
 	slot->size = len;
 	code = execmem_alloc(EXECMEM_CODE, len);
 	if (!code)
 		return -errno;
 	int err = execmem_write(code, d->scratch, len);
+	/* Profilers and debuggers show which program ran (docs/tools.md). */
+	snprintf(name, sizeof name, "demo_program_%" PRIu64, index);
+	if (!err)
+		err = execmem_set_name(code, len, name);
 	if (err) {
 		execmem_free(code);
 		return err;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include "execmem/unwind.h"
 #include "load.h"
+#include "observe/observe.h"
 
 /* ------------------------------------------------------------------ */
 /* 8. publish                                                          */
@@ -315,6 +316,7 @@ int load_publish(struct load *ld)
 		mod_registry_lock();
 		mod_registry_add(m);
 		mod_registry_unlock();
+		mod_observe_publish(ld);
 	}
 	return err;
 }

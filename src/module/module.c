@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "module_internal.h"
+#include "observe/observe.h"
 
 static __thread char last_error[512];
 
@@ -207,6 +208,7 @@ int execmem_module_unload(struct execmem_module *module)
 	mod_registry_unlock();
 	mod_run_destructors(module);
 	mod_drop_dependencies(module);
+	mod_observe_unload(module);
 	mod_release_memory(module);
 	return 0;
 }

@@ -368,6 +368,7 @@ struct execmem_module {
 	struct execmem_module_stats stats;
 	uintptr_t dso_handle;           /* address of its __dso_handle, or 0 */
 	struct execmem_module *crt_next; /* list of modules with a handle (crt.c) */
+	struct mod_debug *debug;        /* its registration with tools (src/observe/) */
 	const void **eh_frames;         /* unwind tables registered (execmem/unwind.h) */
 	uint32_t neh_frames;
 };

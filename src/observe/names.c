@@ -1,0 +1,321 @@
+/*
+ * names.c - names of code ranges: a table sorted by address (names never
+ * overlap), the core's hooks that drop names on free and announce
+ * rewrites, and the batches of names registered with a debugger.
+ *
+ * One mutex guards the table, the batches, the perf outputs and the
+ * unwind ranges of unwind.c (see em_observe_lock() in observe.h).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "observe.h"
+
+enum { BATCH_NAMES = 64 };
+
+/* Up to BATCH_NAMES names registered as one symbol file. */
+struct em_name_batch {
+	struct em_name_batch *next, *prev;
+	struct em_symbol syms[BATCH_NAMES];
+	size_t count;
+	struct em_gdb_entry *entry;
+	bool dirty;
+};
+
+atomic_bool em_observe_armed;
+
+static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+static struct em_range_table names = { .item_size = sizeof(struct em_name) };
+static struct em_name_batch *batches;
+static bool gdb_on;
+
+/* ------------------------------------------------------------- batches */
+
+static struct em_name_batch *batch_with_room(void)
+{
+	for (struct em_name_batch *b = batches; b; b = b->next)
+		if (b->count < BATCH_NAMES)
+			return b;
+	struct em_name_batch *b = calloc(1, sizeof *b);
+	if (!b)
+		return NULL;
+	b->next = batches;
+	if (batches)
+		batches->prev = b;
+	batches = b;
+	return b;
+}
+
+static void batch_add(struct em_name *n)
+{
+	struct em_name_batch *b = batch_with_room();
+	if (!b)
+		return; /* the debugger misses this name; the program goes on */
+	b->syms[b->count++] = (struct em_symbol){ n->range.start, n->range.end - n->range.start,
+						  n->name };
+	b->dirty = true;
+	n->batch = b;
+}
+
+static void batch_remove(struct em_name *n)
+{
+	struct em_name_batch *b = n->batch;
+	for (size_t i = 0; i < b->count; i++)
+		if (b->syms[i].start == n->range.start) {
+			b->syms[i] = b->syms[--b->count];
+			break;
+		}
+	b->dirty = true;
+	n->batch = NULL;
+}
+
+static void batch_free(struct em_name_batch *b)
+{
+	if (b->prev)
+		b->prev->next = b->next;
+	else
+		batches = b->next;
+	if (b->next)
+		b->next->prev = b->prev;
+	free(b);
+}
+
+/* Give the debugger a new symbol file for every batch that changed. */
+static void batches_publish(void)
+{
+	for (struct em_name_batch *b = batches, *next; b; b = next) {
+		next = b->next;
+		if (!b->dirty)
+			continue;
+		b->dirty = false;
+		em_gdb_unregister(b->entry);
+		b->entry = NULL;
+		if (!b->count) {
+			batch_free(b);
+			continue;
+		}
+		size_t size;
+		void *file = em_symfile_build(b->syms, b->count, NULL, &size);
+		if (file)
+			b->entry = em_gdb_register(file, size);
+	}
+}
+
+static void set_gdb(bool on)
+{
+	if (on == gdb_on)
+		return;
+	gdb_on = on;
+	for (size_t i = 0; i < names.count; i++) {
+		struct em_name *n = em_range_at(&names, i);
+		if (on && !n->perf_only)
+			batch_add(n);
+		else if (!on && n->batch)
+			batch_remove(n);
+	}
+	batches_publish();
+}
+
+/* --------------------------------------------------------------- table */
+
+static void drop_name(void *item)
+{
+	struct em_name *n = item;
+	if (n->batch)
+		batch_remove(n);
+	free(n->name);
+}
+
+static size_t drop_overlapping(uintptr_t lo, uintptr_t hi)
+{
+	return em_range_drop(&names, lo, hi, drop_name);
+}
+
+static int insert_name(size_t at, uintptr_t start, size_t len, const char *name, bool perf_only)
+{
+	char *copy = strdup(name);
+	struct em_name *n = copy ? em_range_insert(&names, at) : NULL;
+	if (!n) {
+		free(copy);
+		return -ENOMEM;
+	}
+	*n = (struct em_name){ { start, start + len }, copy, NULL, perf_only };
+	em_perf_named(n);
+	if (gdb_on && !perf_only)
+		batch_add(n);
+	return 0;
+}
+
+/* --------------------------------------------------------- environment */
+
+static bool tracer_attached(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	long tracer = 0;
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "TracerPid: %ld", &tracer) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return tracer != 0;
+}
+
+static void before_fork(void)
+{
+	pthread_mutex_lock(&names_lock);
+}
+
+static void in_parent(void)
+{
+	pthread_mutex_unlock(&names_lock);
+}
+
+static void in_child(void)
+{
+	em_perf_after_fork(names.items, names.count);
+	pthread_mutex_unlock(&names_lock);
+}
+
+static void read_environment(void)
+{
+	const char *gdb = getenv("EXECMEM_GDB");
+	/* Without the handlers a child would write into its parent's files. */
+	pthread_atfork(before_fork, in_parent, in_child);
+	pthread_mutex_lock(&names_lock);
+	em_perf_set_outputs(em_perf_outputs_from_env(), names.items, names.count);
+	set_gdb((gdb && strcmp(gdb, "1") == 0) || tracer_attached());
+	pthread_mutex_unlock(&names_lock);
+}
+
+static void lock_names(void)
+{
+	pthread_once(&env_once, read_environment);
+	pthread_mutex_lock(&names_lock);
+}
+
+/* ------------------------------------------------------------- naming */
+
+static int check_named_range(void *addr, size_t len)
+{
+	struct em_chunk *c = em_addrmap_get(addr);
+	if (!c || !len)
+		return -EINVAL;
+	/* Sealed data and code under an open window may be named all the same. */
+	int rc = em_check_range(c, (uintptr_t)addr, len);
+	return rc == -EPERM || rc == -EBUSY ? 0 : rc;
+}
+
+static int set_name(void *addr, size_t len, const char *name, bool perf_only)
+{
+	if (name && !*name)
+		return -EINVAL;
+	uintptr_t start = (uintptr_t)addr;
+	lock_names();
+	/* Checked under the lock: a free that ends after the check drops the
+	 * name in its hook, which waits for the lock. */
+	int rc = check_named_range(addr, len);
+	if (!rc) {
+		size_t at = drop_overlapping(start, start + len);
+		if (name)
+			rc = insert_name(at, start, len, name, perf_only);
+		batches_publish();
+	}
+	atomic_store(&em_observe_armed, true);
+	pthread_mutex_unlock(&names_lock);
+	return rc;
+}
+
+int execmem_set_name(void *addr, size_t len, const char *name)
+{
+	return set_name(addr, len, name, false);
+}
+
+int em_name_for_perf(void *addr, size_t len, const char *name)
+{
+	return set_name(addr, len, name, true);
+}
+
+int execmem_get_name(const void *addr, char *buf, size_t size)
+{
+	if (!buf || !size)
+		return -EINVAL;
+	lock_names();
+	const struct em_name *n = em_range_containing(&names, (uintptr_t)addr);
+	int rc = n ? (int)strlen(n->name) : -ENOENT;
+	if (n)
+		snprintf(buf, size, "%s", n->name);
+	pthread_mutex_unlock(&names_lock);
+	return rc;
+}
+
+/* --------------------------------------------------------------- hooks */
+
+void em_observe_lock(void)
+{
+	lock_names();
+}
+
+void em_observe_unlock(void)
+{
+	pthread_mutex_unlock(&names_lock);
+}
+
+static void drop_freed(uintptr_t addr, size_t len)
+{
+	drop_overlapping(addr, addr + len);
+	batches_publish();
+	em_unwind_freed(addr, len);
+}
+
+int em_observe_free(struct em_chunk *c, uintptr_t addr)
+{
+	lock_names();
+	size_t len = em_usable(c, addr);
+	int rc = em_pool_free(c, addr);
+	if (!rc && len)
+		drop_freed(addr, len);
+	pthread_mutex_unlock(&names_lock);
+	return rc;
+}
+
+void em_observe_freed(uintptr_t addr, size_t len)
+{
+	lock_names();
+	drop_freed(addr, len);
+	pthread_mutex_unlock(&names_lock);
+}
+
+void em_observe_written(uintptr_t addr, size_t len)
+{
+	lock_names();
+	struct em_name *n;
+	for (size_t i = em_range_first_after(&names, addr);
+	     (n = em_range_at(&names, i)) && n->range.start < addr + len; i++)
+		em_perf_rewritten(n);
+	pthread_mutex_unlock(&names_lock);
+}
+
+/* ------------------------------------------------------------- switches */
+
+int execmem_perf_enable(unsigned flags)
+{
+	if (flags & ~(unsigned)(EXECMEM_PERF_MAP | EXECMEM_PERF_JITDUMP))
+		return -EINVAL;
+	lock_names();
+	int rc = em_perf_set_outputs(flags, names.items, names.count);
+	pthread_mutex_unlock(&names_lock);
+	return rc;
+}
+
+int execmem_gdb_enable(int enable)
+{
+	lock_names();
+	set_gdb(enable != 0);
+	pthread_mutex_unlock(&names_lock);
+	return 0;
+}
