@@ -78,9 +78,8 @@ static uint8_t *allocate(struct jit_memory *m, enum execmem_type type, uintptr_t
 		m->sections = s;
 		m->capacity = capacity;
 	}
-	/* RuntimeDyld asks for empty sections too; execmem has no empty allocation. */
-	void *memory = execmem_arena_alloc_aligned(m->arena, type, size ? size : 1,
-						   alignment ? alignment : 1);
+	/* execmem has no empty allocation; an empty section gets a byte. */
+	void *memory = execmem_arena_alloc_aligned(m->arena, type, size ? size : 1, alignment);
 	if (!memory)
 		return NULL;
 	/* In place: the window is the allocation itself. */
