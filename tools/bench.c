@@ -48,7 +48,7 @@ void usage_bench(FILE *out)
 		"  W6 syscalls system calls and page faults per W1 program in steady state\n"
 		"  L1 LLVM     (when built with LLVM) JIT 1,000 one-function modules with ORC:\n"
 		"              time and Pss of their code, ORC's own memory manager against\n"
-		"              execmem's (orc-default, orc-execmem); 200 with --quick\n"
+		"              execmem's (orc-default, orc-execmem); 100 with --quick\n"
 		"Allocators: execmem (default mode), execmem-mprotect, page (a mapping per\n"
 		"program), mprotect-pool, asmjit-rwx, asmjit-dual-fill (when built with\n"
 		"libasmjit-dev), and floor (W1's copy + trap fill alone, no allocator).\n"
@@ -717,7 +717,7 @@ static void report_figure(const char *peer, const char *metric, const char *unit
 static int run_llvm_pair(int repeats, bool quick)
 {
 	struct llvm_peer_result peers[LLVM_PEERS];
-	int functions = quick ? 200 : 1000;
+	int functions = quick ? 100 : 1000;
 	char why[256] = "", jit_metric[32], pss_metric[32];
 	int err = bench_llvm(functions, repeats < 3 ? repeats : 3, peers, why, sizeof(why));
 
