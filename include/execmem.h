@@ -133,6 +133,9 @@
 #include <stdint.h>
 
 #ifdef __cplusplus
+/* execmem_stats() names its struct too: fine in C, a -Wshadow warning in C++. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wshadow"
 extern "C" {
 #endif
 
@@ -267,6 +270,8 @@ struct execmem_stats {
 	size_t bytes_huge;               /* bytes the kernel confirmed are in 2 MiB pages */
 	uint64_t os_calls[EXECMEM_OS_CALL_MAX]; /* process-wide, since start */
 	uint64_t os_calls_total;
+	size_t wx_holes;                 /* writable+executable mappings of the arena's
+					  * memory found by execmem_write_end() */
 };
 
 /*
@@ -376,9 +381,18 @@ EXECMEM_API void *execmem_write_begin(void *addr);
  * execmem_write_end - close the window opened on addr, whose pointer must not
  * be used any more, and publish its bytes as execmem_write() does (in
  * mprotect mode the copy is put in place the same way, then freed).
- * Returns 0, -EINVAL when no window is open on addr, or an OS error in
- * mprotect mode.  The window is closed even when an error is returned (the
- * allocation may then still hold its bytes from before the window).
+ * Before that it looks for a W+X hole: a mapping of the allocation's chunk
+ * (its executable view or, in dual mode, its RW alias) that someone made
+ * writable and executable with mprotect() behind execmem's back (one read
+ * of /proc/self/maps; see docs/integrations.md for what execmem prevents
+ * and what it can only detect).  A hole found is counted in
+ * execmem_stats.wx_holes, the chunk's protections are put back (data
+ * memory is left as found), and the call returns -EPERM even though the
+ * bytes were published.
+ * Returns 0, -EPERM for a W+X hole found, -EINVAL when no window is open on
+ * addr, or an OS error in mprotect mode.  The window is closed even when an
+ * error is returned (the allocation may then still hold its bytes from
+ * before the window).
  */
 EXECMEM_API int execmem_write_end(void *addr);
 
@@ -507,5 +521,6 @@ EXECMEM_API const char *execmem_last_error(void);
 
 #ifdef __cplusplus
 }
+#pragma GCC diagnostic pop
 #endif
 #endif

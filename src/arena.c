@@ -762,7 +762,28 @@ int em_window_begin(struct em_chunk *c, uintptr_t addr, void **writable)
 	return rc;
 }
 
-/* The window closes even when its bytes cannot be put in place. */
+/* Put a closing window's bytes in place and publish them. */
+static int close_window(struct em_chunk *c, uintptr_t addr, size_t size)
+{
+	if (c->kind == EM_CHUNK_TOGGLED && c->pool->in_place)
+		return em_chunk_close_in_place(c, addr, size);
+	/* A chunk made toggled by fork holds a window opened on its alias. */
+	struct em_shadow *s = c->kind == EM_CHUNK_TOGGLED ? take_shadow(c->pool, addr) : NULL;
+	int rc = 0;
+	if (s) {
+		rc = em_chunk_put(c, addr, s->bytes, size);
+		free_shadow(s);
+	} else if (c->pool->code) {
+		rc = em_arch.publish((void *)addr, size);
+	}
+	return rc;
+}
+
+/*
+ * The window closes even when its bytes cannot be put in place.  A W+X
+ * mapping of the chunk is looked for first, while an in-place window's
+ * pages still have the protection the emitter left them.
+ */
 int em_window_end(struct em_chunk *c, uintptr_t addr)
 {
 	struct held h;
@@ -770,21 +791,15 @@ int em_window_end(struct em_chunk *c, uintptr_t addr)
 	if (rc)
 		return rc;
 	if (!flagged(c, &h, EM_FS_WINDOW)) {
-		rc = -EINVAL;
-	} else {
-		em_fs_set_flag(&c->fs, EM_FS_WINDOW, h.index, 0);
-		bool in_place = c->kind == EM_CHUNK_TOGGLED && c->pool->in_place;
-		/* A chunk made toggled by fork holds a window opened on its alias. */
-		struct em_shadow *s = c->kind == EM_CHUNK_TOGGLED && !in_place
-					      ? take_shadow(c->pool, addr) : NULL;
-		if (in_place) {
-			rc = em_chunk_close_in_place(c, addr, h.size);
-		} else if (s) {
-			rc = em_chunk_put(c, addr, s->bytes, h.size);
-			free_shadow(s);
-		} else if (c->pool->code) {
-			rc = em_arch.publish((void *)addr, h.size);
-		}
+		em_unlock(&h.shard->lock);
+		return -EINVAL;
+	}
+	bool hole = em_chunk_wx_hole(c);
+	em_fs_set_flag(&c->fs, EM_FS_WINDOW, h.index, 0);
+	rc = close_window(c, addr, h.size);
+	if (hole) {
+		atomic_fetch_add(&c->pool->arena->wx_holes, 1);
+		rc = rc ? rc : -EPERM;
 	}
 	em_unlock(&h.shard->lock);
 	return rc;
@@ -816,6 +831,7 @@ void em_arena_stats(struct em_arena *a, struct execmem_stats *out)
 {
 	memset(out, 0, sizeof *out);
 	out->mode = atomic_load(&a->mode);
+	out->wx_holes = atomic_load(&a->wx_holes);
 	FOR_EACH_POOL(a, pool) {
 		for (unsigned i = 0; i <= a->shard_mask; i++) {
 			struct em_shard *s = &pool->shards[i];

@@ -91,6 +91,16 @@ static int new_memfd(const struct em_chunk *c, struct em_fd *fd)
 }
 
 /*
+ * The view of a memfd whose alias is mapped: sealed first, so that no one
+ * can make the view writable (mprotect() of it to W+X fails with EACCES).
+ */
+static int map_view(struct em_chunk *c, const struct em_fd *fd)
+{
+	int rc = em_os_seal_writes(fd);
+	return rc ? rc : map_fixed((void *)c->base, c->size, (int)c->pool->prot, MAP_SHARED, fd);
+}
+
+/*
  * Give the aliased chunk a fresh memfd: an RW alias at a random address,
  * filled with traps, then the executable view at c->base.  The view is
  * mapped only once its bytes are final.
@@ -111,7 +121,7 @@ static int map_aliased(struct em_chunk *c)
 		/* Shared memory collapses only once its pages exist: fill first. */
 		em_fill(c->pool, alias, c->size);
 		c->huge = make_huge(alias, c->size);
-		rc = map_fixed((void *)c->base, c->size, (int)c->pool->prot, MAP_SHARED, &fd);
+		rc = map_view(c, &fd);
 	}
 	if (!rc && c->huge)
 		c->huge = make_huge((void *)c->base, c->size);
@@ -246,7 +256,7 @@ static int copy_to_new_memfd(struct em_chunk *c)
 	if (!rc)
 		rc = map_fixed(c->alias, c->size, PROT_READ | PROT_WRITE, MAP_SHARED, &fd);
 	if (!rc)
-		rc = map_fixed((void *)c->base, c->size, (int)c->pool->prot, MAP_SHARED, &fd);
+		rc = map_view(c, &fd);
 	em_os_close(&fd);
 	if (!rc && c->huge)
 		c->huge = make_huge(c->alias, c->size) && make_huge((void *)c->base, c->size);
@@ -428,6 +438,44 @@ static int put_toggled(struct em_chunk *c, uintptr_t dst, const void *src, size_
 	}
 	em_os_restore_signals(&saved);
 	return rc;
+}
+
+/* Pages of a toggled chunk that no writer holds get the pool's protection. */
+static void reprotect_idle_pages(struct em_chunk *c)
+{
+	uintptr_t page = (uintptr_t)em_os_page_size(), end = c->base + c->size, run = 0;
+	em_lock(&c->pool->toggle_lock);
+	for (uintptr_t p = c->base; p <= end; p += page) {
+		bool idle = p < end && !atomic_load(&c->rw_refs[(p - c->base) / page]);
+		if (idle && !run)
+			run = p;
+		if (!idle && run) {
+			em_os_protect((void *)run, p - run, (int)c->pool->prot);
+			run = 0;
+		}
+	}
+	em_unlock(&c->pool->toggle_lock);
+}
+
+/*
+ * Whether a mapping of the chunk (view or alias) was made writable and
+ * executable behind execmem's back; if so, the protections execmem keeps
+ * are put back where it knows them (aliases, views, idle toggled pages;
+ * private data is left as found).
+ */
+bool em_chunk_wx_hole(struct em_chunk *c)
+{
+	uintptr_t ranges[2][2] = { { c->base, c->base + c->size },
+				   { (uintptr_t)c->alias, (uintptr_t)c->alias + c->size } };
+	if (c->kind == EM_CHUNK_DETACHED || em_os_find_wx(ranges, c->alias ? 2 : 1) <= 0)
+		return false;
+	if (c->kind == EM_CHUNK_ALIASED) {
+		em_os_protect(c->alias, c->size, PROT_READ | PROT_WRITE);
+		em_os_protect((void *)c->base, c->size, (int)c->pool->prot);
+	} else if (c->kind == EM_CHUNK_TOGGLED) {
+		reprotect_idle_pages(c);
+	}
+	return true;
 }
 
 /*

@@ -134,6 +134,7 @@ struct em_arena {
 	bool mode_forced;          /* no automatic fallback */
 	unsigned shard_mask;
 	atomic_size_t nretained;   /* arena-wide count against params.retained_chunks */
+	atomic_size_t wx_holes;    /* W+X mappings of its chunks found by window ends */
 	struct em_pool *pool_of[EXECMEM_TYPE_MAX];
 	struct em_pool pools[EXECMEM_TYPE_MAX];
 	struct em_arena *next;     /* registry */
@@ -169,6 +170,7 @@ bool em_aliases_exist(void);
 size_t em_aliases_privatize(void);
 int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len);
 void *em_chunk_writable(struct em_chunk *c, uintptr_t addr);
+bool em_chunk_wx_hole(struct em_chunk *c);
 int em_chunk_open_in_place(struct em_chunk *c, uintptr_t addr, size_t len, void **writable);
 int em_chunk_close_in_place(struct em_chunk *c, uintptr_t addr, size_t len);
 void em_fill(struct em_pool *pool, void *dst, size_t len);

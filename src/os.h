@@ -29,7 +29,12 @@ struct em_fd {
 
 EM_HIDDEN int em_os_memfd(const char *name, struct em_fd *out);
 EM_HIDDEN int em_os_ftruncate(const struct em_fd *f, size_t size);
+/* Size seals (and no others yet). */
 EM_HIDDEN int em_os_seal_size(const struct em_fd *f);
+/* No new writable mapping of f, and no more seals: call once its
+ * writable mapping exists.  Views mapped later can never gain write
+ * permission (kernels before 5.1: only the last seal). */
+EM_HIDDEN int em_os_seal_writes(const struct em_fd *f);
 /* Writes all of buf at offset 0. */
 EM_HIDDEN int em_os_write_file(const struct em_fd *f, const void *buf, size_t len);
 /* Closes f only while it is still the descriptor opened; -EBADF otherwise. */
@@ -57,6 +62,12 @@ EM_HIDDEN int em_os_install_fault_handler(void (*handler)(int, siginfo_t *, void
  * mask to give back to em_os_restore_signals().  Counted, cannot fail. */
 EM_HIDDEN void em_os_block_signals(sigset_t *saved);
 EM_HIDDEN void em_os_restore_signals(const sigset_t *saved);
+/* Whether mappings of the process that overlap the n ranges [lo, hi) are
+ * writable and executable: how many ranges (or, on kernels before 6.11,
+ * mappings) have one, or a negative errno.  One PROCMAP_QUERY ioctl of
+ * /proc/self/maps per range, or a read of the whole file; counted as
+ * OTHER. */
+EM_HIDDEN int em_os_find_wx(const uintptr_t (*ranges)[2], int n);
 EM_HIDDEN long em_os_page_size(void);
 EM_HIDDEN int em_os_cpu_count(void);
 EM_HIDDEN uint64_t em_os_random(void);

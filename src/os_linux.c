@@ -11,6 +11,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -108,7 +110,22 @@ int em_os_seal_size(const struct em_fd *f)
 {
 	int rc = enter(EXECMEM_OS_FCNTL);
 	int fd = rc ? rc : owned(f);
-	return fd < 0 ? fd : result(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL));
+	return fd < 0 ? fd : result(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW));
+}
+
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
+
+int em_os_seal_writes(const struct em_fd *f)
+{
+	int rc = enter(EXECMEM_OS_FCNTL);
+	int fd = rc ? rc : owned(f);
+	if (fd < 0)
+		return fd;
+	/* Kernels before 5.1 do not know the seal: the last seal alone then. */
+	rc = result(fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SEAL));
+	return rc == -EINVAL ? result(fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL)) : rc;
 }
 
 int em_os_write_file(const struct em_fd *f, const void *buf, size_t len)
@@ -321,4 +338,112 @@ void em_os_fail_clear(void)
 uint64_t em_os_failures(void)
 {
 	return atomic_load(&failures_injected);
+}
+
+/* ------------------------------------------------ /proc/self/maps */
+
+struct maps_reader {
+	int fd;
+	char buf[4096];
+	size_t len, pos;
+};
+
+/* The next line (without its newline) into line[size]; 0 at end of file. */
+static int next_line(struct maps_reader *r, char *line, size_t size)
+{
+	size_t n = 0;
+	line[0] = '\0';
+	for (;;) {
+		if (r->pos == r->len) {
+			ssize_t got = read(r->fd, r->buf, sizeof r->buf);
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got < 0)
+				return -errno;
+			if (got == 0)
+				return n > 0;
+			r->len = (size_t)got;
+			r->pos = 0;
+		}
+		char ch = r->buf[r->pos++];
+		if (ch == '\n')
+			return 1;
+		if (n + 1 < size)
+			line[n++] = ch;
+		line[n] = '\0';
+	}
+}
+
+/* Whether a maps line ("lo-hi rwxp ...") is writable and executable and
+ * overlaps one of the ranges. */
+static bool wx_line_overlaps(const char *line, const uintptr_t (*ranges)[2], int n)
+{
+	char *end;
+	uintptr_t lo = (uintptr_t)strtoull(line, &end, 16);
+	if (*end != '-')
+		return false;
+	uintptr_t hi = (uintptr_t)strtoull(end + 1, &end, 16);
+	if (*end != ' ' || end[2] != 'w' || end[3] != 'x')
+		return false;
+	for (int i = 0; i < n; i++)
+		if (lo < ranges[i][1] && ranges[i][0] < hi)
+			return true;
+	return false;
+}
+
+/* The PROCMAP_QUERY ioctl of /proc/self/maps (Linux 6.11), declared here
+ * for older headers. */
+struct em_procmap_query {
+	uint64_t size, query_flags, query_addr;
+	uint64_t vma_start, vma_end, vma_flags, vma_page_size, vma_offset, inode;
+	uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
+	uint64_t vma_name_addr, build_id_addr;
+};
+#define EM_PROCMAP_QUERY _IOWR('f', 17, struct em_procmap_query)
+#define EM_QUERY_WRITABLE 0x02
+#define EM_QUERY_EXECUTABLE 0x04
+#define EM_QUERY_COVERING_OR_NEXT 0x10
+
+/* Whether a W+X mapping overlaps [lo, hi): 1, 0, or a negative errno
+ * (-ENOTTY and -EINVAL from kernels without the query). */
+static int query_wx(int fd, uintptr_t lo, uintptr_t hi)
+{
+	struct em_procmap_query q = {
+		.size = sizeof q,
+		.query_flags = EM_QUERY_COVERING_OR_NEXT | EM_QUERY_WRITABLE | EM_QUERY_EXECUTABLE,
+		.query_addr = lo,
+	};
+	if (ioctl(fd, EM_PROCMAP_QUERY, &q) != 0)
+		return errno == ENOENT ? 0 : -errno;
+	return q.vma_start < hi;
+}
+
+/* The same from the text of the file, for kernels without the query. */
+static int read_wx(int fd, const uintptr_t (*ranges)[2], int n)
+{
+	struct maps_reader r = { .fd = fd };
+	char line[256];
+	int found = 0, rc;
+	while ((rc = next_line(&r, line, sizeof line)) > 0)
+		found += wx_line_overlaps(line, ranges, n);
+	return rc < 0 ? rc : found;
+}
+
+int em_os_find_wx(const uintptr_t (*ranges)[2], int n)
+{
+	int rc = enter(EXECMEM_OS_OTHER);
+	if (rc)
+		return rc;
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int found = 0;
+	for (int i = 0; i < n && rc >= 0; i++) {
+		rc = query_wx(fd, ranges[i][0], ranges[i][1]);
+		found += rc > 0;
+	}
+	if (rc == -ENOTTY || rc == -EINVAL)
+		found = rc = read_wx(fd, ranges, n);
+	close(fd);
+	return rc < 0 ? rc : found;
 }

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -490,6 +491,47 @@ static void in_place_writing(void)
 	}
 }
 
+static void *page_of(const void *p)
+{
+	return (void *)((uintptr_t)p & ~((uintptr_t)sysconf(_SC_PAGESIZE) - 1));
+}
+
+/*
+ * A client's mprotect() to W+X of execmem memory: refused for the view of
+ * dual mode (its memfd is sealed against writable mappings); for the RW
+ * alias and the toggled view of mprotect mode, the next window end finds
+ * it, says -EPERM, counts it and puts the protection back.
+ */
+static void wx_hole(enum execmem_mode mode)
+{
+	const int rwx = PROT_READ | PROT_WRITE | PROT_EXEC;
+	struct execmem_arena *a = arena_in(mode);
+	uint8_t *p = execmem_arena_alloc(a, EXECMEM_CODE, 64);
+	uint8_t *other = execmem_arena_alloc(a, EXECMEM_CODE, 64);
+	uint8_t *w = execmem_write_begin(p);
+	CHECK(p && other && w);
+	tu_emit_return(w, 90);
+	CHECK_EQ(execmem_write_end(p), 0); /* nothing to find yet */
+	struct execmem_stats st;
+	if (mode == EXECMEM_MODE_DUAL) {
+		CHECK(mprotect(page_of(p), 4096, rwx) != 0 && errno == EACCES);
+		CHECK(mprotect(page_of(p), 4096, PROT_READ | PROT_WRITE) != 0 && errno == EACCES);
+		CHECK(mprotect(page_of(w), 4096, rwx) == 0); /* the alias: not preventable */
+	} else {
+		CHECK(mprotect(page_of(p), 4096, rwx) == 0);
+	}
+	CHECK_EQ(tu_wx_mappings(), 1);
+	CHECK(execmem_write_begin(other) != NULL);
+	CHECK_EQ(execmem_write_end(other), -EPERM);
+	CHECK_EQ(tu_wx_mappings(), 0);
+	CHECK(tu_returns(p, 90, mode == EXECMEM_MODE_DUAL));
+	execmem_arena_stats(a, &st);
+	CHECK_EQ(st.wx_holes, 1);
+	CHECK(execmem_write_begin(other) != NULL);
+	CHECK_EQ(execmem_write_end(other), 0); /* repaired: reported once */
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
 static size_t round_up(size_t size, size_t unit)
 {
 	return (size + unit - 1) / unit * unit;
@@ -826,6 +868,7 @@ int main(void)
 		data_types(modes[m]);
 		windows_and_large(modes[m]);
 		aligned_allocations(modes[m]);
+		wx_hole(modes[m]);
 		fork_apart(modes[m]);
 		audit_under_stress(modes[m]);
 	}
