@@ -5,7 +5,8 @@
  * by removing their resource trackers, after which execmem holds nothing
  * any more; a global aligned to 4096 bytes lies at such an address; the
  * eh-frame of JIT code is registered at the code's final address while it
- * lives and gone after; no mapping was ever left writable and executable.
+ * lives and gone after; no mapping was left writable and executable, and
+ * execmem found none at the ends of the write windows.
  */
 #include <execmem/llvm.hpp>
 
@@ -173,6 +174,7 @@ static void test_many_small_functions(LLJIT &jit)
 	struct execmem_stats after = stats_now();
 	CHECK(after.live_allocations == before.live_allocations);
 	CHECK(after.bytes_in_use == before.bytes_in_use);
+	CHECK(after.wx_holes == 0);
 	CHECK(!first || !_Unwind_Find_FDE(static_cast<char *>(first) + 1, &bases));
 }
 
