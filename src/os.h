@@ -63,10 +63,10 @@ EM_HIDDEN int em_os_install_fault_handler(void (*handler)(int, siginfo_t *, void
 EM_HIDDEN void em_os_block_signals(sigset_t *saved);
 EM_HIDDEN void em_os_restore_signals(const sigset_t *saved);
 /* Whether mappings of the process that overlap the n ranges [lo, hi) are
- * writable and executable: how many ranges (or, on kernels before 6.11,
- * mappings) have one, or a negative errno.  One PROCMAP_QUERY ioctl of
- * /proc/self/maps per range, or a read of the whole file; counted as
- * OTHER. */
+ * writable and executable: how many ranges (or, where the kernel refuses
+ * the query, mappings) have one, or a negative errno.  One PROCMAP_QUERY
+ * ioctl of /proc/self/maps per range (Linux 6.11), else a read of the
+ * whole file; counted as OTHER. */
 EM_HIDDEN int em_os_find_wx(const uintptr_t (*ranges)[2], int n);
 EM_HIDDEN long em_os_page_size(void);
 EM_HIDDEN int em_os_cpu_count(void);

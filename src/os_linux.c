@@ -405,7 +405,7 @@ struct em_procmap_query {
 #define EM_QUERY_COVERING_OR_NEXT 0x10
 
 /* Whether a W+X mapping overlaps [lo, hi): 1, 0, or a negative errno
- * (-ENOTTY and -EINVAL from kernels without the query). */
+ * (-ENOTTY from kernels without the query, -ENOSYS from emulators). */
 static int query_wx(int fd, uintptr_t lo, uintptr_t hi)
 {
 	struct em_procmap_query q = {
@@ -418,7 +418,7 @@ static int query_wx(int fd, uintptr_t lo, uintptr_t hi)
 	return q.vma_start < hi;
 }
 
-/* The same from the text of the file, for kernels without the query. */
+/* The same from the text of the file, where the query is refused. */
 static int read_wx(int fd, const uintptr_t (*ranges)[2], int n)
 {
 	struct maps_reader r = { .fd = fd };
@@ -442,7 +442,7 @@ int em_os_find_wx(const uintptr_t (*ranges)[2], int n)
 		rc = query_wx(fd, ranges[i][0], ranges[i][1]);
 		found += rc > 0;
 	}
-	if (rc == -ENOTTY || rc == -EINVAL)
+	if (rc < 0) /* no query to be had: the text says it too */
 		found = rc = read_wx(fd, ranges, n);
 	close(fd);
 	return rc < 0 ? rc : found;
