@@ -10,6 +10,8 @@
  *           return std::make_unique<llvm::orc::ObjectLinkingLayer>(es, memory);
  *       }).create();
  *
+ * (examples/llvm_orc.cpp adds the layer's EHFrameRegistrationPlugin too.)
+ *
  * Each segment of a link graph gets an allocation of its own, typed by its
  * protection: executable segments EXECMEM_CODE_NEAR (Options::code_type),
  * read-only ones EXECMEM_RODATA, writable ones EXECMEM_DATA; each is aligned
@@ -18,9 +20,11 @@
  * runs) and puts the bytes through a write window on it (execmem_write_begin():
  * the writable alias in dual mode, a copy in mprotect mode), so the graph is
  * never writable and executable at once.  finalize() closes the windows,
- * which publishes the bytes, then runs the graph's finalize actions
- * (eh-frame registration among them) and frees the segments that live only
- * until then; deallocate() runs the dealloc actions and frees the rest.
+ * which publishes the bytes, then runs the graph's finalize actions (what
+ * ORC's platforms and plugins ask to run in the JIT's process once the
+ * memory is in place, such as registering eh-frames) and frees the
+ * segments that live only until then; deallocate() runs the dealloc
+ * actions and frees the rest.
  *
  * Code of one graph refers to its read-only and writable segments with
  * 32-bit PC-relative offsets on x86-64: CODE_NEAR, RODATA and DATA lie in
