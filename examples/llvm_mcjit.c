@@ -96,7 +96,8 @@ static uint8_t *allocate_code(void *opaque, uintptr_t size, unsigned alignment, 
 {
 	(void)id;
 	(void)name;
-	/* CODE_NEAR: within 32-bit reach of the data sections and of this program. */
+	/* CODE_NEAR: within 32-bit reach of the data sections and of this
+	 * program, should the code be compiled for the small code model. */
 	return allocate(opaque, EXECMEM_CODE_NEAR, size, alignment);
 }
 

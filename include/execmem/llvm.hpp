@@ -26,12 +26,15 @@
  * segments that live only until then; deallocate() runs the dealloc
  * actions and frees the rest.
  *
- * Code of one graph refers to its read-only and writable segments with
- * 32-bit PC-relative offsets on x86-64: CODE_NEAR, RODATA and DATA lie in
- * one window of that reach around the program's image, so those references
- * and direct calls to the program always fit.  With code_type EXECMEM_CODE
- * the code may lie anywhere, and JITLink fails the link ("out of range")
- * when a reference does not fit.
+ * Reach: LLJIT compiles x86-64 code for the large code model unless told
+ * otherwise (64-bit absolute addresses, which reach anywhere).  Code of the
+ * small code model (JITTargetMachineBuilder::setCodeModel(CodeModel::Small):
+ * shorter code, direct calls) refers to its rodata, GOT, data and eh-frame
+ * with 32-bit PC-relative offsets.  CODE_NEAR, RODATA and DATA lie in one
+ * window of that reach around the program's image, so those references and
+ * calls into the program always fit.  With code_type EXECMEM_CODE the code
+ * may lie anywhere, and JITLink then fails such a link with an "out of
+ * range" error (given to the session's error reporter).
  *
  * Thread-safety: allocate(), finalize() and deallocate() may run in any
  * threads at once (the manager holds no state of its own besides its

@@ -200,31 +200,102 @@ static void test_page_aligned_global(LLJIT &jit)
 	CHECK_OK(small->remove());
 }
 
-int main()
+/*
+ * An LLJIT linking into memory, finding symbols of this program; or NULL.
+ * LLJIT compiles for x86-64's large code model (64-bit absolute addresses)
+ * unless asked for the small one (32-bit PC-relative references).
+ */
+static std::unique_ptr<LLJIT> make_jit(execmem::JITLinkMemoryManager &memory, bool small_code_model)
 {
-	InitializeNativeTarget();
-	InitializeNativeTargetAsmPrinter();
-	const char *mode = std::getenv("EXECMEM_MODE");
-	execmem::JITLinkMemoryManager memory;
+	auto machine = JITTargetMachineBuilder::detectHost();
+	if (!machine) {
+		std::fprintf(stderr, "host: %s\n", toString(machine.takeError()).c_str());
+		return nullptr;
+	}
+	if (small_code_model)
+		machine->setCodeModel(CodeModel::Small);
 	auto jit = LLJITBuilder()
+		.setJITTargetMachineBuilder(std::move(*machine))
 		.setObjectLinkingLayerCreator([&](ExecutionSession &session, const Triple &) {
 			return jitlink_layer(session, memory);
 		})
 		.create();
 	if (!jit) {
 		std::fprintf(stderr, "LLJIT: %s\n", toString(jit.takeError()).c_str());
-		return 1;
+		return nullptr;
 	}
 	auto process = DynamicLibrarySearchGenerator::GetForCurrentProcess(
 		(*jit)->getDataLayout().getGlobalPrefix());
 	if (!process) {
 		std::fprintf(stderr, "process symbols: %s\n", toString(process.takeError()).c_str());
-		return 1;
+		return nullptr;
 	}
 	(*jit)->getMainJITDylib().addGenerator(std::move(*process));
+	return std::move(*jit);
+}
 
-	test_many_small_functions(**jit);
-	test_page_aligned_global(**jit);
+/*
+ * The small code model: code refers to its data, GOT and eh-frame with
+ * 32-bit PC-relative offsets.  With CODE_NEAR (the default) they always
+ * reach.  With Options::code_type = EXECMEM_CODE, code that refers to
+ * nothing else runs wherever it lies, and code that refers to its data
+ * either links (both happen to lie within reach) and computes right, or
+ * fails with JITLink's out-of-range error: never silently wrong.  A failed
+ * link gives its memory back as well.
+ */
+static void test_small_code_model(execmem_type code_type)
+{
+	struct execmem_stats before = stats_now();
+	execmem::JITLinkMemoryManager::Options options;
+	options.code_type = code_type;
+	execmem::JITLinkMemoryManager memory(options);
+	auto jit = make_jit(memory, true);
+	CHECK(jit);
+	if (!jit)
+		return;
+	/* Link errors reach the session's reporter; the lookup fails with less. */
+	std::string reported;
+	jit->getExecutionSession().setErrorReporter(
+		[&](Error err) { reported += toString(std::move(err)); });
+	auto tracker = jit->getMainJITDylib().createResourceTracker();
+	CHECK_OK(add_ir(*jit, tracker, "define i64 @pure(i64 %x) nounwind {\n"
+					"  %m = mul i64 %x, 7\n"
+					"  %r = add i64 %m, 1\n"
+					"  ret i64 %r\n"
+					"}\n"));
+	auto pure = lookup<long (*)(long)>(*jit, "pure");
+	CHECK(pure && pure(3) == 22);
+	CHECK_OK(add_ir(*jit, tracker, small_function(5)));
+	auto with_data = jit->lookup("f5");
+	if (with_data) {
+#if LLVM_VERSION_MAJOR >= 15
+		auto f5 = with_data->toPtr<long (*)(long)>();
+#else
+		auto f5 = reinterpret_cast<long (*)(long)>(with_data->getAddress());
+#endif
+		CHECK(f5(3) == 3 * 6 + 5);
+	} else {
+		consumeError(with_data.takeError());
+		std::printf("small code model, code type %d: %s\n", code_type, reported.c_str());
+		CHECK(code_type == EXECMEM_CODE && reported.find("out of range") != std::string::npos);
+	}
+	CHECK_OK(tracker->remove());
+	CHECK(stats_now().live_allocations == before.live_allocations);
+}
+
+int main()
+{
+	InitializeNativeTarget();
+	InitializeNativeTargetAsmPrinter();
+	const char *mode = std::getenv("EXECMEM_MODE");
+	execmem::JITLinkMemoryManager memory;
+	auto jit = make_jit(memory, false);
+	if (!jit)
+		return 1;
+	test_many_small_functions(*jit);
+	test_page_aligned_global(*jit);
+	test_small_code_model(EXECMEM_CODE_NEAR);
+	test_small_code_model(EXECMEM_CODE);
 	if (mode)
 		CHECK(std::strcmp(execmem_mode_name(stats_now().mode), mode) == 0);
 	std::printf("%s: %s mode, %d failure(s)\n", failures ? "FAIL" : "ok",
