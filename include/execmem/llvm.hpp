@@ -1,8 +1,9 @@
 /*
  * execmem/llvm.hpp - execmem as the memory of LLVM's JITLink, for ORC
  * (LLJIT, ObjectLinkingLayer).  Header only; link the program with execmem
- * and LLVM (built against LLVM 14; the few interface changes of later
- * versions are followed by #if on LLVM_VERSION_MAJOR).
+ * and LLVM (built and tested against LLVM 14; the interface changes of
+ * later versions known to it, where the memory flags moved and were
+ * renamed, are followed by #if on LLVM_VERSION_MAJOR, untested).
  *
  *   execmem::JITLinkMemoryManager memory;
  *   auto jit = llvm::orc::LLJITBuilder()
@@ -113,12 +114,14 @@ public:
 private:
 #if LLVM_VERSION_MAJOR >= 16
 	using MemProt = llvm::orc::MemProt;
+	using AllocGroup = llvm::orc::AllocGroup;
 #else
 	using MemProt = llvm::jitlink::MemProt;
+	using AllocGroup = llvm::jitlink::AllocGroup;
 #endif
 
 	/* Segments that JITLink needs only until the finalize actions have run. */
-	static bool until_finalized(const llvm::jitlink::AllocGroup &group)
+	static bool until_finalized(const AllocGroup &group)
 	{
 #if LLVM_VERSION_MAJOR >= 18
 		return group.getMemLifetime() == llvm::orc::MemLifetime::Finalize;
@@ -236,7 +239,7 @@ private:
 	}
 
 	/* Give one segment its final address and a writable view of it. */
-	llvm::Error place(const llvm::jitlink::AllocGroup &group, llvm::jitlink::BasicLayout::Segment &segment,
+	llvm::Error place(const AllocGroup &group, llvm::jitlink::BasicLayout::Segment &segment,
 			  InFlight &in_flight) const
 	{
 		MemProt prot = group.getMemProt();

@@ -6,7 +6,9 @@
  * any more; a global aligned to 4096 bytes lies at such an address; the
  * eh-frame of JIT code is registered at the code's final address while it
  * lives and gone after; no mapping was left writable and executable, and
- * execmem found none at the ends of the write windows.
+ * execmem found none at the ends of the write windows.  Also: the small
+ * code model with CODE_NEAR and with EXECMEM_CODE code (see
+ * test_small_code_model()), and a manager on an arena of its own.
  */
 #include <execmem/llvm.hpp>
 
@@ -283,6 +285,38 @@ static void test_small_code_model(execmem_type code_type)
 	CHECK(stats_now().live_allocations == before.live_allocations);
 }
 
+/* Options::arena: the graph's memory comes from that arena, and goes back. */
+static void test_own_arena(const char *mode)
+{
+	struct execmem_params params;
+	execmem_params_init(&params);
+	if (mode)
+		params.mode = std::strcmp(mode, "dual") == 0 ? EXECMEM_MODE_DUAL : EXECMEM_MODE_MPROTECT;
+	execmem_arena *arena = execmem_arena_create(&params);
+	CHECK(arena);
+	if (!arena)
+		return;
+	struct execmem_stats stats, default_before = stats_now();
+	{
+		execmem::JITLinkMemoryManager::Options options;
+		options.arena = arena;
+		execmem::JITLinkMemoryManager memory(options);
+		auto jit = make_jit(memory, false);
+		CHECK(jit);
+		if (jit) {
+			auto tracker = jit->getMainJITDylib().createResourceTracker();
+			CHECK_OK(add_ir(*jit, tracker, small_function(7)));
+			auto f7 = lookup<long (*)(long)>(*jit, "f7");
+			CHECK(f7 && f7(3) == 3 * 8 + 7);
+			CHECK(execmem_arena_stats(arena, &stats) == 0 && stats.live_allocations >= 2);
+			CHECK(stats_now().live_allocations == default_before.live_allocations);
+			CHECK_OK(tracker->remove());
+		}
+	}
+	CHECK(execmem_arena_stats(arena, &stats) == 0 && stats.live_allocations == 0);
+	CHECK(execmem_arena_destroy(arena) == 0);
+}
+
 int main()
 {
 	InitializeNativeTarget();
@@ -296,6 +330,7 @@ int main()
 	test_page_aligned_global(*jit);
 	test_small_code_model(EXECMEM_CODE_NEAR);
 	test_small_code_model(EXECMEM_CODE);
+	test_own_arena(mode);
 	if (mode)
 		CHECK(std::strcmp(execmem_mode_name(stats_now().mode), mode) == 0);
 	std::printf("%s: %s mode, %d failure(s)\n", failures ? "FAIL" : "ok",
