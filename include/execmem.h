@@ -368,8 +368,9 @@ EXECMEM_API int execmem_invalidate(void *dst, size_t len);
  * the same pages (and write other allocations) while the window is open.
  * While it is open, execmem_write(), execmem_invalidate() and execmem_free()
  * of the allocation fail with -EBUSY.  In an arena with
- * EXECMEM_WRITE_IN_PLACE the pointer is addr itself for every type (see
- * struct execmem_params).
+ * EXECMEM_WRITE_IN_PLACE the pointer is addr itself for every type, and
+ * the allocation's own pages are not executable until the window closes
+ * (see struct execmem_params).
  * Returns NULL with errno EINVAL (not the start of a live allocation),
  * EBUSY (a window is already open on it), EPERM (sealed), ENOMEM (no memory
  * for the copy, mprotect mode), EIO (a chunk detached after fork, see FORK)
