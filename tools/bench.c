@@ -21,10 +21,17 @@
 #ifdef EXECMEM_HAVE_MODLOAD
 #include "bench_modload.h"
 #endif
+#ifdef EXECMEM_HAVE_LLVM_PAIR
+#include "bench_llvm.h"
+#endif
 
 enum { REPEATS = 5 };
 
 #define MODLOAD_CHILD "modload" /* pseudo-allocator of the child that runs M1 */
+#define LLVM_CHILD "llvm"       /* pseudo-allocator of the child that runs L1 */
+
+/* The two memory managers of L1, each reported as an allocator of its own. */
+static const char *const llvm_peers[] = { "orc-default", "orc-execmem" };
 
 void usage_bench(FILE *out)
 {
@@ -39,6 +46,9 @@ void usage_bench(FILE *out)
 		"  W4 calls    calls in random order over 16,384 and 262,144 small programs\n"
 		"  W5 threads  W1 in two threads; W1 while another thread runs JIT code\n"
 		"  W6 syscalls system calls and page faults per W1 program in steady state\n"
+		"  L1 LLVM     (when built with LLVM) JIT 1,000 one-function modules with ORC:\n"
+		"              time and Pss of their code, ORC's own memory manager against\n"
+		"              execmem's (orc-default, orc-execmem); 100 with --quick\n"
 		"Allocators: execmem (default mode), execmem-mprotect, page (a mapping per\n"
 		"program), mprotect-pool, asmjit-rwx, asmjit-dual-fill (when built with\n"
 		"libasmjit-dev), and floor (W1's copy + trap fill alone, no allocator).\n"
@@ -65,7 +75,7 @@ struct alloc_info {
 	const char *name;
 	bool peer;              /* a peer's failure is a finding, not an error of the run */
 	enum alloc_status status;
-	char mode[96], first_wx[256], reason[256];
+	char mode[200], first_wx[256], reason[256];
 	int wx;
 	size_t wrong;
 	bool audited;
@@ -171,6 +181,34 @@ static size_t split_tabs(char *line, char **fields, size_t max)
 	return n;
 }
 
+static bool have_alloc_info(const struct results *res, const char *name)
+{
+	for (size_t a = 0; a < res->nallocs; a++)
+		if (!strcmp(res->allocs[a].name, name))
+			return true;
+	return false;
+}
+
+/* P name wx wrong config: one of the LLVM pair, reported as an allocator
+ * (once: plan_and_run() made room for two). */
+static void take_llvm_peer(struct results *res, char **f)
+{
+	for (size_t p = 0; p < sizeof(llvm_peers) / sizeof(llvm_peers[0]); p++) {
+		if (strcmp(f[1], llvm_peers[p]) || have_alloc_info(res, llvm_peers[p]))
+			continue;
+		struct alloc_info *ai = &res->allocs[res->nallocs++];
+		memset(ai, 0, sizeof(*ai));
+		ai->name = llvm_peers[p];
+		ai->peer = strcmp(ai->name, "orc-execmem") != 0;
+		ai->wx = atoi(f[2]);
+		ai->wrong = strtoul(f[3], NULL, 10);
+		snprintf(ai->mode, sizeof(ai->mode), "%s", f[4]);
+		ai->audited = true;
+		if (ai->wrong || (ai->wx && !ai->peer))
+			res->check_failed = true;
+	}
+}
+
 static void take_record(struct results *res, struct alloc_info *ai, char *line)
 {
 	char *f[8];
@@ -190,6 +228,8 @@ static void take_record(struct results *res, struct alloc_info *ai, char *line)
 		ai->wrong = strtoul(f[3], NULL, 10);
 		snprintf(ai->first_wx, sizeof(ai->first_wx), "%s", f[4]);
 		ai->audited = true;
+	} else if (n == 5 && !strcmp(f[0], "P")) {
+		take_llvm_peer(res, f);
 	} else if (n == 2 && !strcmp(f[0], "U")) {
 		ai->status = ALLOC_UNAVAILABLE;
 		snprintf(ai->reason, sizeof(ai->reason), "%s", f[1]);
@@ -249,7 +289,8 @@ static void note_failure(struct results *res, struct alloc_info *ai, const char 
 static bool run_child(struct results *res, struct alloc_info *ai, const char *workload, int repeats,
 		      bool quick)
 {
-	const char *child_alloc = !strcmp(workload, "M1") ? MODLOAD_CHILD : ai->name;
+	const char *child_alloc = !strcmp(workload, "M1") ? MODLOAD_CHILD
+				  : !strcmp(workload, "L1") ? LLVM_CHILD : ai->name;
 	char *line = NULL;
 	size_t cap = 0;
 	int fd, status = 0;
@@ -350,7 +391,8 @@ static int plan_and_run(struct results *res, const char *only, bool quick)
 	size_t n = 0;
 	while (bench_allocator_list[n])
 		n++;
-	res->allocs = calloc(n + 1, sizeof(*res->allocs));
+	/* Besides the allocators: the M1 child, the L1 child and its two peers. */
+	res->allocs = calloc(n + 4, sizeof(*res->allocs));
 	if (!res->allocs)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
@@ -368,6 +410,14 @@ static int plan_and_run(struct results *res, const char *only, bool quick)
 		ai->name = MODLOAD_CHILD;
 		show_running("module loader", "M1");
 		run_child(res, ai, "M1", REPEATS, quick);
+	}
+#endif
+#ifdef EXECMEM_HAVE_LLVM_PAIR
+	if (!only || selected(only, llvm_peers[0]) || selected(only, llvm_peers[1])) {
+		struct alloc_info *ai = &res->allocs[res->nallocs++];
+		ai->name = LLVM_CHILD;
+		show_running("LLVM ORC", "L1");
+		run_child(res, ai, "L1", REPEATS, quick);
 	}
 #endif
 	if (isatty(STDERR_FILENO))
@@ -427,6 +477,12 @@ static void json_row(FILE *out, const struct row *r)
 	fprintf(out, "}\n");
 }
 
+/* A child that measures a pair of peers; its peers carry the results. */
+static bool pair_child(const struct alloc_info *ai)
+{
+	return !strcmp(ai->name, MODLOAD_CHILD) || !strcmp(ai->name, LLVM_CHILD);
+}
+
 static bool row_of(const struct row *r, const struct alloc_info *ai)
 {
 	if (!strcmp(ai->name, MODLOAD_CHILD))
@@ -438,7 +494,7 @@ static void print_json(const struct results *res)
 {
 	for (size_t a = 0; a < res->nallocs; a++) {
 		const struct alloc_info *ai = &res->allocs[a];
-		if (strcmp(ai->name, MODLOAD_CHILD) || ai->status != ALLOC_OK)
+		if (!pair_child(ai) || ai->status != ALLOC_OK)
 			json_alloc_line(stdout, ai);
 		for (size_t i = 0; i < res->nrows; i++)
 			if (res->rows[i].summarized && row_of(&res->rows[i], ai))
@@ -483,7 +539,7 @@ static void print_allocators(const struct results *res)
 	printf("\n%-18s %-6s %s\n", "allocator", "W+X", "mode");
 	for (size_t a = 0; a < res->nallocs; a++) {
 		const struct alloc_info *ai = &res->allocs[a];
-		if (!strcmp(ai->name, MODLOAD_CHILD) && ai->status == ALLOC_OK)
+		if (pair_child(ai) && ai->status == ALLOC_OK)
 			continue;
 		if (ai->status == ALLOC_UNAVAILABLE)
 			printf("%-18s %-6s unavailable: %s\n", ai->name, "-", ai->reason);
@@ -608,7 +664,8 @@ int cmd_bench(int argc, char **argv)
 	}
 	char name[64];
 	for (const char *p = only; next_name(&p, name, sizeof(name));) {
-		if (!bench_allocator_find(name) && strcmp(name, "execmem-module") && strcmp(name, "dlopen")) {
+		if (!bench_allocator_find(name) && strcmp(name, "execmem-module") && strcmp(name, "dlopen") &&
+		    strcmp(name, llvm_peers[0]) && strcmp(name, llvm_peers[1])) {
 			fprintf(stderr, "execmem bench: --only: unknown allocator '%s'\n", name);
 			return EXIT_USAGE;
 		}
@@ -649,6 +706,37 @@ static int run_modload(int repeats, bool quick)
 }
 #endif
 
+#ifdef EXECMEM_HAVE_LLVM_PAIR
+static void report_figure(const char *peer, const char *metric, const char *unit,
+			  const struct llvm_figure *f)
+{
+	printf("R\tL1\t%s\t%s\t%s\t%.6f\t%.6f\t%.6f\n", peer, metric, unit, f->median, f->min, f->max);
+}
+
+/* At most 3 repetitions: compiling dominates, and the bench runs in tests. */
+static int run_llvm_pair(int repeats, bool quick)
+{
+	struct llvm_peer_result peers[LLVM_PEERS];
+	int functions = quick ? 100 : 1000;
+	char why[256] = "", jit_metric[32], pss_metric[32];
+	int err = bench_llvm(functions, repeats < 3 ? repeats : 3, peers, why, sizeof(why));
+
+	if (err) {
+		printf("U\t%s\n", why[0] ? why : strerror(-err));
+		return EXIT_SYSTEM;
+	}
+	snprintf(jit_metric, sizeof(jit_metric), "jit_ms_%d", functions);
+	snprintf(pss_metric, sizeof(pss_metric), "code_pss_kib_%d", functions);
+	for (int p = 0; p < LLVM_PEERS; p++) {
+		printf("P\t%s\t%d\t%zu\t%s\n", peers[p].name, peers[p].wx_mappings,
+		       peers[p].wrong_results, peers[p].config);
+		report_figure(peers[p].name, jit_metric, "ms", &peers[p].jit_ms);
+		report_figure(peers[p].name, pss_metric, "KiB", &peers[p].code_kib);
+	}
+	return EXIT_OK;
+}
+#endif
+
 /* argv: __bench-child ALLOCATOR WORKLOAD REPEATS QUICK */
 int cmd_bench_child(int argc, char **argv)
 {
@@ -662,6 +750,10 @@ int cmd_bench_child(int argc, char **argv)
 #ifdef EXECMEM_HAVE_MODLOAD
 	if (!strcmp(argv[1], MODLOAD_CHILD))
 		return run_modload((int)repeats, quick);
+#endif
+#ifdef EXECMEM_HAVE_LLVM_PAIR
+	if (!strcmp(argv[1], LLVM_CHILD))
+		return run_llvm_pair((int)repeats, quick);
 #endif
 	const struct bench_allocator *a = bench_allocator_find(argv[1]);
 	if (!a) {

@@ -1,0 +1,41 @@
+# LLVM for the ORC and MCJIT examples, their tests and the benchmark's LLVM
+# pair: LLVM 14's CMake package, found where Debian's llvm-14-dev puts it
+# (llvm-config-14 --cmakedir, /usr/lib/llvm-14).  Sets EXECMEM_HAVE_LLVM and
+# the interface target execmem_llvm (LLVM's headers, definitions and its
+# shared library).
+option(EXECMEM_WITH_LLVM "Build the LLVM examples, tests and benchmark pair when LLVM 14 is found" ON)
+set(EXECMEM_HAVE_LLVM OFF)
+if(NOT EXECMEM_WITH_LLVM)
+  return()
+endif()
+find_program(EXECMEM_LLVM_CONFIG NAMES llvm-config-14 llvm-config)
+set(llvm_hints /usr/lib/llvm-14/lib/cmake/llvm)
+if(EXECMEM_LLVM_CONFIG)
+  execute_process(COMMAND ${EXECMEM_LLVM_CONFIG} --cmakedir
+    OUTPUT_VARIABLE llvm_cmakedir OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  list(PREPEND llvm_hints ${llvm_cmakedir})
+endif()
+find_package(LLVM 14 CONFIG QUIET HINTS ${llvm_hints})
+if(NOT LLVM_FOUND)
+  message(STATUS "execmem: LLVM 14 not found, no LLVM examples, tests or benchmark pair")
+  return()
+endif()
+enable_language(CXX)
+set(CMAKE_CXX_STANDARD 17)
+set(CMAKE_CXX_STANDARD_REQUIRED ON)
+add_library(execmem_llvm INTERFACE)
+target_include_directories(execmem_llvm SYSTEM INTERFACE ${LLVM_INCLUDE_DIRS})
+separate_arguments(llvm_definitions UNIX_COMMAND "${LLVM_DEFINITIONS}")
+target_compile_definitions(execmem_llvm INTERFACE ${llvm_definitions})
+# A class derived from LLVM's needs LLVM's typeinfo, absent without RTTI.
+if(NOT LLVM_ENABLE_RTTI)
+  target_compile_options(execmem_llvm INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-fno-rtti>)
+endif()
+if(LLVM_LINK_LLVM_DYLIB)
+  target_link_libraries(execmem_llvm INTERFACE LLVM)
+else()
+  llvm_map_components_to_libnames(llvm_libs orcjit mcjit native)
+  target_link_libraries(execmem_llvm INTERFACE ${llvm_libs})
+endif()
+set(EXECMEM_HAVE_LLVM ON)
+message(STATUS "execmem: LLVM ${LLVM_PACKAGE_VERSION} found in ${LLVM_DIR}")
