@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/ci-lib.sh
 source scripts/ci-lib.sh
 # Tests allowed not to run, each with its reason: none.  (-LE no_sanitizer
-# leaves install_check out of the selection, which is not a skip.)
+# leaves out of the selection install_check, the benchmark's JSON check and
+# the tool tests that run their own tools; that is not a skip.)
 ALLOWED_TO_SKIP=()
 
 sanitizers=("$@")
