@@ -764,7 +764,7 @@ int em_window_end(struct em_chunk *c, uintptr_t addr)
 			rc = em_chunk_put(c, addr, s->bytes, h.size);
 			free_shadow(s);
 		} else if (c->pool->code) {
-			rc = em_arch.publish((void *)addr, h.size);
+			rc = em_publish_code((void *)addr, h.size);
 		}
 	}
 	em_unlock(&h.shard->lock);

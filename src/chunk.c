@@ -9,6 +9,12 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#ifdef EXECMEM_HAVE_VALGRIND_H
+#include <valgrind/valgrind.h>
+#else
+#define VALGRIND_DISCARD_TRANSLATIONS(addr, len) ((void)(addr), (void)(len))
+#endif
+
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
 #endif
@@ -442,6 +448,15 @@ int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len)
 	else
 		put_bytes(c, dst, src, len);
 	if (!rc && c->pool->code)
-		rc = em_arch.publish((void *)dst, len);
+		rc = em_publish_code((void *)dst, len);
 	return rc;
+}
+
+/* valgrind runs its translation of code until told the bytes changed, and
+ * sees no store made through an alias; outside valgrind the request is a
+ * few instructions that do nothing. */
+int em_publish_code(void *exec, size_t len)
+{
+	VALGRIND_DISCARD_TRANSLATIONS(exec, len);
+	return em_arch.publish(exec, len);
 }

@@ -168,6 +168,8 @@ size_t em_aliases_privatize(void);
 int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len);
 void *em_chunk_writable(struct em_chunk *c, uintptr_t addr);
 void em_fill(struct em_pool *pool, void *dst, size_t len);
+/* Make instruction fetch (and valgrind) see code bytes just written. */
+int em_publish_code(void *exec, size_t len);
 
 /* arena.c */
 int em_arena_init(struct em_arena *a, const struct execmem_params *params);
