@@ -227,8 +227,31 @@ enum execmem_os_call {
 	EXECMEM_OS_CALL_MAX
 };
 
+/*
+ * Why an arena runs in the mode it does (struct execmem_stats.mode_reason).
+ * An "auto" arena starts in dual mode unless a tool that watches the
+ * process needs the other: a debugger writes its software breakpoints into
+ * the code's page, which dual mode maps read-only and shared, so they never
+ * fire; valgrind translates code and is best served by one private mapping
+ * it watches itself.  Both are looked for once, when the arena is made (a
+ * debugger attached later is not seen: see docs/tools.md).
+ */
+enum execmem_mode_reason {
+	EXECMEM_REASON_ASKED,    /* the parameters or EXECMEM_MODE forced this mode */
+	EXECMEM_REASON_DEFAULT,  /* "auto", and nothing stood against dual mode */
+	EXECMEM_REASON_REFUSED,  /* "auto": the kernel or a policy refused dual mapping */
+	EXECMEM_REASON_DEBUGGER, /* "auto": a debugger (TracerPid) was attached at creation */
+	EXECMEM_REASON_VALGRIND  /* "auto": the process runs under valgrind */
+};
+
 struct execmem_stats {
 	enum execmem_mode mode;          /* mode new chunks are made in (never AUTO) */
+	enum execmem_mode_reason mode_reason; /* why (see enum execmem_mode_reason) */
+	/* 1 when execmem's anonymous mappings (mprotect mode, data) carry their
+	 * names in /proc/PID/maps ("[anon:execmem:code]", ...), 0 when the
+	 * kernel cannot name them (no CONFIG_ANON_VMA_NAME), -1 before the
+	 * process made one.  memfds are always named after their type. */
+	int named_mappings;
 	size_t bytes_reserved;           /* bytes of chunks and large mappings (one view) */
 	size_t bytes_in_use;             /* sum of execmem_usable_size() of live allocations */
 	size_t live_allocations;
@@ -436,6 +459,10 @@ EXECMEM_API int execmem_arena_stats(struct execmem_arena *arena,
  * other -EINVAL.
  */
 EXECMEM_API int execmem_arena_destroy(struct execmem_arena *arena);
+
+/* execmem_mode_reason_name - "asked", "default", "refused", "debugger",
+ * "valgrind", or "unknown" for a value outside the enum. */
+EXECMEM_API const char *execmem_mode_reason_name(enum execmem_mode_reason reason);
 
 /* execmem_mode_name - "dual", "mprotect" or "auto". */
 EXECMEM_API const char *execmem_mode_name(enum execmem_mode mode);

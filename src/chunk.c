@@ -85,7 +85,7 @@ static void untrack_alias(struct em_chunk *c)
 /* A sealed memfd of the chunk's size. */
 static int new_memfd(const struct em_chunk *c, struct em_fd *fd)
 {
-	int rc = em_os_memfd("execmem", fd);
+	int rc = em_os_memfd(em_type_mapping_name(c->pool->type), fd);
 	if (rc)
 		return rc;
 	rc = em_os_ftruncate(fd, c->size);
@@ -131,6 +131,12 @@ static int map_aliased(struct em_chunk *c)
 	return 0;
 }
 
+/* /proc/PID/maps shows what the memory is, where the kernel can say it. */
+static void name_private(const struct em_chunk *c)
+{
+	em_os_name_mapping((void *)c->base, c->size, em_type_mapping_name(c->pool->type));
+}
+
 /* A private mapping at c->base holding the pool's fill. */
 static int map_private(struct em_chunk *c)
 {
@@ -138,6 +144,7 @@ static int map_private(struct em_chunk *c)
 			   MAP_PRIVATE | MAP_ANONYMOUS, NULL);
 	if (rc)
 		return rc;
+	name_private(c);
 	if (c->kind == EM_CHUNK_PLAIN) {
 		em_os_advise((void *)c->base, c->size, MADV_HUGEPAGE);
 		return 0;
@@ -277,6 +284,7 @@ static int copy_to_private(struct em_chunk *c)
 		rc = em_toggle_guard_install();
 	if (rc)
 		return rc;
+	name_private(c);
 	untrack_alias(c);
 	c->alias = NULL;
 	c->kind = EM_CHUNK_TOGGLED;
