@@ -531,7 +531,7 @@ typedef int (*execmem_audit_fn)(const struct execmem_finding *finding, void *ctx
  * valgrind's own (its translations): they are reported with tool set and
  * counted in tool_wx, not in wx.  The report (may be NULL) receives the
  * counts and the MDWE state.
- * Reads /proc/PID/smaps, which needs the right to read the process's memory
+ * Reads /proc/PID/maps and smaps, which need the right to read the process's memory
  * maps (the same user, or CAP_SYS_PTRACE).
  * Returns 0; the non-zero value fn returned; -EINVAL for a negative pid;
  * -ESRCH when there is no such process; -EACCES or -EPERM when its maps

@@ -1,6 +1,6 @@
 /*
  * audit.c - execmem_audit(): the W^X hazards of a process, as its
- * /proc/PID/smaps shows them.  One pass reads every mapping; the findings
+ * /proc/PID/maps and smaps show them.  One pass reads every mapping; the findings
  * come from comparing them: W+X mappings, shared writable and executable
  * views of one file page, and file text holding anonymous (patched) pages.
  */
@@ -61,32 +61,77 @@ static bool parse_header(const char *line, struct execmem_mapping *m)
 	return true;
 }
 
-static int read_smaps(int pid, struct mapping_list *list)
+static FILE *open_proc(int pid, const char *file, int *err)
 {
 	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/smaps", pid);
+	snprintf(path, sizeof path, "/proc/%d/%s", pid, file);
 	FILE *f = fopen(path, "re");
+	*err = f ? 0 : errno == ENOENT ? -ESRCH : -errno;
+	return f;
+}
+
+/* Where smaps is in the list: the mapping its last header matched, if any. */
+struct cursor {
+	size_t at;
+	bool matched;
+};
+
+/* Calls line_fn on each line of /proc/PID/file; 0 or a negative errno. */
+static int each_line(int pid, const char *file, struct mapping_list *list,
+		     int (*line_fn)(const char *line, struct mapping_list *list, struct cursor *c))
+{
+	int err;
+	FILE *f = open_proc(pid, file, &err);
 	if (!f)
-		return errno == ENOENT ? -ESRCH : -errno;
+		return err;
 	char *line = NULL;
-	size_t cap = 0, kb;
-	int err = 0;
-	struct execmem_mapping m;
+	size_t cap = 0;
+	struct cursor c = { 0, false };
 	errno = 0;
-	while (!err && getline(&line, &cap, f) > 0) {
-		if (parse_header(line, &m))
-			err = push_mapping(list, &m);
-		else if (list->n && sscanf(line, "Anonymous: %zu kB", &kb) == 1)
-			list->v[list->n - 1].anonymous = kb * 1024;
-	}
-	/* A process that exits while it is read leaves its smaps empty. */
+	while (!err && getline(&line, &cap, f) > 0)
+		err = line_fn(line, list, &c);
 	if (!err && ferror(f))
 		err = errno ? -errno : -EIO;
-	if (!err && list->n == 0)
-		err = -ESRCH;
 	free(line);
 	fclose(f);
 	return err;
+}
+
+static int maps_line(const char *line, struct mapping_list *list, struct cursor *c)
+{
+	struct execmem_mapping m;
+	(void)c;
+	return parse_header(line, &m) ? push_mapping(list, &m) : 0;
+}
+
+/* smaps repeats the maps lines, each followed by "Key: value kB" lines. */
+static int smaps_line(const char *line, struct mapping_list *list, struct cursor *c)
+{
+	struct execmem_mapping m;
+	size_t kb;
+	if (parse_header(line, &m)) {
+		while (c->at < list->n && list->v[c->at].start < m.start)
+			c->at++;
+		c->matched = c->at < list->n && list->v[c->at].start == m.start &&
+			     list->v[c->at].end == m.end;
+	} else if (c->matched && sscanf(line, "Anonymous: %zu kB", &kb) == 1) {
+		list->v[c->at].anonymous = kb * 1024;
+	}
+	return 0;
+}
+
+/*
+ * The mappings come from maps and their anonymous bytes from smaps,
+ * matched by address: an emulator that shows its guest's maps may leave
+ * smaps its own (qemu-user does), whose mappings then match none.
+ */
+static int read_mappings(int pid, struct mapping_list *list)
+{
+	int err = each_line(pid, "maps", list, maps_line);
+	/* A process that exits while it is read leaves its maps empty. */
+	if (!err && list->n == 0)
+		err = -ESRCH;
+	return err ? err : each_line(pid, "smaps", list, smaps_line);
 }
 
 static bool named_execmem(const char *name)
@@ -199,7 +244,7 @@ int execmem_audit(int pid, execmem_audit_fn fn, void *ctx, struct execmem_audit_
 	memset(r, 0, sizeof *r);
 	r->pid = self ? getpid() : pid;
 	struct mapping_list list = { 0 };
-	int rc = read_smaps(r->pid, &list);
+	int rc = read_mappings(r->pid, &list);
 	for (size_t i = 0; !rc && i < list.n; i++)
 		recognise(&list.v[i], self);
 	struct audit au = { &list, fn, ctx, r };

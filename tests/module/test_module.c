@@ -17,6 +17,7 @@
 #include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -65,24 +66,22 @@ __attribute__((visibility("default"))) void host_log(int event)
 		events[nevents++] = event;
 }
 
+/* The tool's own memory (valgrind's translations) is not the program's W+X. */
+static int report_wx(const struct execmem_finding *f, void *found)
+{
+	if (f->kind != EXECMEM_FINDING_WX || f->mapping.tool)
+		return 0;
+	fprintf(stderr, "W+X mapping: %" PRIxPTR "-%" PRIxPTR " %s\n", f->mapping.start, f->mapping.end,
+		f->mapping.name);
+	*(int *)found = 1;
+	return 0;
+}
+
 /* 1 when some mapping of the process is writable and executable. */
 __attribute__((visibility("default"))) int host_scan_wx(void)
 {
-	FILE *f = fopen("/proc/self/maps", "r");
-	char line[512];
 	int found = 0;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		char perms[8] = "";
-		if (sscanf(line, "%*x-%*x %7s", perms) == 1 && perms[1] == 'w' && perms[2] == 'x') {
-			fprintf(stderr, "W+X mapping: %s", line);
-			found = 1;
-		}
-	}
-	fclose(f);
-	return found;
+	return execmem_audit(0, report_wx, &found, NULL) ? -1 : found;
 }
 
 /*
