@@ -668,17 +668,20 @@ static void test_aarch64_relocations(const char *flags)
 	uintptr_t targets[4];
 	int n = bl_targets(caller, targets, 4);
 	CHECK(n >= 1 && targets[0] == callee.address, "R_AARCH64_CALL26 to the module (%s)", flags);
-	/* abs() lives in the host: a call through a PLT stub holding its address. */
+	/* abs() lives in the host: a call through a PLT stub holding its
+	 * address, or straight to it when the host lies within branch reach
+	 * (valgrind maps the module that close to the C library). */
 	int via_stub = 0;
 	for (int i = 0; i < n; i++) {
-		if (targets[i] == callee.address)
+		via_stub |= targets[i] == (uintptr_t)abs;
+		if (targets[i] == callee.address || targets[i] == (uintptr_t)abs)
 			continue;
 		const uint8_t *stub = (const uint8_t *)targets[i];
 		uint64_t literal;
 		memcpy(&literal, stub + 8, 8);
 		via_stub |= insn_at(targets[i]) == 0x58000050u && literal == (uintptr_t)abs;
 	}
-	CHECK(via_stub, "call to abs() not through a PLT stub (%s)", flags);
+	CHECK(via_stub, "call to abs() neither direct nor through a PLT stub (%s)", flags);
 	CHECK(adrp_address(addr) == data, "ADRP pair to a64_data (%s): %#lx vs %#lx", flags,
 	      (unsigned long)adrp_address(addr), (unsigned long)data);
 	execmem_module_unload(m);
