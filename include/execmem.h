@@ -46,7 +46,8 @@
  *                          the process.
  *   The default arena takes its mode from the environment variable
  *   EXECMEM_MODE ("dual", "mprotect" or "auto", the default: dual, falling
- *   back to mprotect when the kernel refuses).
+ *   back to mprotect when the kernel refuses, and mprotect from the start
+ *   under a debugger or valgrind: see enum execmem_mode_reason).
  *
  * ERRORS
  *   Allocation functions return NULL and set errno:
