@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/ci-lib.sh
 source scripts/ci-lib.sh
 # Tests allowed not to run, each with its reason: none.  (-LE no_sanitizer
-# leaves install_check out of the selection, which is not a skip.)
+# leaves install_check, the valgrind_* tests and gdb_breakpoints out of the
+# selection, which is not a skip.)
 ALLOWED_TO_SKIP=()
 
 sanitizers=("$@")
