@@ -6,6 +6,7 @@
  */
 #include "internal.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,18 +105,21 @@ static int maps_line(const char *line, struct mapping_list *list, struct cursor 
 	return parse_header(line, &m) ? push_mapping(list, &m) : 0;
 }
 
-/* smaps repeats the maps lines, each followed by "Key: value kB" lines. */
+/* smaps repeats the maps lines, each followed by "Key: value kB" lines:
+ * only the bounds and "Anonymous:" are read, cheaply (smaps is long). */
 static int smaps_line(const char *line, struct mapping_list *list, struct cursor *c)
 {
-	struct execmem_mapping m;
-	size_t kb;
-	if (parse_header(line, &m)) {
-		while (c->at < list->n && list->v[c->at].start < m.start)
+	char *end = (char *)line;
+	/* A header is "start-end ...": "Anonymous:" begins with a hex digit too. */
+	uintptr_t start = isxdigit((unsigned char)line[0]) ? (uintptr_t)strtoull(line, &end, 16) : 0;
+	if (end != line && *end == '-') {
+		uintptr_t stop = (uintptr_t)strtoull(end + 1, NULL, 16);
+		while (c->at < list->n && list->v[c->at].start < start)
 			c->at++;
-		c->matched = c->at < list->n && list->v[c->at].start == m.start &&
-			     list->v[c->at].end == m.end;
-	} else if (c->matched && sscanf(line, "Anonymous: %zu kB", &kb) == 1) {
-		list->v[c->at].anonymous = kb * 1024;
+		c->matched = c->at < list->n && list->v[c->at].start == start &&
+			     list->v[c->at].end == stop;
+	} else if (c->matched && !strncmp(line, "Anonymous:", 10)) {
+		list->v[c->at].anonymous = (size_t)strtoull(line + 10, NULL, 10) * 1024;
 	}
 	return 0;
 }
