@@ -46,7 +46,8 @@
  *                          the process.
  *   The default arena takes its mode from the environment variable
  *   EXECMEM_MODE ("dual", "mprotect" or "auto", the default: dual, falling
- *   back to mprotect when the kernel refuses).
+ *   back to mprotect when the kernel refuses, and mprotect from the start
+ *   under a debugger or valgrind: see enum execmem_mode_reason).
  *
  * ERRORS
  *   Allocation functions return NULL and set errno:
@@ -259,8 +260,31 @@ enum execmem_os_call {
 	EXECMEM_OS_CALL_MAX
 };
 
+/*
+ * Why an arena runs in the mode it does (struct execmem_stats.mode_reason).
+ * An "auto" arena starts in dual mode unless a tool that watches the
+ * process needs the other: a debugger writes its software breakpoints into
+ * the code's page, which dual mode maps read-only and shared, so they never
+ * fire; valgrind translates code and is best served by one private mapping
+ * it watches itself.  Both are looked for once, when the arena is made (a
+ * debugger attached later is not seen: see docs/tools.md).
+ */
+enum execmem_mode_reason {
+	EXECMEM_REASON_ASKED,    /* the parameters or EXECMEM_MODE forced this mode */
+	EXECMEM_REASON_DEFAULT,  /* "auto", and nothing stood against dual mode */
+	EXECMEM_REASON_REFUSED,  /* "auto": the kernel or a policy refused dual mapping */
+	EXECMEM_REASON_DEBUGGER, /* "auto": a debugger (TracerPid) was attached at creation */
+	EXECMEM_REASON_VALGRIND  /* "auto": the process runs under valgrind */
+};
+
 struct execmem_stats {
 	enum execmem_mode mode;          /* mode new chunks are made in (never AUTO) */
+	enum execmem_mode_reason mode_reason; /* why (see enum execmem_mode_reason) */
+	/* 1 when execmem's anonymous mappings (mprotect mode, data) carry their
+	 * names in /proc/PID/maps ("[anon:execmem:code]", ...), 0 when the
+	 * kernel cannot name them (no CONFIG_ANON_VMA_NAME), -1 before the
+	 * process made one.  memfds are always named after their type. */
+	int named_mappings;
 	size_t bytes_reserved;           /* bytes of chunks and large mappings (one view) */
 	size_t bytes_in_use;             /* sum of execmem_usable_size() of live allocations */
 	size_t live_allocations;
@@ -513,6 +537,100 @@ EXECMEM_API int execmem_arena_stats(struct execmem_arena *arena,
  * other -EINVAL.
  */
 EXECMEM_API int execmem_arena_destroy(struct execmem_arena *arena);
+
+/* ---------------------------------------------------------------- audit */
+
+/* One line of /proc/PID/maps, with what smaps and execmem add to it. */
+struct execmem_mapping {
+	uintptr_t start, end;
+	unsigned prot;             /* EXECMEM_PROT_* bits */
+	int shared;                /* MAP_SHARED ('s'); 0 for a private mapping */
+	uint64_t offset;           /* offset of start in the file */
+	uint64_t dev, inode;       /* the file or memfd (dev: major << 32 | minor); 0, 0 when anonymous */
+	size_t anonymous;          /* bytes of anonymous (copied-on-write) pages, smaps "Anonymous:" */
+	int execmem;               /* made by execmem: by its name, or its address when auditing itself */
+	int tool;                  /* memory of the tool that runs the process (valgrind's own, see below) */
+	char name[256];            /* path, "/memfd:NAME (deleted)", "[anon:NAME]", "[stack]", ... or "" */
+};
+
+enum execmem_finding_kind {
+	EXECMEM_FINDING_WX,            /* one mapping writable and executable at once */
+	EXECMEM_FINDING_DUAL_MAPPED,   /* a page of one file (or memfd) shared writable in one
+	                                  mapping and executable in another: code can be changed
+	                                  behind the executable view */
+	EXECMEM_FINDING_EXECMEM_ALIAS, /* the same made by execmem: a dual-mode chunk and its RW alias,
+	                                  by design (the alias lies at a random address) */
+	EXECMEM_FINDING_PATCHED_TEXT   /* anonymous pages inside a read + execute file mapping: its
+	                                  text was made writable (mprotect) and changed, or a debugger
+	                                  put breakpoints there */
+};
+
+struct execmem_finding {
+	enum execmem_finding_kind kind;
+	struct execmem_mapping mapping; /* the W+X, the writable, or the patched mapping */
+	struct execmem_mapping other;   /* the executable mapping of a pair; zeros otherwise */
+	size_t bytes;                   /* WX: the mapping's size; pairs: bytes of the file mapped
+	                                   both ways; PATCHED_TEXT: its anonymous bytes */
+};
+
+/* The memory-deny-write-execute state of a process (PR_GET_MDWE). */
+enum execmem_mdwe {
+	EXECMEM_MDWE_UNKNOWN,          /* another process: /proc does not show it */
+	EXECMEM_MDWE_UNSUPPORTED,      /* the kernel has no MDWE (PR_GET_MDWE refused) */
+	EXECMEM_MDWE_OFF,
+	EXECMEM_MDWE_REFUSE_EXEC_GAIN  /* no mapping may become W+X or gain execute permission */
+};
+
+struct execmem_audit_report {
+	int pid;                   /* the process audited (the caller's own for pid 0) */
+	size_t mappings;
+	/* Findings by kind; the tool's own mappings are not counted here. */
+	size_t wx, dual_mapped, execmem_aliases, patched_text;
+	size_t tool_wx;            /* W+X mappings recognised as the tool's own */
+	enum execmem_mdwe mdwe;
+	unsigned long mdwe_flags;  /* PR_GET_MDWE's bits when known, else 0 */
+};
+
+/* Called once per finding; a non-zero return stops the audit, which returns it. */
+typedef int (*execmem_audit_fn)(const struct execmem_finding *finding, void *ctx);
+
+/*
+ * execmem_audit - look for W^X hazards in process pid (0: the caller) and
+ * call fn(finding, ctx) (fn may be NULL) for each, in address order:
+ * mappings writable and executable at once; pairs of mappings of the same
+ * file or memfd page (same device and inode, overlapping offsets) where one
+ * is shared and writable and the other executable, whoever made them, told
+ * apart when both are execmem's own (EXECMEM_FINDING_EXECMEM_ALIAS, by
+ * design) from the others (EXECMEM_FINDING_DUAL_MAPPED); read + execute
+ * file mappings holding anonymous pages (patched text).  Mappings are
+ * execmem's by their names ("/memfd:execmem:TYPE", "[anon:execmem:TYPE]")
+ * and, when auditing the caller, by address.  Under valgrind's memcheck,
+ * auditing the caller, the W+X mappings the program cannot address are
+ * valgrind's own (its translations): they are reported with tool set and
+ * counted in tool_wx, not in wx.  The report (may be NULL) receives the
+ * counts and the MDWE state.
+ * Reads /proc/PID/maps and smaps, which need the right to read the process's memory
+ * maps (the same user, or CAP_SYS_PTRACE).
+ * Returns 0; the non-zero value fn returned; -EINVAL for a negative pid;
+ * -ESRCH when there is no such process; -EACCES or -EPERM when its maps
+ * may not be read; -ENOMEM; or another error of reading /proc.
+ * Thread-safety: may be called from any thread; the other threads of an
+ * audited process go on changing its mappings meanwhile, so the report is
+ * a snapshot taken while it changes.
+ */
+EXECMEM_API int execmem_audit(int pid, execmem_audit_fn fn, void *ctx,
+			      struct execmem_audit_report *report);
+
+/* execmem_finding_kind_name - "wx", "dual-mapped", "execmem-alias",
+ * "patched-text", or "unknown". */
+EXECMEM_API const char *execmem_finding_kind_name(enum execmem_finding_kind kind);
+
+/* execmem_mdwe_name - "unknown", "unsupported", "off", "refuse-exec-gain". */
+EXECMEM_API const char *execmem_mdwe_name(enum execmem_mdwe mdwe);
+
+/* execmem_mode_reason_name - "asked", "default", "refused", "debugger",
+ * "valgrind", or "unknown" for a value outside the enum. */
+EXECMEM_API const char *execmem_mode_reason_name(enum execmem_mode_reason reason);
 
 /* execmem_mode_name - "dual", "mprotect" or "auto". */
 EXECMEM_API const char *execmem_mode_name(enum execmem_mode mode);

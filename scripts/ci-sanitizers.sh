@@ -11,8 +11,8 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/ci-lib.sh
 source scripts/ci-lib.sh
 # Tests allowed not to run, each with its reason: none.  (-LE no_sanitizer
-# leaves out of the selection install_check, the benchmark's JSON check and
-# the tool tests that run their own tools; that is not a skip.)
+# leaves out of the selection install_check, the benchmark's JSON check,
+# the valgrind_* tests and the tests that run gdb; that is not a skip.)
 ALLOWED_TO_SKIP=()
 
 sanitizers=("$@")

@@ -39,6 +39,18 @@ unsigned em_type_prot(enum execmem_type type)
 	}
 }
 
+const char *em_type_mapping_name(enum execmem_type type)
+{
+	static const char *const names[EXECMEM_TYPE_MAX] = {
+		[EXECMEM_CODE] = "execmem:code",
+		[EXECMEM_CODE_NEAR] = "execmem:code_near",
+		[EXECMEM_DATA] = "execmem:data",
+		[EXECMEM_RODATA] = "execmem:rodata",
+		[EXECMEM_RO_AFTER_INIT] = "execmem:ro_after_init",
+	};
+	return names[type];
+}
+
 bool em_type_is_code(enum execmem_type type)
 {
 	return type == EXECMEM_CODE || type == EXECMEM_CODE_NEAR;
@@ -220,6 +232,7 @@ int em_arena_init(struct em_arena *a, const struct execmem_params *params)
 	if (a->params.write == EXECMEM_WRITE_IN_PLACE)
 		a->params.mode = EXECMEM_MODE_MPROTECT;
 	a->mode_forced = a->params.mode != EXECMEM_MODE_AUTO;
+	a->mode_reason = a->mode_forced ? EXECMEM_REASON_ASKED : EXECMEM_REASON_DEFAULT;
 	atomic_store(&a->mode, a->params.mode == EXECMEM_MODE_MPROTECT ? EXECMEM_MODE_MPROTECT
 									: EXECMEM_MODE_DUAL);
 	a->shard_mask = shard_mask_for_cpus();
@@ -339,8 +352,10 @@ static int map_with_fallback(struct em_chunk *c, const struct em_window *w)
 	enum em_chunk_kind kind = kind_for(c->pool);
 	int rc = em_chunk_map(c, w, kind);
 	if (kind == EM_CHUNK_ALIASED && !a->mode_forced && (dual_refused(rc) || no_descriptor(rc))) {
-		if (dual_refused(rc))
+		if (dual_refused(rc)) {
 			atomic_store(&a->mode, EXECMEM_MODE_MPROTECT);
+			atomic_store(&a->mode_reason, EXECMEM_REASON_REFUSED);
+		}
 		kind = EM_CHUNK_TOGGLED;
 		rc = em_chunk_map(c, w, kind);
 	}
@@ -774,7 +789,7 @@ static int close_window(struct em_chunk *c, uintptr_t addr, size_t size)
 		rc = em_chunk_put(c, addr, s->bytes, size);
 		free_shadow(s);
 	} else if (c->pool->code) {
-		rc = em_arch.publish((void *)addr, size);
+		rc = em_publish_code((void *)addr, size);
 	}
 	return rc;
 }
@@ -832,6 +847,8 @@ void em_arena_stats(struct em_arena *a, struct execmem_stats *out)
 	memset(out, 0, sizeof *out);
 	out->mode = atomic_load(&a->mode);
 	out->wx_holes = atomic_load(&a->wx_holes);
+	out->mode_reason = atomic_load(&a->mode_reason);
+	out->named_mappings = em_os_names_mappings();
 	FOR_EACH_POOL(a, pool) {
 		for (unsigned i = 0; i <= a->shard_mask; i++) {
 			struct em_shard *s = &pool->shards[i];

@@ -9,6 +9,12 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#ifdef EXECMEM_HAVE_VALGRIND_H
+#include <valgrind/valgrind.h>
+#else
+#define VALGRIND_DISCARD_TRANSLATIONS(addr, len) ((void)(addr), (void)(len))
+#endif
+
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
 #endif
@@ -79,7 +85,7 @@ static void untrack_alias(struct em_chunk *c)
 /* A sealed memfd of the chunk's size. */
 static int new_memfd(const struct em_chunk *c, struct em_fd *fd)
 {
-	int rc = em_os_memfd("execmem", fd);
+	int rc = em_os_memfd(em_type_mapping_name(c->pool->type), fd);
 	if (rc)
 		return rc;
 	rc = em_os_ftruncate(fd, c->size);
@@ -135,6 +141,12 @@ static int map_aliased(struct em_chunk *c)
 	return 0;
 }
 
+/* /proc/PID/maps shows what the memory is, where the kernel can say it. */
+static void name_private(const struct em_chunk *c)
+{
+	em_os_name_mapping((void *)c->base, c->size, em_type_mapping_name(c->pool->type));
+}
+
 /* A private mapping at c->base holding the pool's fill. */
 static int map_private(struct em_chunk *c)
 {
@@ -142,6 +154,7 @@ static int map_private(struct em_chunk *c)
 			   MAP_PRIVATE | MAP_ANONYMOUS, NULL);
 	if (rc)
 		return rc;
+	name_private(c);
 	if (c->kind == EM_CHUNK_PLAIN) {
 		em_os_advise((void *)c->base, c->size, MADV_HUGEPAGE);
 		return 0;
@@ -281,6 +294,7 @@ static int copy_to_private(struct em_chunk *c)
 		rc = em_toggle_guard_install();
 	if (rc)
 		return rc;
+	name_private(c);
 	untrack_alias(c);
 	c->alias = NULL;
 	c->kind = EM_CHUNK_TOGGLED;
@@ -495,7 +509,7 @@ int em_chunk_close_in_place(struct em_chunk *c, uintptr_t addr, size_t len)
 {
 	int rc = close_pages(c, addr, len);
 	if (!rc && c->pool->code)
-		rc = em_arch.publish((void *)addr, len);
+		rc = em_publish_code((void *)addr, len);
 	return rc;
 }
 
@@ -511,6 +525,15 @@ int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len)
 	else
 		put_bytes(c, dst, src, len);
 	if (!rc && c->pool->code)
-		rc = em_arch.publish((void *)dst, len);
+		rc = em_publish_code((void *)dst, len);
 	return rc;
+}
+
+/* valgrind runs its translation of code until told the bytes changed, and
+ * sees no store made through an alias; outside valgrind the request is a
+ * few instructions that do nothing. */
+int em_publish_code(void *exec, size_t len)
+{
+	VALGRIND_DISCARD_TRANSLATIONS(exec, len);
+	return em_arch.publish(exec, len);
 }

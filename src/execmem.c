@@ -42,8 +42,10 @@ static enum execmem_mode mode_from_env(void)
 	return EXECMEM_MODE_AUTO;
 }
 
+/* Once for every arena made: the fork guard, the registry, the tools watching. */
 static int register_arena(struct em_arena *a)
 {
+	em_arena_observe(a);
 	int rc = em_fork_guard_install();
 	if (!rc)
 		em_registry_add(a);

@@ -133,6 +133,7 @@ struct em_arena {
 	struct execmem_range ranges[EXECMEM_TYPE_MAX];
 	_Atomic enum execmem_mode mode;  /* DUAL or MPROTECT: how new chunks are made */
 	bool mode_forced;          /* no automatic fallback */
+	_Atomic enum execmem_mode_reason mode_reason;
 	unsigned shard_mask;
 	atomic_size_t nretained;   /* arena-wide count against params.retained_chunks */
 	atomic_size_t wx_holes;    /* W+X mappings of its chunks found by window ends */
@@ -144,6 +145,8 @@ struct em_arena {
 /* Type facts. */
 unsigned em_type_prot(enum execmem_type type);
 bool em_type_is_code(enum execmem_type type);
+/* What /proc/PID/maps calls the type's mappings (memfd or anonymous name). */
+const char *em_type_mapping_name(enum execmem_type type);
 
 /* addrmap.c */
 struct em_chunk *em_addrmap_get(const void *addr);
@@ -175,6 +178,8 @@ bool em_chunk_wx_hole(struct em_chunk *c);
 int em_chunk_open_in_place(struct em_chunk *c, uintptr_t addr, size_t len, void **writable);
 int em_chunk_close_in_place(struct em_chunk *c, uintptr_t addr, size_t len);
 void em_fill(struct em_pool *pool, void *dst, size_t len);
+/* Make instruction fetch (and valgrind) see code bytes just written. */
+int em_publish_code(void *exec, size_t len);
 
 /* arena.c */
 int em_arena_init(struct em_arena *a, const struct execmem_params *params);
@@ -201,6 +206,9 @@ void em_write_exit(void);
 int em_toggle_guard_install(void);
 void em_toggle_guard_lock(void);
 void em_toggle_guard_unlock(void);
+
+/* observers.c: debuggers and valgrind, looked for when an arena is made */
+void em_arena_observe(struct em_arena *a);
 
 /* error.c */
 void em_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

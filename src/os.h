@@ -70,6 +70,14 @@ EM_HIDDEN void em_os_restore_signals(const sigset_t *saved);
  * ioctl of /proc/self/maps per range (Linux 6.11), else a read of the
  * whole file; counted as OTHER. */
 EM_HIDDEN int em_os_find_wx(const uintptr_t (*ranges)[2], int n);
+/* Names an anonymous mapping in /proc/PID/maps ("[anon:NAME]"); -EOPNOTSUPP
+ * where the kernel cannot.  Counted, never made to fail. */
+EM_HIDDEN int em_os_name_mapping(void *addr, size_t len, const char *name);
+/* 1 when mappings get names, 0 when the kernel refused, -1 before the first. */
+EM_HIDDEN int em_os_names_mappings(void);
+/* The TracerPid of /proc/self/status: the pid of the debugger attached, 0
+ * for none, or a negative errno.  Counted, never made to fail. */
+EM_HIDDEN int em_os_tracer_pid(void);
 EM_HIDDEN long em_os_page_size(void);
 EM_HIDDEN int em_os_cpu_count(void);
 EM_HIDDEN uint64_t em_os_random(void);

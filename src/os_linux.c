@@ -11,14 +11,22 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41
+#define PR_SET_VMA_ANON_NAME 0
+#endif
 
 #ifndef MFD_EXEC
 #define MFD_EXEC 0x0010U
@@ -293,6 +301,43 @@ void em_os_restore_signals(const sigset_t *saved)
 {
 	atomic_fetch_add_explicit(&call_counts[EXECMEM_OS_OTHER], 1, memory_order_relaxed);
 	pthread_sigmask(SIG_SETMASK, saved, NULL);
+}
+
+/* -1 until the first naming, then whether the kernel names anonymous
+ * mappings (it refuses with EINVAL without CONFIG_ANON_VMA_NAME). */
+static atomic_int anon_names = -1;
+
+int em_os_name_mapping(void *addr, size_t len, const char *name)
+{
+	atomic_fetch_add_explicit(&call_counts[EXECMEM_OS_OTHER], 1, memory_order_relaxed);
+	int rc = result(prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, addr, len, name));
+	if (rc == 0 || rc == -EINVAL)
+		atomic_store_explicit(&anon_names, rc == 0, memory_order_relaxed);
+	return rc == -EINVAL ? -EOPNOTSUPP : rc;
+}
+
+int em_os_names_mappings(void)
+{
+	return atomic_load_explicit(&anon_names, memory_order_relaxed);
+}
+
+int em_os_tracer_pid(void)
+{
+	atomic_fetch_add_explicit(&call_counts[EXECMEM_OS_OTHER], 1, memory_order_relaxed);
+	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	/* TracerPid comes early: its first kilobyte is enough. */
+	char text[1024];
+	ssize_t n = read(fd, text, sizeof text - 1);
+	int err = n < 0 ? -errno : 0;
+	close(fd);
+	if (err)
+		return err;
+	text[n] = '\0';
+	const char *field = strstr(text, "\nTracerPid:");
+	int pid = 0;
+	return field && sscanf(field, "\nTracerPid: %d", &pid) == 1 ? pid : -ENOENT;
 }
 
 long em_os_page_size(void)

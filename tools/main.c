@@ -14,6 +14,8 @@ static void usage(FILE *out)
 		"Commands:\n"
 		"  demo      load, run and check 10,000 small JIT programs; report memory,\n"
 		"            huge pages, timings and a W+X audit\n"
+		"  audit [PID]  list the W^X hazards of a process (W+X mappings, dual-mapped\n"
+		"            file pages, patched text, MDWE); exit 1 on W+X\n"
 		"  bench     compare execmem with a page per program, an mprotect pool and\n"
 		"            asmjit's JitAllocator on this machine\n"
 #ifdef EXECMEM_HAVE_LOAD
@@ -25,7 +27,7 @@ static void usage(FILE *out)
 		"Exit codes:\n"
 		"  0  success\n"
 		"  1  a check failed: a program returned a wrong value, or a mapping was\n"
-		"     writable and executable at once\n"
+		"     writable and executable at once (demo, audit)\n"
 		"  2  unknown command or bad option\n"
 		"  3  the library or the system refused (allocation, configuration, /proc)\n"
 		"\n"
@@ -44,6 +46,10 @@ static int help_for(const char *command)
 	}
 	if (!strcmp(command, "bench")) {
 		usage_bench(stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(command, "audit")) {
+		usage_audit(stdout);
 		return EXIT_OK;
 	}
 #ifdef EXECMEM_HAVE_LOAD
@@ -68,6 +74,8 @@ int main(int argc, char **argv)
 		return cmd_demo(argc - 1, argv + 1);
 	if (!strcmp(command, "bench"))
 		return cmd_bench(argc - 1, argv + 1);
+	if (!strcmp(command, "audit"))
+		return cmd_audit(argc - 1, argv + 1);
 	if (!strcmp(command, "__bench-child"))
 		return cmd_bench_child(argc - 1, argv + 1);
 #ifdef EXECMEM_HAVE_LOAD

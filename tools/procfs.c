@@ -1,7 +1,9 @@
 /*
- * procfs.c - reading /proc/self/maps and /proc/self/smaps.
+ * procfs.c - reading /proc/self/smaps, and the W+X audit of execmem_audit().
  */
 #include "procfs.h"
+
+#include "execmem.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -11,32 +13,30 @@
 #include <string.h>
 #include <sys/resource.h>
 
+struct wx_count {
+	int count;
+	char *first;
+	size_t firstlen;
+};
+
+static int count_wx(const struct execmem_finding *f, void *ctx)
+{
+	struct wx_count *wx = ctx;
+	if (f->kind != EXECMEM_FINDING_WX || f->mapping.tool)
+		return 0;
+	if (wx->count++ == 0 && wx->first && wx->firstlen)
+		snprintf(wx->first, wx->firstlen, "%" PRIxPTR "-%" PRIxPTR " %s", f->mapping.start,
+			 f->mapping.end, f->mapping.name);
+	return 0;
+}
+
 int procfs_count_wx(char *first, size_t firstlen)
 {
-	FILE *f = fopen("/proc/self/maps", "re");
-	char line[512];
-	int count = 0;
-
-	if (!f)
-		return -errno;
+	struct wx_count wx = { 0, first, firstlen };
 	if (first && firstlen)
 		first[0] = '\0';
-	while (fgets(line, sizeof(line), f)) {
-		char perms[5] = "";
-		if (sscanf(line, "%*x-%*x %4s", perms) != 1)
-			continue;
-		if (perms[1] != 'w' || perms[2] != 'x')
-			continue;
-		if (count++ == 0 && first && firstlen) {
-			line[strcspn(line, "\n")] = '\0';
-			snprintf(first, firstlen, "%s", line);
-		}
-		/* A long line continues; skip the rest of it. */
-		while (!strchr(line, '\n') && fgets(line, sizeof(line), f))
-			;
-	}
-	fclose(f);
-	return count;
+	int err = execmem_audit(0, count_wx, &wx, NULL);
+	return err ? err : wx.count;
 }
 
 struct mapping {

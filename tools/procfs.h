@@ -11,8 +11,10 @@
 
 /*
  * Count mappings of this process that are writable and executable at once
- * (/proc/self/maps).  The first one found is copied into first (may be
- * NULL).  Returns the count, or a negative errno when maps cannot be read.
+ * (execmem_audit()), leaving out those it recognises as the memory of a
+ * tool running the process (valgrind's translations).  The first one found
+ * is described in first (may be NULL).  Returns the count, or a negative
+ * errno when /proc cannot be read.
  */
 int procfs_count_wx(char *first, size_t firstlen);
 

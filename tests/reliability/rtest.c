@@ -222,19 +222,17 @@ static void for_each_mapping(void (*visit)(uintptr_t, uintptr_t, const char *, v
 	fclose(maps);
 }
 
-static void count_wx(uintptr_t start, uintptr_t end, const char *perms, void *arg)
+/* The tool's own memory (valgrind's translations) is not the program's W+X. */
+static int count_wx(const struct execmem_finding *f, void *count)
 {
-	(void)start;
-	(void)end;
-	if (perms[1] == 'w' && perms[2] == 'x')
-		++*(int *)arg;
+	*(int *)count += f->kind == EXECMEM_FINDING_WX && !f->mapping.tool;
+	return 0;
 }
 
 int rt_count_wx_mappings(void)
 {
 	int count = 0;
-	for_each_mapping(count_wx, &count, false);
-	return count;
+	return execmem_audit(0, count_wx, &count, NULL) ? -1 : count;
 }
 
 struct totals {

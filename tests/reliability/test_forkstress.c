@@ -159,7 +159,7 @@ static int read_regions(const char *path, struct region *out, int max)
 		char perms[8];
 		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s %*s %*s %lu", &start, &end, perms, &inode) != 4)
 			continue;
-		bool execmem = strstr(line, "memfd:execmem") != NULL;
+		bool execmem = strstr(line, "/memfd:execmem:") != NULL;
 		out[n++] = (struct region){ start, end, execmem ? inode : 0, execmem && perms[0] == 'r',
 					    execmem && perms[1] == 'w' };
 	}

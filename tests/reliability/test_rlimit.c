@@ -153,18 +153,23 @@ static int use_up_descriptors(void)
 }
 
 /* Reading /proc/self/maps needs descriptors (under qemu-user, more than
- * one): a few more, for the look. */
-static bool mapped_privately(const void *code)
+ * one): a few more for a look (LOOK), given back after it (-LOOK). */
+enum { LOOK = 8 };
+static void change_descriptor_limit(int by)
 {
 	struct rlimit limit;
 	getrlimit(RLIMIT_NOFILE, &limit);
-	limit.rlim_cur += 8;
+	limit.rlim_cur = (rlim_t)((long)limit.rlim_cur + by);
 	setrlimit(RLIMIT_NOFILE, &limit);
+}
+
+static bool mapped_privately(const void *code)
+{
+	change_descriptor_limit(LOOK);
 	uintptr_t start, end;
 	char perms[5];
 	bool private = rt_find_mapping(code, &start, &end, perms) && perms[3] == 'p';
-	limit.rlim_cur -= 8;
-	setrlimit(RLIMIT_NOFILE, &limit);
+	change_descriptor_limit(-LOOK);
 	return private;
 }
 
@@ -215,6 +220,7 @@ static int descriptors_exhausted_alloc(void)
 		fprintf(stderr, "FAIL forced dual arena with no descriptor: %p, errno %d\n", code, errno);
 		rc = 1;
 	}
+	change_descriptor_limit(LOOK);
 	if (rt_count_wx_mappings() != 0) {
 		fprintf(stderr, "FAIL a W+X mapping\n");
 		rc = 1;
