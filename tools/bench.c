@@ -496,18 +496,6 @@ static bool row_of(const struct row *r, const struct alloc_info *ai)
 	return !strcmp(r->allocator, ai->name);
 }
 
-static void print_json(const struct results *res)
-{
-	for (size_t a = 0; a < res->nallocs; a++) {
-		const struct alloc_info *ai = &res->allocs[a];
-		if (strcmp(ai->name, MODLOAD_CHILD) || ai->status != ALLOC_OK)
-			json_alloc_line(stdout, ai);
-		for (size_t i = 0; i < res->nrows; i++)
-			if (res->rows[i].summarized && row_of(&res->rows[i], ai))
-				json_row(stdout, &res->rows[i]);
-	}
-}
-
 static const char *fmt_value(char *buf, size_t len, double v)
 {
 	snprintf(buf, len, v >= 100 || v == 0 ? "%.0f" : v >= 1 ? "%.2f" : "%.4f", v);
@@ -527,17 +515,57 @@ static double load_average(void)
 	return load;
 }
 
-static void print_machine(bool quick, double load_before)
-{
+/* Where and when the run happened. */
+struct run_info {
 	struct utsname u;
-	char date[32] = "";
+	char date[32];
+	long cpus;
+	double load_before, load_after;
+	bool quick;
+};
+
+static void run_info_get(struct run_info *ri, bool quick, double load_before)
+{
 	time_t now = time(NULL);
 
-	uname(&u);
-	strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
-	printf("execmem bench%s: %s, %s %s, Linux %s, %ld CPUs online\n", quick ? " --quick" : "", date,
-	       u.machine, u.nodename, u.release, sysconf(_SC_NPROCESSORS_ONLN));
-	printf("load average (1 min) before the run %.2f, after %.2f\n", load_before, load_average());
+	uname(&ri->u);
+	strftime(ri->date, sizeof(ri->date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
+	ri->cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	ri->load_before = load_before;
+	ri->load_after = load_average();
+	ri->quick = quick;
+}
+
+static void json_run_line(FILE *out, const struct run_info *ri)
+{
+	fprintf(out, "{\"run\": \"execmem bench\", \"quick\": %s, \"date\": ", ri->quick ? "true" : "false");
+	json_string(out, ri->date);
+	fprintf(out, ", \"machine\": ");
+	json_string(out, ri->u.machine);
+	fprintf(out, ", \"kernel\": ");
+	json_string(out, ri->u.release);
+	fprintf(out, ", \"cpus\": %ld, \"load_before\": %.2f, \"load_after\": %.2f}\n", ri->cpus,
+		ri->load_before, ri->load_after);
+}
+
+static void print_machine(const struct run_info *ri)
+{
+	printf("execmem bench%s: %s, %s %s, Linux %s, %ld CPUs online\n", ri->quick ? " --quick" : "",
+	       ri->date, ri->u.machine, ri->u.nodename, ri->u.release, ri->cpus);
+	printf("load average (1 min) before the run %.2f, after %.2f\n", ri->load_before, ri->load_after);
+}
+
+static void print_json(const struct results *res, const struct run_info *ri)
+{
+	json_run_line(stdout, ri);
+	for (size_t a = 0; a < res->nallocs; a++) {
+		const struct alloc_info *ai = &res->allocs[a];
+		if (strcmp(ai->name, MODLOAD_CHILD) || ai->status != ALLOC_OK)
+			json_alloc_line(stdout, ai);
+		for (size_t i = 0; i < res->nrows; i++)
+			if (res->rows[i].summarized && row_of(&res->rows[i], ai))
+				json_row(stdout, &res->rows[i]);
+	}
 }
 
 static void print_allocators(const struct results *res)
@@ -641,9 +669,9 @@ static void print_goals(const struct results *res)
 	}
 }
 
-static void print_table(const struct results *res, bool quick, double load_before)
+static void print_table(const struct results *res, const struct run_info *ri)
 {
-	print_machine(quick, load_before);
+	print_machine(ri);
 	print_allocators(res);
 	print_rows(res);
 	print_goals(res);
@@ -703,10 +731,12 @@ int cmd_bench(int argc, char **argv)
 		fprintf(stderr, "execmem bench: out of memory\n");
 		return EXIT_SYSTEM;
 	}
+	struct run_info ri;
+	run_info_get(&ri, quick, load_before);
 	if (json)
-		print_json(&res);
+		print_json(&res, &ri);
 	else
-		print_table(&res, quick, load_before);
+		print_table(&res, &ri);
 	int rc = res.check_failed ? EXIT_CHECK_FAILED : res.system_failed ? EXIT_SYSTEM : EXIT_OK;
 	results_free(&res);
 	return rc;
