@@ -648,24 +648,50 @@ static const struct goal goals[] = {
 	{ "S2 16 threads / 1 thread", "S2", "throughput_vs_1t_16t", "execmem", NULL, 1, true },
 };
 
+/* The goal's value in this run into *value; false when it was not measured. */
+static bool goal_value(const struct results *res, const struct goal *gl, double *value)
+{
+	const struct row *num = row_find(res, gl->workload, gl->numerator, gl->metric);
+	const struct row *den = gl->denominator ? row_find(res, gl->workload, gl->denominator, gl->metric) : NULL;
+
+	if (!num || (gl->denominator && (!den || den->median == 0)))
+		return false;
+	*value = den ? num->median / den->median : num->median;
+	return true;
+}
+
+static bool goal_met(const struct goal *gl, double value)
+{
+	return gl->at_least ? value >= gl->target : value <= gl->target;
+}
+
 static void print_goals(const struct results *res)
 {
 	printf("\n%-36s %10s %8s  %s\n", "goal (medians)", "measured", "target", "");
 	for (size_t g = 0; g < sizeof(goals) / sizeof(goals[0]); g++) {
 		const struct goal *gl = &goals[g];
-		const struct row *num = row_find(res, gl->workload, gl->numerator, gl->metric);
-		const struct row *den = gl->denominator ? row_find(res, gl->workload, gl->denominator, gl->metric) : NULL;
 		char v[32], t[32];
+		double value;
+		bool measured = goal_value(res, gl, &value);
 
-		if (!num || (gl->denominator && (!den || den->median == 0))) {
-			printf("%-36s %10s %s%-7s  not measured\n", gl->text, "-", gl->at_least ? ">=" : "<=",
-			       fmt_value(t, sizeof(t), gl->target));
+		printf("%-36s %10s %s%-7s  %s\n", gl->text, measured ? fmt_value(v, sizeof(v), value) : "-",
+		       gl->at_least ? ">=" : "<=", fmt_value(t, sizeof(t), gl->target),
+		       !measured ? "not measured" : goal_met(gl, value) ? "met" : "MISSED");
+	}
+}
+
+/* The goals measured, one JSON line each. */
+static void json_goals(const struct results *res)
+{
+	for (size_t g = 0; g < sizeof(goals) / sizeof(goals[0]); g++) {
+		const struct goal *gl = &goals[g];
+		double value;
+		if (!goal_value(res, gl, &value))
 			continue;
-		}
-		double value = den ? num->median / den->median : num->median;
-		bool met = gl->at_least ? value >= gl->target : value <= gl->target;
-		printf("%-36s %10s %s%-7s  %s\n", gl->text, fmt_value(v, sizeof(v), value),
-		       gl->at_least ? ">=" : "<=", fmt_value(t, sizeof(t), gl->target), met ? "met" : "MISSED");
+		printf("{\"goal\": ");
+		json_string(stdout, gl->text);
+		printf(", \"measured\": %.6g, \"target\": %.6g, \"at_least\": %s, \"met\": %s}\n", value,
+		       gl->target, gl->at_least ? "true" : "false", goal_met(gl, value) ? "true" : "false");
 	}
 }
 
@@ -733,8 +759,10 @@ int cmd_bench(int argc, char **argv)
 	}
 	struct run_info ri;
 	run_info_get(&ri, quick, load_before);
-	if (json)
+	if (json) {
 		print_json(&res, &ri);
+		json_goals(&res);
+	}
 	else
 		print_table(&res, &ri);
 	int rc = res.check_failed ? EXIT_CHECK_FAILED : res.system_failed ? EXIT_SYSTEM : EXIT_OK;

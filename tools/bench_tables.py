@@ -7,6 +7,7 @@ Rewrites, in place, every block of DOC.md that lies between a line
 `<!-- bench:KEY -->` and the next `<!-- /bench -->`:
   KEY = run         where and when the run was made
   KEY = allocators  every allocator, its mode, configuration and W+X audit
+  KEY = goals       the goals, measured against their targets
   KEY = W1 ... S2   a table of that workload: a line per metric, a column
                     per allocator, the median and its ratio to execmem's
 """
@@ -24,7 +25,7 @@ def fmt(v):
 
 
 def load(path):
-    run, allocs, rows = None, [], []
+    run, allocs, rows, goals = None, [], [], []
     for line in open(path):
         line = line.strip()
         if not line.startswith('{'):
@@ -32,11 +33,13 @@ def load(path):
         obj = json.loads(line)
         if 'run' in obj:
             run = obj
+        elif 'goal' in obj:
+            goals.append(obj)
         elif 'workload' in obj:
             rows.append(obj)
         else:
             allocs.append(obj)
-    return run, allocs, rows
+    return run, allocs, rows, goals
 
 
 def run_block(run):
@@ -57,6 +60,14 @@ def allocators_block(allocs):
             mode += ' (FAILED: {})'.format(a.get('reason', ''))
         out.append('| `{}` | {} | {} | {} |'.format(a['allocator'], a.get('wx_mappings', '-'), mode,
                                                    a.get('config', '')))
+    return out
+
+
+def goals_block(goals):
+    out = ['| goal (medians) | target | measured | |', '| --- | --- | --- | --- |']
+    for g in goals:
+        out.append('| %s | %s %s | %s | %s |' % (g['goal'], '>=' if g['at_least'] else '<=', fmt(g['target']),
+                                             fmt(g['measured']), 'met' if g['met'] else '**missed**'))
     return out
 
 
@@ -91,7 +102,7 @@ def workload_block(rows, workload):
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
-    run, allocs, rows = load(sys.argv[1])
+    run, allocs, rows, goals = load(sys.argv[1])
     doc = open(sys.argv[2]).read().split('\n')
     out, key = [], None
     for line in doc:
@@ -102,6 +113,7 @@ def main():
                 key = start.group(1)
                 out += (run_block(run) if key == 'run' else
                         allocators_block(allocs) if key == 'allocators' else
+                        goals_block(goals) if key == 'goals' else
                         workload_block(rows, key))
         elif line == '<!-- /bench -->':
             out.append(line)
