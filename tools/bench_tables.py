@@ -19,7 +19,7 @@ import sys
 def fmt(v):
     if v == 0 or abs(v) >= 100:
         return '{:,.0f}'.format(v)
-    if abs(v) >= 1:
+    if abs(v) >= 0.1:
         return '{:.2f}'.format(v)
     return '{:.3g}'.format(v)
 
