@@ -1,12 +1,20 @@
 // asmjit_peer.cpp - asmjit's JitAllocator as an allocator of `execmem bench`.
 //
-// Two configurations are compared: the default (one RWX mapping per block)
-// and dual mapping with unused memory filled with traps, which gives the
-// same safety as execmem: never W+X, nothing stale left executable.
+// Two configurations are compared, each set up as a careful user would for
+// a JIT that makes many programs (blocks of 2 MiB, the size that measured
+// best here among 64 KiB, 256 KiB, 1 MiB and 2 MiB; docs/benchmarks.md):
+//   asmjit-rwx        one RWX mapping per block, nothing refilled on release
+//   asmjit-dual-fill  dual mapping, unused memory filled with the trap
+//                     instruction: the same safety as execmem (never W+X,
+//                     nothing stale left executable)
+// EXECMEM_BENCH_ASMJIT_BLOCK (bytes, or with a k/m suffix) and
+// EXECMEM_BENCH_ASMJIT_POOLS=1 (kUseMultiplePools) override the
+// configuration, to measure the alternatives; the report prints what was used.
 #include <asmjit/core.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
@@ -14,17 +22,78 @@
 
 namespace {
 
+using asmjit::JitAllocatorOptions;
+
+constexpr uint32_t kBlockSize = 2u << 20;
+
+#if defined(__x86_64__)
+constexpr uint32_t kTrapPattern = 0xCCCCCCCCu; // int3
+#elif defined(__aarch64__)
+constexpr uint32_t kTrapPattern = 0xD4200000u; // brk #0
+#else
+constexpr uint32_t kTrapPattern = 0x00100073u; // ebreak
+#endif
+
 struct Peer {
 	asmjit::JitAllocator allocator;
+	const char *mode;
+	char config[256];
 
-	explicit Peer(const asmjit::JitAllocator::CreateParams *params) : allocator(params) {}
+	Peer(const asmjit::JitAllocator::CreateParams *params, const char *m) : allocator(params), mode(m)
+	{
+		config[0] = '\0';
+	}
 };
 
-int open_with(void **self, asmjit::JitAllocatorOptions options, char *why, size_t whylen)
+uint32_t block_size_from_env()
+{
+	const char *text = std::getenv("EXECMEM_BENCH_ASMJIT_BLOCK");
+	if (!text || !*text)
+		return kBlockSize;
+	char *end = nullptr;
+	unsigned long v = std::strtoul(text, &end, 10);
+	if (*end == 'k' || *end == 'K')
+		v <<= 10;
+	else if (*end == 'm' || *end == 'M')
+		v <<= 20;
+	return static_cast<uint32_t>(v);
+}
+
+void describe(Peer *peer, JitAllocatorOptions options)
+{
+	static const struct {
+		JitAllocatorOptions bit;
+		const char *name;
+	} names[] = {
+		{ JitAllocatorOptions::kUseDualMapping, "kUseDualMapping" },
+		{ JitAllocatorOptions::kUseMultiplePools, "kUseMultiplePools" },
+		{ JitAllocatorOptions::kFillUnusedMemory, "kFillUnusedMemory" },
+		{ JitAllocatorOptions::kImmediateRelease, "kImmediateRelease" },
+		{ JitAllocatorOptions::kCustomFillPattern, "kCustomFillPattern" },
+	};
+	char opts[160] = "";
+	for (const auto &n : names) {
+		if ((options & n.bit) == JitAllocatorOptions::kNone)
+			continue;
+		std::snprintf(opts + std::strlen(opts), sizeof(opts) - std::strlen(opts), "%s%s",
+			      opts[0] ? "|" : "", n.name);
+	}
+	const asmjit::JitAllocator &a = peer->allocator;
+	std::snprintf(peer->config, sizeof(peer->config),
+		      "JitAllocator blockSize=%u KiB granularity=%u options=%s fillPattern=%#x",
+		      a.blockSize() >> 10, a.granularity(), opts[0] ? opts : "kNone", a.fillPattern());
+}
+
+int open_with(void **self, JitAllocatorOptions options, const char *mode, char *why, size_t whylen)
 {
 	asmjit::JitAllocator::CreateParams params{};
+	const char *pools = std::getenv("EXECMEM_BENCH_ASMJIT_POOLS");
+	if (pools && !std::strcmp(pools, "1"))
+		options |= JitAllocatorOptions::kUseMultiplePools;
 	params.options = options;
-	Peer *peer = new (std::nothrow) Peer(&params);
+	params.blockSize = block_size_from_env();
+	params.fillPattern = kTrapPattern;
+	Peer *peer = new (std::nothrow) Peer(&params, mode);
 	if (!peer) {
 		std::snprintf(why, whylen, "out of memory");
 		return -ENOMEM;
@@ -39,21 +108,22 @@ int open_with(void **self, asmjit::JitAllocatorOptions options, char *why, size_
 		return -ENOSYS;
 	}
 	peer->allocator.release(rx);
+	describe(peer, options);
 	*self = peer;
 	return 0;
 }
 
 int open_rwx(void **self, char *why, size_t whylen)
 {
-	return open_with(self, asmjit::JitAllocatorOptions::kNone, why, whylen);
+	return open_with(self, JitAllocatorOptions::kNone, "RWX blocks", why, whylen);
 }
 
 int open_dual_fill(void **self, char *why, size_t whylen)
 {
 	return open_with(self,
-			 asmjit::JitAllocatorOptions::kUseDualMapping |
-				 asmjit::JitAllocatorOptions::kFillUnusedMemory,
-			 why, whylen);
+			 JitAllocatorOptions::kUseDualMapping | JitAllocatorOptions::kFillUnusedMemory |
+				 JitAllocatorOptions::kCustomFillPattern,
+			 "dual mapping + trap fill", why, whylen);
 }
 
 int peer_alloc(void *self, size_t size, struct bench_block *out)
@@ -80,14 +150,14 @@ uint64_t peer_os_calls(void *)
 	return bench_wrapped_os_calls();
 }
 
-const char *mode_rwx(void *)
+const char *peer_mode(void *self)
 {
-	return "RWX blocks (asmjit default)";
+	return static_cast<Peer *>(self)->mode;
 }
 
-const char *mode_dual_fill(void *)
+const char *peer_config(void *self)
 {
-	return "dual mapping + trap fill";
+	return static_cast<Peer *>(self)->config;
 }
 
 void peer_close(void *self)
@@ -101,12 +171,12 @@ extern "C" {
 
 const struct bench_allocator bench_asmjit_rwx = {
 	"asmjit-rwx", BENCH_CAN_EXECUTE | BENCH_THREAD_SAFE | BENCH_PEER,
-	open_rwx, peer_alloc, peer_write, peer_release, peer_os_calls, mode_rwx, peer_close,
+	open_rwx, peer_alloc, peer_write, peer_release, peer_os_calls, peer_mode, peer_close, peer_config,
 };
 
 const struct bench_allocator bench_asmjit_dual_fill = {
 	"asmjit-dual-fill", BENCH_CAN_EXECUTE | BENCH_THREAD_SAFE | BENCH_PEER,
-	open_dual_fill, peer_alloc, peer_write, peer_release, peer_os_calls, mode_dual_fill, peer_close,
+	open_dual_fill, peer_alloc, peer_write, peer_release, peer_os_calls, peer_mode, peer_close, peer_config,
 };
 
 } // extern "C"

@@ -36,26 +36,39 @@ static const char *const llvm_peers[] = { "orc-default", "orc-execmem" };
 void usage_bench(FILE *out)
 {
 	fprintf(out,
-		"usage: execmem bench [--quick] [--json] [--only NAME[,NAME...]]\n"
+		"usage: execmem bench [--quick] [--json] [--only NAME[,NAME...]] [--workload W[,W...]]\n"
 		"\n"
 		"Compares execmem with what JIT compilers use today, on this machine, each\n"
 		"allocator and workload in a fresh process, every workload repeated %d times:\n"
 		"  W1 churn    allocate + write + free 10,000 programs of the demo's size mix\n"
 		"  W2 cycle    allocate + write 64 B + free, one at a time\n"
-		"  W3 memory   Pss of the code of 10,000 and 100,000 programs / their size\n"
-		"  W4 calls    calls in random order over 16,384 and 262,144 small programs\n"
+		"  W3 memory   Pss of the code of 10,000 and 100,000 programs / their size;\n"
+		"              after 100,000 random frees and loads; after the demo's refill\n"
+		"  W4 calls    calls in random order over 16,384 and 262,144 small programs,\n"
+		"              and how much of their code is in 2 MiB pages\n"
 		"  W5 threads  W1 in two threads; W1 while another thread runs JIT code\n"
 		"  W6 syscalls system calls and page faults per W1 program in steady state\n"
+		"  W7 cold     10,000 programs loaded by a fresh process, then again warm\n"
+		"  W8 fork     fork() and fork + exec with 1, 16, 64 MiB of live code,\n"
+		"              against the same amount of plain memory\n"
+		"  S1 scale    1,000,000 live programs: memory, W1, calls (not with --quick)\n"
+		"  S2 threads  W1 in 1, 2, 4, 8, 16 threads (not with --quick)\n"
 		"  L1 LLVM     (when built with LLVM) JIT 1,000 one-function modules with ORC:\n"
 		"              time and Pss of their code, ORC's own memory manager against\n"
 		"              execmem's (orc-default, orc-execmem); 100 with --quick\n"
 		"Allocators: execmem (default mode), execmem-mprotect, page (a mapping per\n"
-		"program), mprotect-pool, asmjit-rwx, asmjit-dual-fill (when built with\n"
-		"libasmjit-dev), and floor (W1's copy + trap fill alone, no allocator).\n"
+		"program), mprotect-pool, rwx-bitmap (unsafe reference), asmjit-rwx,\n"
+		"asmjit-dual-fill (when built with libasmjit-dev), and floor (W1's copy +\n"
+		"trap fill alone, no allocator).\n"
 		"\n"
-		"  --quick       smaller counts (W1 2,000 programs, W3 10,000, W4 16,384)\n"
-		"  --json        one JSON object per line instead of a table\n"
-		"  --only LIST   run only these allocators (comma-separated names)\n",
+		"  --quick          smaller counts (W1 2,000 programs, W3 10,000 and 2,000\n"
+		"                   for churn and refill, W4 16,384, W7 2,000, W8 up to\n"
+		"                   4 MiB), no S1 or S2, and the allocators that make system\n"
+		"                   calls for every write skip W3 churn/refill, W7 and W8\n"
+		"  --json           one JSON object per line instead of a table\n"
+		"  --only LIST      run only these allocators (comma-separated names)\n"
+		"  --workload LIST  run only these workloads (W1 ... W8, S1, S2; W3 and W5\n"
+		"                   include their parts, W3-churn names one part)\n",
 		REPEATS);
 }
 
@@ -75,7 +88,7 @@ struct alloc_info {
 	const char *name;
 	bool peer;              /* a peer's failure is a finding, not an error of the run */
 	enum alloc_status status;
-	char mode[200], first_wx[256], reason[256];
+	char mode[200], config[256], first_wx[256], reason[256];
 	int wx;
 	size_t wrong;
 	bool audited;
@@ -230,6 +243,8 @@ static void take_record(struct results *res, struct alloc_info *ai, char *line)
 		ai->audited = true;
 	} else if (n == 5 && !strcmp(f[0], "P")) {
 		take_llvm_peer(res, f);
+	} else if (n == 2 && !strcmp(f[0], "C")) {
+		snprintf(ai->config, sizeof(ai->config), "%s", f[1]);
 	} else if (n == 2 && !strcmp(f[0], "U")) {
 		ai->status = ALLOC_UNAVAILABLE;
 		snprintf(ai->reason, sizeof(ai->reason), "%s", f[1]);
@@ -321,8 +336,11 @@ static bool run_child(struct results *res, struct alloc_info *ai, const char *wo
 
 /* ---- plan ---------------------------------------------------------------- */
 
-/* Child workloads; W5's two parts run apart (see bench_workloads.c). */
-static const char *const all_workloads[] = { "W1", "W2", "W3", "W4", "W5-threads", "W5-jit-thread", "W6" };
+/* Child workloads; the parts of W3 and W5 run apart (see bench_workloads.c). */
+static const char *const all_workloads[] = {
+	"W1", "W2", "W3", "W3-churn", "W3-refill", "W4", "W5-threads", "W5-jit-thread", "W6", "W7", "W8",
+	"S1", "S2",
+};
 
 static void show_running(const char *alloc, const char *workload)
 {
@@ -332,38 +350,19 @@ static void show_running(const char *alloc, const char *workload)
 	}
 }
 
-/* W4 runs in several processes: code placement differs from one to the next. */
+/*
+ * W4 runs in several processes: code placement differs from one to the
+ * next; W7 is about a fresh process, so each of its repetitions has one.
+ */
 static void run_workload(struct results *res, struct alloc_info *ai, const char *workload, bool quick)
 {
-	bool across_processes = !strcmp(workload, "W4") && !quick;
+	bool across_processes = (!strcmp(workload, "W4") && !quick) || !strcmp(workload, "W7");
 	int processes = across_processes ? REPEATS : 1;
 
 	show_running(ai->name, workload);
 	for (int p = 0; p < processes; p++)
 		if (!run_child(res, ai, workload, across_processes ? 1 : REPEATS, quick))
 			break;
-}
-
-static bool workload_applies(const struct bench_allocator *a, const char *workload)
-{
-	if (a->caps & BENCH_FLOOR_ONLY)
-		return !strcmp(workload, "W1");
-	if (!(a->caps & BENCH_CAN_EXECUTE) && (!strcmp(workload, "W4") || !strcmp(workload, "W5-jit-thread")))
-		return false;
-	return (a->caps & BENCH_THREAD_SAFE) || strncmp(workload, "W5", 2);
-}
-
-static void run_allocator(struct results *res, struct alloc_info *ai, const struct bench_allocator *a,
-			  bool quick)
-{
-	show_running(ai->name, "audit");
-	if (!run_child(res, ai, "audit", 1, quick))
-		return;
-	if (ai->wrong || (ai->wx && !ai->peer))
-		res->check_failed = true;
-	for (size_t w = 0; w < sizeof(all_workloads) / sizeof(all_workloads[0]); w++)
-		if (workload_applies(a, all_workloads[w]))
-			run_workload(res, ai, all_workloads[w], quick);
 }
 
 /* Copy the next name of a comma-separated list into name; false at the end. */
@@ -386,7 +385,67 @@ static bool selected(const char *only, const char *name)
 	return !only;
 }
 
-static int plan_and_run(struct results *res, const char *only, bool quick)
+static bool is_newer_workload(const char *workload)
+{
+	return !strcmp(workload, "W3-churn") || !strcmp(workload, "W3-refill") || !strcmp(workload, "W7") ||
+	       !strcmp(workload, "W8");
+}
+
+static bool workload_applies(const struct bench_allocator *a, const char *workload, bool quick)
+{
+	bool threaded = !strncmp(workload, "W5", 2) || !strcmp(workload, "S2");
+
+	if (a->caps & BENCH_FLOOR_ONLY)
+		return !strcmp(workload, "W1");
+	if (quick && workload[0] == 'S')
+		return false;
+	/* --quick is for checking the report: the slowest peers get the old workloads only. */
+	if (quick && (a->caps & BENCH_SYSCALL_PER_WRITE) && is_newer_workload(workload))
+		return false;
+	/* A million programs would take a million system calls (or mappings). */
+	if ((a->caps & BENCH_SYSCALL_PER_WRITE) && !strcmp(workload, "S1"))
+		return false;
+	if (!(a->caps & BENCH_CAN_EXECUTE) && (!strcmp(workload, "W4") || !strcmp(workload, "W5-jit-thread")))
+		return false;
+	return (a->caps & BENCH_THREAD_SAFE) || !threaded;
+}
+
+/* Does the --workload list name workload ("W3" names W3, W3-churn and W3-refill)? */
+static bool workload_selected(const char *list, const char *workload)
+{
+	char name[32];
+	if (!list)
+		return true;
+	while (next_name(&list, name, sizeof(name))) {
+		size_t n = strlen(name);
+		if (!strncmp(workload, name, n) && (workload[n] == '\0' || workload[n] == '-'))
+			return true;
+	}
+	return false;
+}
+
+static bool workload_known(const char *name)
+{
+	for (size_t w = 0; w < sizeof(all_workloads) / sizeof(all_workloads[0]); w++)
+		if (workload_selected(name, all_workloads[w]))
+			return true;
+	return false;
+}
+
+static void run_allocator(struct results *res, struct alloc_info *ai, const struct bench_allocator *a,
+			  const char *workloads, bool quick)
+{
+	show_running(ai->name, "audit");
+	if (!run_child(res, ai, "audit", 1, quick))
+		return;
+	if (ai->wrong || (ai->wx && !ai->peer))
+		res->check_failed = true;
+	for (size_t w = 0; w < sizeof(all_workloads) / sizeof(all_workloads[0]); w++)
+		if (workload_applies(a, all_workloads[w], quick) && workload_selected(workloads, all_workloads[w]))
+			run_workload(res, ai, all_workloads[w], quick);
+}
+
+static int plan_and_run(struct results *res, const char *only, const char *workloads, bool quick)
 {
 	size_t n = 0;
 	while (bench_allocator_list[n])
@@ -402,10 +461,11 @@ static int plan_and_run(struct results *res, const char *only, bool quick)
 		struct alloc_info *ai = &res->allocs[res->nallocs++];
 		ai->name = a->name;
 		ai->peer = (a->caps & BENCH_PEER) != 0;
-		run_allocator(res, ai, a, quick);
+		run_allocator(res, ai, a, workloads, quick);
 	}
 #ifdef EXECMEM_HAVE_MODLOAD
-	if (!only || selected(only, "execmem-module") || selected(only, "dlopen")) {
+	if ((!only || selected(only, "execmem-module") || selected(only, "dlopen")) &&
+	    (!workloads || selected(workloads, "M1"))) {
 		struct alloc_info *ai = &res->allocs[res->nallocs++];
 		ai->name = MODLOAD_CHILD;
 		show_running("module loader", "M1");
@@ -454,6 +514,8 @@ static void json_alloc_line(FILE *out, const struct alloc_info *ai)
 		fprintf(out, ", \"mode\": ");
 		json_string(out, ai->mode);
 		fprintf(out, ", \"wx_mappings\": %d, \"wrong_results\": %zu", ai->wx, ai->wrong);
+		fprintf(out, ", \"config\": ");
+		json_string(out, ai->config);
 	}
 	fprintf(out, ", \"status\": \"%s\"", status_names[ai->status]);
 	if (ai->status != ALLOC_OK) {
@@ -490,18 +552,6 @@ static bool row_of(const struct row *r, const struct alloc_info *ai)
 	return !strcmp(r->allocator, ai->name);
 }
 
-static void print_json(const struct results *res)
-{
-	for (size_t a = 0; a < res->nallocs; a++) {
-		const struct alloc_info *ai = &res->allocs[a];
-		if (!pair_child(ai) || ai->status != ALLOC_OK)
-			json_alloc_line(stdout, ai);
-		for (size_t i = 0; i < res->nrows; i++)
-			if (res->rows[i].summarized && row_of(&res->rows[i], ai))
-				json_row(stdout, &res->rows[i]);
-	}
-}
-
 static const char *fmt_value(char *buf, size_t len, double v)
 {
 	snprintf(buf, len, v >= 100 || v == 0 ? "%.0f" : v >= 1 ? "%.2f" : "%.4f", v);
@@ -521,22 +571,62 @@ static double load_average(void)
 	return load;
 }
 
-static void print_machine(bool quick, double load_before)
-{
+/* Where and when the run happened. */
+struct run_info {
 	struct utsname u;
-	char date[32] = "";
+	char date[32];
+	long cpus;
+	double load_before, load_after;
+	bool quick;
+};
+
+static void run_info_get(struct run_info *ri, bool quick, double load_before)
+{
 	time_t now = time(NULL);
 
-	uname(&u);
-	strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
-	printf("execmem bench%s: %s, %s %s, Linux %s, %ld CPUs online\n", quick ? " --quick" : "", date,
-	       u.machine, u.nodename, u.release, sysconf(_SC_NPROCESSORS_ONLN));
-	printf("load average (1 min) before the run %.2f, after %.2f\n", load_before, load_average());
+	uname(&ri->u);
+	strftime(ri->date, sizeof(ri->date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
+	ri->cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	ri->load_before = load_before;
+	ri->load_after = load_average();
+	ri->quick = quick;
+}
+
+static void json_run_line(FILE *out, const struct run_info *ri)
+{
+	fprintf(out, "{\"run\": \"execmem bench\", \"quick\": %s, \"date\": ", ri->quick ? "true" : "false");
+	json_string(out, ri->date);
+	fprintf(out, ", \"machine\": ");
+	json_string(out, ri->u.machine);
+	fprintf(out, ", \"kernel\": ");
+	json_string(out, ri->u.release);
+	fprintf(out, ", \"cpus\": %ld, \"load_before\": %.2f, \"load_after\": %.2f}\n", ri->cpus,
+		ri->load_before, ri->load_after);
+}
+
+static void print_machine(const struct run_info *ri)
+{
+	printf("execmem bench%s: %s, %s %s, Linux %s, %ld CPUs online\n", ri->quick ? " --quick" : "",
+	       ri->date, ri->u.machine, ri->u.nodename, ri->u.release, ri->cpus);
+	printf("load average (1 min) before the run %.2f, after %.2f\n", ri->load_before, ri->load_after);
+}
+
+static void print_json(const struct results *res, const struct run_info *ri)
+{
+	json_run_line(stdout, ri);
+	for (size_t a = 0; a < res->nallocs; a++) {
+		const struct alloc_info *ai = &res->allocs[a];
+		if (!pair_child(ai) || ai->status != ALLOC_OK)
+			json_alloc_line(stdout, ai);
+		for (size_t i = 0; i < res->nrows; i++)
+			if (res->rows[i].summarized && row_of(&res->rows[i], ai))
+				json_row(stdout, &res->rows[i]);
+	}
 }
 
 static void print_allocators(const struct results *res)
 {
-	printf("\n%-18s %-6s %s\n", "allocator", "W+X", "mode");
+	printf("\n%-18s %-6s %s\n", "allocator", "W+X", "mode; configuration");
 	for (size_t a = 0; a < res->nallocs; a++) {
 		const struct alloc_info *ai = &res->allocs[a];
 		if (pair_child(ai) && ai->status == ALLOC_OK)
@@ -546,7 +636,8 @@ static void print_allocators(const struct results *res)
 		else if (ai->status == ALLOC_FAILED && !ai->audited)
 			printf("%-18s %-6s FAILED: %s\n", ai->name, "-", ai->reason);
 		else
-			printf("%-18s %-6d %s%s%s%s\n", ai->name, ai->wx, ai->mode,
+			printf("%-18s %-6d %s%s%s%s%s%s\n", ai->name, ai->wx, ai->mode, ai->config[0] ? "; " : "",
+			       ai->config,
 			       ai->wrong ? " WRONG RESULTS" : "",
 			       ai->status == ALLOC_FAILED ? "; FAILED: " : "",
 			       ai->status == ALLOC_FAILED ? ai->reason : "");
@@ -565,19 +656,24 @@ static void print_rows(const struct results *res)
 			       !strcmp(res->rows[k].metric, first->metric);
 		if (seen || !first->summarized)
 			continue;
-		printf("\n%s %s (%s): median [min .. max]\n", first->workload, first->metric, first->unit);
+		const struct row *base = row_find(res, first->workload, "execmem", first->metric);
+		printf("\n%s %s (%s): median [min .. max]%s\n", first->workload, first->metric, first->unit,
+		       base && base->median ? "  / execmem" : "");
 		for (size_t k = i; k < res->nrows; k++) {
 			const struct row *r = &res->rows[k];
 			if (strcmp(r->workload, first->workload) || strcmp(r->metric, first->metric) ||
 			    !r->summarized)
 				continue;
-			printf("  %-18s %10s  [%s .. %s]\n", r->allocator, fmt_value(med, sizeof(med), r->median),
+			printf("  %-18s %10s  [%s .. %s]", r->allocator, fmt_value(med, sizeof(med), r->median),
 			       fmt_value(lo, sizeof(lo), r->min), fmt_value(hi, sizeof(hi), r->max));
+			if (base && base->median)
+				printf("  %.2fx", r->median / base->median);
+			printf("\n");
 		}
 	}
 }
 
-/* The goals of issue 3, computed from the medians of this run. */
+/* The goals, computed from the medians of this run. */
 struct goal {
 	const char *text, *workload, *metric, *numerator, *denominator;
 	double target;
@@ -585,44 +681,79 @@ struct goal {
 };
 
 static const struct goal goals[] = {
+	{ "W1 execmem / copy floor", "W1", "ns_per_op", "execmem", "floor", 1.25, false },
+	{ "W1 execmem / asmjit RWX", "W1", "ns_per_op", "execmem", "asmjit-rwx", 1, false },
+	{ "W1 asmjit dual+fill / execmem", "W1", "ns_per_op", "asmjit-dual-fill", "execmem", 2, true },
 	{ "W1 page per program / execmem", "W1", "ns_per_op", "page", "execmem", 30, true },
-	{ "W1 asmjit dual+fill / execmem", "W1", "ns_per_op", "asmjit-dual-fill", "execmem", 5, true },
-	{ "W1 asmjit RWX / execmem", "W1", "ns_per_op", "asmjit-rwx", "execmem", 3, true },
-	{ "W1 execmem / copy floor", "W1", "ns_per_op", "execmem", "floor", 2, false },
-	{ "W2 asmjit RWX / execmem", "W2", "ns_per_op", "asmjit-rwx", "execmem", 1, true },
+	{ "W2 execmem / asmjit RWX", "W2", "ns_per_op", "execmem", "asmjit-rwx", 1, false },
 	{ "W3 Pss / size, 10,000 programs", "W3", "pss_ratio_10000", "execmem", NULL, 1.10, false },
-	{ "W4 page / execmem, 16,384", "W4", "ns_per_call_16384", "page", "execmem", 3, true },
+	{ "W3 Pss / size after churn", "W3", "pss_ratio_churn", "execmem", NULL, 1.10, false },
+	{ "W3 churn, execmem / asmjit RWX", "W3", "pss_ratio_churn", "execmem", "asmjit-rwx", 1, false },
+	{ "W3 Pss / size after refill", "W3", "pss_ratio_refill", "execmem", NULL, 1.10, false },
+	{ "W3 refill, execmem / asmjit RWX", "W3", "pss_ratio_refill", "execmem", "asmjit-rwx", 1, false },
+	{ "W4 execmem / asmjit RWX, 262,144", "W4", "ns_per_call_262144", "execmem", "asmjit-rwx", 1, false },
 	{ "W4 page / execmem, 262,144", "W4", "ns_per_call_262144", "page", "execmem", 4, true },
-	{ "W4 asmjit RWX / execmem, 262,144", "W4", "ns_per_call_262144", "asmjit-rwx", "execmem", 1, true },
-	{ "W5 two-thread speedup", "W5", "two_thread_speedup", "execmem", NULL, 1.6, true },
+	{ "W5 two-thread speedup", "W5", "two_thread_speedup", "execmem", NULL, 1.9, true },
 	{ "W5 slowdown by a JIT thread", "W5", "jit_thread_slowdown", "execmem", NULL, 1.10, false },
 	{ "W6 system calls per op", "W6", "syscalls_per_op", "execmem", NULL, 0, false },
+	{ "W6 page faults per op", "W6", "faults_per_op", "execmem", NULL, 0, false },
+	{ "W7 cold / warm, 10,000 programs", "W7", "cold_warm_ratio", "execmem", NULL, 1.5, false },
+	{ "W7 chunk creation (us)", "W7", "chunk_creation_us", "execmem", NULL, 1000, false },
+	{ "W8 fork with 16 MiB / plain", "W8", "fork_ratio_16mib", "execmem", NULL, 1.5, false },
+	{ "W8 fork with 64 MiB / plain", "W8", "fork_ratio_64mib", "execmem", NULL, 1.5, false },
+	{ "S2 16 threads / 1 thread", "S2", "throughput_vs_1t_16t", "execmem", NULL, 1, true },
 };
+
+/* The goal's value in this run into *value; false when it was not measured. */
+static bool goal_value(const struct results *res, const struct goal *gl, double *value)
+{
+	const struct row *num = row_find(res, gl->workload, gl->numerator, gl->metric);
+	const struct row *den = gl->denominator ? row_find(res, gl->workload, gl->denominator, gl->metric) : NULL;
+
+	if (!num || (gl->denominator && (!den || den->median == 0)))
+		return false;
+	*value = den ? num->median / den->median : num->median;
+	return true;
+}
+
+static bool goal_met(const struct goal *gl, double value)
+{
+	return gl->at_least ? value >= gl->target : value <= gl->target;
+}
 
 static void print_goals(const struct results *res)
 {
 	printf("\n%-36s %10s %8s  %s\n", "goal (medians)", "measured", "target", "");
 	for (size_t g = 0; g < sizeof(goals) / sizeof(goals[0]); g++) {
 		const struct goal *gl = &goals[g];
-		const struct row *num = row_find(res, gl->workload, gl->numerator, gl->metric);
-		const struct row *den = gl->denominator ? row_find(res, gl->workload, gl->denominator, gl->metric) : NULL;
 		char v[32], t[32];
+		double value;
+		bool measured = goal_value(res, gl, &value);
 
-		if (!num || (gl->denominator && (!den || den->median == 0))) {
-			printf("%-36s %10s %s%-7s  not measured\n", gl->text, "-", gl->at_least ? ">=" : "<=",
-			       fmt_value(t, sizeof(t), gl->target));
-			continue;
-		}
-		double value = den ? num->median / den->median : num->median;
-		bool met = gl->at_least ? value >= gl->target : value <= gl->target;
-		printf("%-36s %10s %s%-7s  %s\n", gl->text, fmt_value(v, sizeof(v), value),
-		       gl->at_least ? ">=" : "<=", fmt_value(t, sizeof(t), gl->target), met ? "met" : "MISSED");
+		printf("%-36s %10s %s%-7s  %s\n", gl->text, measured ? fmt_value(v, sizeof(v), value) : "-",
+		       gl->at_least ? ">=" : "<=", fmt_value(t, sizeof(t), gl->target),
+		       !measured ? "not measured" : goal_met(gl, value) ? "met" : "MISSED");
 	}
 }
 
-static void print_table(const struct results *res, bool quick, double load_before)
+/* The goals measured, one JSON line each. */
+static void json_goals(const struct results *res)
 {
-	print_machine(quick, load_before);
+	for (size_t g = 0; g < sizeof(goals) / sizeof(goals[0]); g++) {
+		const struct goal *gl = &goals[g];
+		double value;
+		if (!goal_value(res, gl, &value))
+			continue;
+		printf("{\"goal\": ");
+		json_string(stdout, gl->text);
+		printf(", \"measured\": %.6g, \"target\": %.6g, \"at_least\": %s, \"met\": %s}\n", value,
+		       gl->target, gl->at_least ? "true" : "false", goal_met(gl, value) ? "true" : "false");
+	}
+}
+
+static void print_table(const struct results *res, const struct run_info *ri)
+{
+	print_machine(ri);
 	print_allocators(res);
 	print_rows(res);
 	print_goals(res);
@@ -636,21 +767,23 @@ int cmd_bench(int argc, char **argv)
 		{ "quick", no_argument, NULL, 'q' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "only", required_argument, NULL, 'o' },
+		{ "workload", required_argument, NULL, 'w' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct results res = { 0 };
 	bool quick = false, json = false;
-	const char *only = NULL;
+	const char *only = NULL, *workloads = NULL;
 	int c;
 
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+qjo:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+qjo:w:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'q': quick = true; break;
 		case 'j': json = true; break;
 		case 'o': only = optarg; break;
+		case 'w': workloads = optarg; break;
 		case 'h': usage_bench(stdout); return EXIT_OK;
 		default:
 			fprintf(stderr, "execmem bench: bad option '%s' (see execmem help bench)\n",
@@ -670,15 +803,25 @@ int cmd_bench(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
+	for (const char *p = workloads; next_name(&p, name, sizeof(name));) {
+		if (!workload_known(name) && strcmp(name, "M1")) {
+			fprintf(stderr, "execmem bench: --workload: unknown workload '%s'\n", name);
+			return EXIT_USAGE;
+		}
+	}
 	double load_before = load_average();
-	if (plan_and_run(&res, only, quick)) {
+	if (plan_and_run(&res, only, workloads, quick)) {
 		fprintf(stderr, "execmem bench: out of memory\n");
 		return EXIT_SYSTEM;
 	}
-	if (json)
-		print_json(&res);
+	struct run_info ri;
+	run_info_get(&ri, quick, load_before);
+	if (json) {
+		print_json(&res, &ri);
+		json_goals(&res);
+	}
 	else
-		print_table(&res, quick, load_before);
+		print_table(&res, &ri);
 	int rc = res.check_failed ? EXIT_CHECK_FAILED : res.system_failed ? EXIT_SYSTEM : EXIT_OK;
 	results_free(&res);
 	return rc;

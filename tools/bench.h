@@ -29,10 +29,17 @@ struct bench_sizes {
 	size_t cycle_count;        /* W2 */
 	size_t resident_counts[2]; /* W3; 0 = unused */
 	size_t call_counts[2];     /* W4; 0 = unused */
+	size_t churn_live;         /* W3 churn: programs live while ... */
+	size_t churn_steps;        /* ... this many are freed and replaced at random */
+	size_t refill_programs;    /* W3 refill: loaded, every other freed, half as many loaded */
+	size_t cold_programs;      /* W7 */
+	size_t fork_mib[3];        /* W8: MiB of live code; 0 = unused */
+	size_t many_live;          /* S1; 0 = not run */
+	int max_threads;           /* S2: 1, 2, 4 ... up to this; 0 = not run */
 };
 void bench_sizes_get(bool quick, struct bench_sizes *out);
 
-/* Run workload ("audit", "W1".."W6") for allocator a, repeats times. */
+/* Run workload ("audit", "W1".."W8", "S1", "S2", see bench_workloads.c) for allocator a, repeats times. */
 int bench_run_workload(const struct bench_allocator *a, const char *workload, int repeats,
 		       bool quick);
 

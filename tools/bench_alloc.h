@@ -18,6 +18,8 @@ extern "C" {
 #define BENCH_THREAD_SAFE 0x2u  /* may be used from two threads at once (W5) */
 #define BENCH_FLOOR_ONLY  0x4u  /* not an allocator: only the W1 copy floor */
 #define BENCH_PEER        0x8u  /* not execmem: its failures are findings, not errors */
+#define BENCH_SYSCALL_PER_WRITE 0x10u /* every write makes system calls (no S1) */
+#define BENCH_UNSAFE      0x20u /* a reference for speed only: W+X memory, no trap refill */
 
 /* One allocation: where its code runs, and where a peer with a separate
  * writable view lets it be written (NULL when writes go elsewhere). */
@@ -46,6 +48,8 @@ struct bench_allocator {
 	/* How it protects code, in a few words. */
 	const char *(*mode)(void *self);
 	void (*close)(void *self);
+	/* How it is configured, for the report (NULL: nothing to say). */
+	const char *(*config)(void *self);
 };
 
 /* mmap, munmap, mprotect and madvise calls made by this process (all code
@@ -57,6 +61,7 @@ void bench_trap_fill(void *dst, size_t len);
 
 extern const struct bench_allocator bench_asmjit_rwx;
 extern const struct bench_allocator bench_asmjit_dual_fill;
+extern const struct bench_allocator bench_rwx_bitmap;
 
 #ifdef __cplusplus
 }

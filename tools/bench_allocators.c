@@ -124,6 +124,18 @@ static void execmem_bench_close(void *self)
 	(void)self;
 }
 
+static const char *execmem_default_config(void *self)
+{
+	(void)self;
+	return "default arena, default parameters";
+}
+
+static const char *execmem_mprotect_config(void *self)
+{
+	(void)self;
+	return "default arena, execmem_configure(mode = EXECMEM_MODE_MPROTECT)";
+}
+
 static const struct bench_allocator execmem_default_alloc = {
 	.name = "execmem",
 	.caps = BENCH_CAN_EXECUTE | BENCH_THREAD_SAFE,
@@ -134,11 +146,12 @@ static const struct bench_allocator execmem_default_alloc = {
 	.os_calls = execmem_bench_os_calls,
 	.mode = execmem_bench_mode,
 	.close = execmem_bench_close,
+	.config = execmem_default_config,
 };
 
 static const struct bench_allocator execmem_mprotect_alloc = {
 	.name = "execmem-mprotect",
-	.caps = BENCH_CAN_EXECUTE | BENCH_THREAD_SAFE,
+	.caps = BENCH_CAN_EXECUTE | BENCH_THREAD_SAFE | BENCH_SYSCALL_PER_WRITE,
 	.open = execmem_open_mprotect,
 	.alloc = execmem_bench_alloc,
 	.write = execmem_bench_write,
@@ -146,6 +159,7 @@ static const struct bench_allocator execmem_mprotect_alloc = {
 	.os_calls = execmem_bench_os_calls,
 	.mode = execmem_bench_mode,
 	.close = execmem_bench_close,
+	.config = execmem_mprotect_config,
 };
 
 /* ---- helpers of the peers that count their own system calls ---------- */
@@ -206,7 +220,7 @@ static const char *page_mode(void *self)
 
 static const struct bench_allocator page_alloc_desc = {
 	.name = "page",
-	.caps = BENCH_CAN_EXECUTE | BENCH_THREAD_SAFE | BENCH_PEER,
+	.caps = BENCH_CAN_EXECUTE | BENCH_THREAD_SAFE | BENCH_PEER | BENCH_SYSCALL_PER_WRITE,
 	.open = open_stateless,
 	.alloc = page_alloc,
 	.write = page_write,
@@ -352,7 +366,7 @@ static void pool_close(void *self)
 
 static const struct bench_allocator pool_alloc_desc = {
 	.name = "mprotect-pool",
-	.caps = BENCH_CAN_EXECUTE | BENCH_THREAD_SAFE | BENCH_PEER,
+	.caps = BENCH_CAN_EXECUTE | BENCH_THREAD_SAFE | BENCH_PEER | BENCH_SYSCALL_PER_WRITE,
 	.open = pool_open,
 	.alloc = pool_alloc,
 	.write = pool_write,
@@ -475,6 +489,7 @@ const struct bench_allocator *const bench_allocator_list[] = {
 	&execmem_mprotect_alloc,
 	&page_alloc_desc,
 	&pool_alloc_desc,
+	&bench_rwx_bitmap,
 	&bench_asmjit_rwx,
 	&bench_asmjit_dual_fill,
 	&floor_alloc_desc,

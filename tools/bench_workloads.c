@@ -10,10 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench.h"
+#include "bench_run.h"
 #include "cli.h"
-#include "emit.h"
-#include "procfs.h"
 
 enum {
 	CHURN_BATCH = 1000,     /* W1 allocates and writes this many, then frees them */
@@ -28,24 +26,23 @@ void bench_sizes_get(bool quick, struct bench_sizes *out)
 	static const struct bench_sizes full = {
 		.churn_programs = 10000, .cycle_count = 100000,
 		.resident_counts = { 10000, 100000 }, .call_counts = { 16384, 262144 },
+		.churn_live = 10000, .churn_steps = 100000, .refill_programs = 10000,
+		.cold_programs = 10000, .fork_mib = { 1, 16, 64 },
+		.many_live = 1000000, .max_threads = 16,
 	};
 	static const struct bench_sizes small = {
 		.churn_programs = 2000, .cycle_count = 20000,
 		.resident_counts = { 10000, 0 }, .call_counts = { 16384, 0 },
+		.churn_live = 2000, .churn_steps = 5000, .refill_programs = 2000,
+		.cold_programs = 2000, .fork_mib = { 1, 4, 0 },
 	};
 	*out = quick ? small : full;
 }
 
-static void report_sample(const char *workload, const char *metric, const char *unit, double value)
+void bench_report(const char *workload, const char *metric, const char *unit, double value)
 {
 	printf("S\t%s\t%s\t%s\t%.6f\n", workload, metric, unit, value);
 }
-
-/* An allocator opened in this process. */
-struct runner {
-	const struct bench_allocator *a;
-	void *self;
-};
 
 static int complain(const struct runner *r, const char *what, size_t index, int err)
 {
@@ -54,8 +51,8 @@ static int complain(const struct runner *r, const char *what, size_t index, int 
 	return err;
 }
 
-static int load_programs(const struct runner *r, const struct program_set *set, size_t from,
-			 size_t to, struct bench_block *blocks)
+int bench_load(const struct runner *r, const struct program_set *set, size_t from, size_t to,
+	       struct bench_block *blocks)
 {
 	for (size_t i = from; i < to; i++) {
 		int err = r->a->alloc(r->self, set->size[i], &blocks[i]);
@@ -68,8 +65,8 @@ static int load_programs(const struct runner *r, const struct program_set *set, 
 	return 0;
 }
 
-static int release_programs(const struct runner *r, const struct program_set *set, size_t from,
-			    size_t to, struct bench_block *blocks)
+int bench_release(const struct runner *r, const struct program_set *set, size_t from, size_t to,
+		  struct bench_block *blocks)
 {
 	for (size_t i = from; i < to; i++) {
 		int err = r->a->release(r->self, &blocks[i], set->size[i]);
@@ -79,16 +76,15 @@ static int release_programs(const struct runner *r, const struct program_set *se
 	return 0;
 }
 
-/* W1's unit of work: every program of set allocated, written and freed, in batches. */
-static int churn(const struct runner *r, const struct program_set *set, struct bench_block *blocks,
-		 uint64_t *ns)
+int bench_churn(const struct runner *r, const struct program_set *set, struct bench_block *blocks,
+		uint64_t *ns)
 {
 	uint64_t t0 = now_ns();
 	for (size_t from = 0; from < set->count; from += CHURN_BATCH) {
 		size_t to = from + CHURN_BATCH < set->count ? from + CHURN_BATCH : set->count;
-		int err = load_programs(r, set, from, to, blocks);
+		int err = bench_load(r, set, from, to, blocks);
 		if (!err)
-			err = release_programs(r, set, from, to, blocks);
+			err = bench_release(r, set, from, to, blocks);
 		if (err)
 			return err;
 	}
@@ -96,27 +92,23 @@ static int churn(const struct runner *r, const struct program_set *set, struct b
 	return 0;
 }
 
-static uint32_t call_program(const struct bench_block *block)
+uint32_t bench_call(const struct bench_block *block)
 {
 	return ((program_fn)(uintptr_t)block->code)();
 }
 
 /* ---- W1, W6: churn ------------------------------------------------------ */
 
-struct churn_setup {
-	struct program_set set;
-	struct bench_block *blocks;
-};
-
-static int churn_setup(struct churn_setup *cs, size_t count, uint64_t seed)
+int bench_setup(struct churn_setup *cs, size_t count, size_t fixed_size, uint64_t seed)
 {
-	if (program_set_make(&cs->set, count, 0, seed))
+	cs->blocks = NULL;
+	if (program_set_make(&cs->set, count, fixed_size, seed))
 		return -ENOMEM;
 	cs->blocks = calloc(count, sizeof(*cs->blocks));
 	return cs->blocks ? 0 : -ENOMEM;
 }
 
-static void churn_teardown(struct churn_setup *cs)
+void bench_teardown(struct churn_setup *cs)
 {
 	free(cs->blocks);
 	program_set_free(&cs->set);
@@ -126,14 +118,14 @@ static int workload_churn(const struct runner *r, int repeats, const struct benc
 {
 	struct churn_setup cs;
 	uint64_t ns;
-	int err = churn_setup(&cs, sz->churn_programs, 1);
+	int err = bench_setup(&cs, sz->churn_programs, 0, 1);
 
 	for (int rep = 0; !err && rep < repeats; rep++) {
-		err = churn(r, &cs.set, cs.blocks, &ns);
+		err = bench_churn(r, &cs.set, cs.blocks, &ns);
 		if (!err)
-			report_sample("W1", "ns_per_op", "ns", (double)ns / (double)cs.set.count);
+			bench_report("W1", "ns_per_op", "ns", (double)ns / (double)cs.set.count);
 	}
-	churn_teardown(&cs);
+	bench_teardown(&cs);
 	return err;
 }
 
@@ -141,21 +133,21 @@ static int workload_syscalls(const struct runner *r, int repeats, const struct b
 {
 	struct churn_setup cs;
 	uint64_t ns;
-	int err = churn_setup(&cs, sz->churn_programs, 6);
+	int err = bench_setup(&cs, sz->churn_programs, 0, 6);
 
 	/* One untimed round first: steady state is what W6 is about. */
 	if (!err)
-		err = churn(r, &cs.set, cs.blocks, &ns);
+		err = bench_churn(r, &cs.set, cs.blocks, &ns);
 	for (int rep = 0; !err && rep < repeats; rep++) {
 		uint64_t calls = r->a->os_calls(r->self), faults = procfs_page_faults();
-		err = churn(r, &cs.set, cs.blocks, &ns);
+		err = bench_churn(r, &cs.set, cs.blocks, &ns);
 		if (err)
 			break;
 		double n = (double)cs.set.count;
-		report_sample("W6", "syscalls_per_op", "calls", (double)(r->a->os_calls(r->self) - calls) / n);
-		report_sample("W6", "faults_per_op", "faults", (double)(procfs_page_faults() - faults) / n);
+		bench_report("W6", "syscalls_per_op", "calls", (double)(r->a->os_calls(r->self) - calls) / n);
+		bench_report("W6", "faults_per_op", "faults", (double)(procfs_page_faults() - faults) / n);
 	}
-	churn_teardown(&cs);
+	bench_teardown(&cs);
 	return err;
 }
 
@@ -170,12 +162,12 @@ static int workload_cycle(const struct runner *r, int repeats, const struct benc
 	for (int rep = 0; !err && rep < repeats; rep++) {
 		uint64_t t0 = now_ns();
 		for (size_t i = 0; !err && i < sz->cycle_count; i++) {
-			err = load_programs(r, &set, 0, 1, &block);
+			err = bench_load(r, &set, 0, 1, &block);
 			if (!err)
-				err = release_programs(r, &set, 0, 1, &block);
+				err = bench_release(r, &set, 0, 1, &block);
 		}
 		if (!err)
-			report_sample("W2", "ns_per_op", "ns", (double)(now_ns() - t0) / (double)sz->cycle_count);
+			bench_report("W2", "ns_per_op", "ns", (double)(now_ns() - t0) / (double)sz->cycle_count);
 	}
 	program_set_free(&set);
 	return err;
@@ -189,24 +181,36 @@ static int compare_addresses(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+int bench_usage_of(const struct bench_block *blocks, size_t n, struct procfs_usage *out)
+{
+	uintptr_t *addrs = malloc((n ? n : 1) * sizeof(*addrs));
+	size_t live = 0;
+
+	if (!addrs)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if (blocks[i].code)
+			addrs[live++] = (uintptr_t)blocks[i].code;
+	qsort(addrs, live, sizeof(*addrs), compare_addresses);
+	int err = procfs_usage_of(addrs, live, out);
+	free(addrs);
+	return err;
+}
+
 static int resident_once(const struct runner *r, const struct churn_setup *cs, double *ratio)
 {
-	size_t n = cs->set.count, rounded = 0, pss;
-	uintptr_t *addrs = malloc(n * sizeof(*addrs));
-	int err = addrs ? load_programs(r, &cs->set, 0, n, cs->blocks) : -ENOMEM;
+	size_t n = cs->set.count, rounded = 0;
+	struct procfs_usage u;
+	int err = bench_load(r, &cs->set, 0, n, cs->blocks);
 
 	if (!err) {
-		for (size_t i = 0; i < n; i++) {
-			addrs[i] = (uintptr_t)cs->blocks[i].code;
+		for (size_t i = 0; i < n; i++)
 			rounded += (cs->set.size[i] + 63) / 64 * 64;
-		}
-		qsort(addrs, n, sizeof(*addrs), compare_addresses);
-		err = procfs_pss_of(addrs, n, &pss);
-		*ratio = (double)pss / (double)rounded;
-		int err2 = release_programs(r, &cs->set, 0, n, cs->blocks);
+		err = bench_usage_of(cs->blocks, n, &u);
+		*ratio = (double)u.pss / (double)rounded;
+		int err2 = bench_release(r, &cs->set, 0, n, cs->blocks);
 		err = err ? err : err2;
 	}
-	free(addrs);
 	return err;
 }
 
@@ -219,13 +223,13 @@ static int workload_resident(const struct runner *r, int repeats, const struct b
 		double ratio;
 
 		snprintf(metric, sizeof(metric), "pss_ratio_%zu", sz->resident_counts[k]);
-		err = churn_setup(&cs, sz->resident_counts[k], 3 + k);
+		err = bench_setup(&cs, sz->resident_counts[k], 0, 3 + k);
 		for (int rep = 0; !err && rep < repeats; rep++) {
 			err = resident_once(r, &cs, &ratio);
 			if (!err)
-				report_sample("W3", metric, "x", ratio);
+				bench_report("W3", metric, "x", ratio);
 		}
-		churn_teardown(&cs);
+		bench_teardown(&cs);
 	}
 	return err;
 }
@@ -246,16 +250,18 @@ static uint32_t call_all(const struct bench_block *order, size_t n)
 {
 	uint32_t sum = 0;
 	for (size_t i = 0; i < n; i++)
-		sum += call_program(&order[i]);
+		sum += bench_call(&order[i]);
 	return sum;
 }
 
-static int calls_once(const struct runner *r, const struct churn_setup *cs, uint64_t seed, double *ns_per_call)
+/* One W4 repetition: *ns_per_call, and *huge_mib of the code's mappings in 2 MiB pages. */
+static int calls_once(const struct runner *r, const struct churn_setup *cs, uint64_t seed,
+		      double *ns_per_call, double *huge_mib)
 {
 	size_t n = cs->set.count;
 	struct bench_block *order = malloc(n * sizeof(*order));
 	uint32_t expected = 0;
-	int err = order ? load_programs(r, &cs->set, 0, n, cs->blocks) : -ENOMEM;
+	int err = order ? bench_load(r, &cs->set, 0, n, cs->blocks) : -ENOMEM;
 
 	if (!err) {
 		for (size_t i = 0; i < n; i++)
@@ -267,11 +273,14 @@ static int calls_once(const struct runner *r, const struct churn_setup *cs, uint
 		for (int pass = 0; pass < CALL_PASSES; pass++)
 			wrong += call_all(order, n) != expected;
 		*ns_per_call = (double)(now_ns() - t0) / (double)(n * CALL_PASSES);
+		struct procfs_usage u;
+		err = bench_usage_of(cs->blocks, n, &u);
+		*huge_mib = (double)u.huge / (1024.0 * 1024.0);
 		if (wrong) {
 			fprintf(stderr, "execmem bench: %s: W4 programs returned wrong results\n", r->a->name);
 			err = -EIO;
 		}
-		int err2 = release_programs(r, &cs->set, 0, n, cs->blocks);
+		int err2 = bench_release(r, &cs->set, 0, n, cs->blocks);
 		err = err ? err : err2;
 	}
 	free(order);
@@ -282,20 +291,21 @@ static int workload_calls(const struct runner *r, int repeats, const struct benc
 {
 	int err = 0;
 	for (size_t k = 0; !err && k < 2 && sz->call_counts[k]; k++) {
-		struct churn_setup cs = { 0 };
-		char metric[48];
-		double ns;
+		struct churn_setup cs;
+		char metric[48], huge[48];
+		double ns, mib;
 
 		snprintf(metric, sizeof(metric), "ns_per_call_%zu", sz->call_counts[k]);
-		err = program_set_make(&cs.set, sz->call_counts[k], CALL_SIZE, 4 + k);
-		cs.blocks = err ? NULL : calloc(cs.set.count, sizeof(*cs.blocks));
-		err = err ? err : cs.blocks ? 0 : -ENOMEM;
+		snprintf(huge, sizeof(huge), "huge_page_mib_%zu", sz->call_counts[k]);
+		err = bench_setup(&cs, sz->call_counts[k], CALL_SIZE, 4 + k);
 		for (int rep = 0; !err && rep < repeats; rep++) {
-			err = calls_once(r, &cs, now_ns(), &ns);
-			if (!err)
-				report_sample("W4", metric, "ns", ns);
+			err = calls_once(r, &cs, now_ns(), &ns, &mib);
+			if (!err) {
+				bench_report("W4", metric, "ns", ns);
+				bench_report("W4", huge, "MiB", mib);
+			}
 		}
-		churn_teardown(&cs);
+		bench_teardown(&cs);
 	}
 	return err;
 }
@@ -318,25 +328,30 @@ static void *churn_thread_main(void *arg)
 
 	pthread_barrier_wait(t->start);
 	t->began = now_ns();
-	t->err = churn(t->r, t->set, t->blocks, &ns);
+	t->err = bench_churn(t->r, t->set, t->blocks, &ns);
 	t->ended = now_ns();
 	return NULL;
 }
 
 /*
- * W1 in two threads at once; *ns is the wall time from the first start to
- * the last end, taken by the workers themselves: with two CPUs the thread
- * that started them may not run again before they are done.
+ * The wall time is from the first start to the last end, taken by the
+ * workers themselves: with two CPUs the thread that started them may not
+ * run again before they are done.
  */
-static int churn_two_threads(const struct runner *r, const struct churn_setup cs[2], uint64_t *ns)
+int bench_churn_threads(const struct runner *r, const struct churn_setup *cs, int nthreads, uint64_t *ns)
 {
 	pthread_barrier_t start;
-	struct churn_thread t[2];
-	pthread_t tid[2];
+	struct churn_thread *t = calloc((size_t)nthreads, sizeof(*t));
+	pthread_t *tid = calloc((size_t)nthreads, sizeof(*tid));
 	int err = 0;
 
-	pthread_barrier_init(&start, NULL, 2);
-	for (int i = 0; i < 2; i++) {
+	if (!t || !tid) {
+		free(t);
+		free(tid);
+		return -ENOMEM;
+	}
+	pthread_barrier_init(&start, NULL, (unsigned)nthreads);
+	for (int i = 0; i < nthreads; i++) {
 		t[i] = (struct churn_thread){ .r = r, .set = &cs[i].set, .blocks = cs[i].blocks, .start = &start };
 		if (pthread_create(&tid[i], NULL, churn_thread_main, &t[i]) != 0) {
 			/* The barrier cannot be passed any more: no way to go on cleanly. */
@@ -344,14 +359,17 @@ static int churn_two_threads(const struct runner *r, const struct churn_setup cs
 			exit(EXIT_SYSTEM);
 		}
 	}
-	for (int i = 0; i < 2; i++) {
+	uint64_t began = UINT64_MAX, ended = 0;
+	for (int i = 0; i < nthreads; i++) {
 		pthread_join(tid[i], NULL);
 		err = err ? err : t[i].err;
+		began = t[i].began < began ? t[i].began : began;
+		ended = t[i].ended > ended ? t[i].ended : ended;
 	}
-	uint64_t began = t[0].began < t[1].began ? t[0].began : t[1].began;
-	uint64_t ended = t[0].ended > t[1].ended ? t[0].ended : t[1].ended;
 	*ns = ended - began;
 	pthread_barrier_destroy(&start);
+	free(t);
+	free(tid);
 	return err;
 }
 
@@ -367,7 +385,7 @@ static void *jit_caller_main(void *arg)
 {
 	struct jit_caller *c = arg;
 	while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
-		c->wrong += call_program(&c->block) != c->expected;
+		c->wrong += bench_call(&c->block) != c->expected;
 		atomic_store_explicit(&c->running, true, memory_order_relaxed);
 	}
 	return NULL;
@@ -387,9 +405,9 @@ static int churn_with_jit_caller(const struct runner *r, const struct churn_setu
 	int err = program_set_make(&one, 1, CALL_SIZE, 5);
 
 	if (!err)
-		err = load_programs(r, &one, 0, 1, &c.block);
+		err = bench_load(r, &one, 0, 1, &c.block);
 	if (!err)
-		err = churn(r, &cs->set, cs->blocks, alone);
+		err = bench_churn(r, &cs->set, cs->blocks, alone);
 	if (err) {
 		program_set_free(&one);
 		return err;
@@ -403,14 +421,14 @@ static int churn_with_jit_caller(const struct runner *r, const struct churn_setu
 	}
 	while (!atomic_load_explicit(&c.running, memory_order_relaxed))
 		;
-	err = churn(r, &cs->set, cs->blocks, with_caller);
+	err = bench_churn(r, &cs->set, cs->blocks, with_caller);
 	atomic_store(&c.stop, true);
 	pthread_join(tid, NULL);
 	if (!err && c.wrong) {
 		fprintf(stderr, "execmem bench: %s: the running JIT program returned wrong results\n", r->a->name);
 		err = -EIO;
 	}
-	int err2 = release_programs(r, &one, 0, 1, &c.block);
+	int err2 = bench_release(r, &one, 0, 1, &c.block);
 	program_set_free(&one);
 	return err ? err : err2;
 }
@@ -425,15 +443,15 @@ static int two_threads_once(const struct runner *r, const struct churn_setup cs[
 {
 	uint64_t one, two;
 	double n = (double)cs[0].set.count;
-	int err = churn(r, &cs[0].set, cs[0].blocks, &one);
+	int err = bench_churn(r, &cs[0].set, cs[0].blocks, &one);
 
 	if (!err)
-		err = churn_two_threads(r, cs, &two);
+		err = bench_churn_threads(r, cs, 2, &two);
 	if (err)
 		return err;
-	report_sample("W5", "ns_per_op_one_thread", "ns", (double)one / n);
-	report_sample("W5", "ns_per_op_two_threads", "ns", (double)two / (2 * n));
-	report_sample("W5", "two_thread_speedup", "x", 2.0 * (double)one / (double)two);
+	bench_report("W5", "ns_per_op_one_thread", "ns", (double)one / n);
+	bench_report("W5", "ns_per_op_two_threads", "ns", (double)two / (2 * n));
+	bench_report("W5", "two_thread_speedup", "x", 2.0 * (double)one / (double)two);
 	return 0;
 }
 
@@ -445,8 +463,8 @@ static int jit_thread_once(const struct runner *r, const struct churn_setup cs[2
 
 	if (err)
 		return err;
-	report_sample("W5", "ns_per_op_with_jit_thread", "ns", (double)with_caller / n);
-	report_sample("W5", "jit_thread_slowdown", "x", (double)with_caller / (double)one);
+	bench_report("W5", "ns_per_op_with_jit_thread", "ns", (double)with_caller / n);
+	bench_report("W5", "jit_thread_slowdown", "x", (double)with_caller / (double)one);
 	return 0;
 }
 
@@ -454,13 +472,13 @@ static int threads_workload(const struct runner *r, int repeats, const struct be
 			    int (*once)(const struct runner *, const struct churn_setup[2]))
 {
 	struct churn_setup cs[2];
-	int err = churn_setup(&cs[0], sz->churn_programs, 1);
+	int err = bench_setup(&cs[0], sz->churn_programs, 0, 1);
 	if (!err)
-		err = churn_setup(&cs[1], sz->churn_programs, 1);
+		err = bench_setup(&cs[1], sz->churn_programs, 0, 1);
 	for (int rep = 0; !err && rep < repeats; rep++)
 		err = once(r, cs);
-	churn_teardown(&cs[0]);
-	churn_teardown(&cs[1]);
+	bench_teardown(&cs[0]);
+	bench_teardown(&cs[1]);
 	return err;
 }
 
@@ -481,22 +499,24 @@ static int workload_audit(const struct runner *r, int repeats, const struct benc
 	struct churn_setup cs;
 	char first[256];
 	size_t wrong = 0;
-	int err = churn_setup(&cs, AUDIT_PROGRAMS, 7);
+	int err = bench_setup(&cs, AUDIT_PROGRAMS, 0, 7);
 
 	(void)repeats;
 	(void)sz;
 	if (!err)
-		err = load_programs(r, &cs.set, 0, cs.set.count, cs.blocks);
+		err = bench_load(r, &cs.set, 0, cs.set.count, cs.blocks);
 	if (err)
 		goto out;
 	for (size_t i = 0; (r->a->caps & BENCH_CAN_EXECUTE) && i < cs.set.count; i++)
-		wrong += call_program(&cs.blocks[i]) != cs.set.expected[i];
+		wrong += bench_call(&cs.blocks[i]) != cs.set.expected[i];
 	/* Counted while programs are live: some peers map memory only then. */
 	int wx = procfs_count_wx(first, sizeof(first));
 	printf("A\t%s\t%d\t%zu\t%s\n", r->a->mode(r->self), wx, wrong, first);
-	err = release_programs(r, &cs.set, 0, cs.set.count, cs.blocks);
+	if (r->a->config)
+		printf("C\t%s\n", r->a->config(r->self));
+	err = bench_release(r, &cs.set, 0, cs.set.count, cs.blocks);
 out:
-	churn_teardown(&cs);
+	bench_teardown(&cs);
 	return err;
 }
 
@@ -514,6 +534,12 @@ static const struct {
 	{ "W5-threads", workload_two_threads },
 	{ "W5-jit-thread", workload_jit_thread },
 	{ "W6", workload_syscalls },
+	{ "W3-churn", bench_workload_churn_pss },
+	{ "W3-refill", bench_workload_refill_pss },
+	{ "W7", bench_workload_cold },
+	{ "W8", bench_workload_fork },
+	{ "S1", bench_workload_many_live },
+	{ "S2", bench_workload_thread_scaling },
 };
 
 int bench_run_workload(const struct bench_allocator *a, const char *workload, int repeats, bool quick)

@@ -43,8 +43,8 @@ struct mapping {
 	uintptr_t start, end;
 	unsigned long dev_major, dev_minor;
 	uint64_t inode;
-	size_t pss;
-	bool wanted;
+	size_t pss, huge;
+	bool wanted, holder;
 };
 
 struct mapping_list {
@@ -66,6 +66,14 @@ static int mapping_push(struct mapping_list *list, const struct mapping *m)
 	return 0;
 }
 
+/* The lines of smaps that count memory mapped with PMD-sized pages. */
+static bool is_huge_line(const char *line, size_t *kb)
+{
+	return sscanf(line, "AnonHugePages: %zu kB", kb) == 1 ||
+	       sscanf(line, "ShmemPmdMapped: %zu kB", kb) == 1 ||
+	       sscanf(line, "FilePmdMapped: %zu kB", kb) == 1;
+}
+
 /* smaps: a header line per mapping, then "Key:   value kB" lines. */
 static int read_smaps(struct mapping_list *list)
 {
@@ -85,6 +93,8 @@ static int read_smaps(struct mapping_list *list)
 				break;
 		} else if (list->n && sscanf(line, "Pss: %zu kB", &kb) == 1) {
 			list->v[list->n - 1].pss = kb * 1024;
+		} else if (list->n && is_huge_line(line, &kb)) {
+			list->v[list->n - 1].huge += kb * 1024;
 		}
 	}
 	free(line);
@@ -106,7 +116,7 @@ static void mark_holders(struct mapping_list *list, const uintptr_t *addrs, size
 		while (i < n && addrs[i] < list->v[m].start)
 			i++;
 		if (i < n && addrs[i] < list->v[m].end)
-			list->v[m].wanted = true;
+			list->v[m].wanted = list->v[m].holder = true;
 		while (i < n && addrs[i] < list->v[m].end)
 			i++;
 	}
@@ -125,20 +135,31 @@ static void mark_other_views(struct mapping_list *list)
 	}
 }
 
-int procfs_pss_of(const uintptr_t *addrs, size_t n, size_t *pss_bytes)
+int procfs_usage_of(const uintptr_t *addrs, size_t n, struct procfs_usage *out)
 {
 	struct mapping_list list = { 0 };
 	int err = read_smaps(&list);
 
-	*pss_bytes = 0;
+	memset(out, 0, sizeof(*out));
 	if (!err) {
 		mark_holders(&list, addrs, n);
 		mark_other_views(&list);
-		for (size_t m = 0; m < list.n; m++)
+		for (size_t m = 0; m < list.n; m++) {
 			if (list.v[m].wanted)
-				*pss_bytes += list.v[m].pss;
+				out->pss += list.v[m].pss;
+			if (list.v[m].holder)
+				out->huge += list.v[m].huge;
+		}
 	}
 	free(list.v);
+	return err;
+}
+
+int procfs_pss_of(const uintptr_t *addrs, size_t n, size_t *pss_bytes)
+{
+	struct procfs_usage u;
+	int err = procfs_usage_of(addrs, n, &u);
+	*pss_bytes = u.pss;
 	return err;
 }
 

@@ -1,7 +1,7 @@
 /*
  * procfs.h - what /proc says about this process's memory: W+X mappings,
- * the proportional set size of the mappings that hold given addresses, and
- * page-fault counts.
+ * the proportional set size and huge pages of the mappings that hold given
+ * addresses, and page-fault counts.
  */
 #ifndef EXECMEM_TOOLS_PROCFS_H
 #define EXECMEM_TOOLS_PROCFS_H
@@ -25,6 +25,18 @@ int procfs_count_wx(char *first, size_t firstlen);
  * dual-mapped page count once in total.  Returns 0 or a negative errno.
  */
 int procfs_pss_of(const uintptr_t *addrs, size_t n, size_t *pss_bytes);
+
+/* What procfs_usage_of() finds. */
+struct procfs_usage {
+	size_t pss;             /* as procfs_pss_of() */
+	size_t huge;            /* bytes of the mappings holding an address (not
+				 * their other views) mapped with 2 MiB pages:
+				 * AnonHugePages + ShmemPmdMapped + FilePmdMapped */
+};
+
+/* procfs_pss_of(), and the huge page bytes of the same mappings.
+ * Returns 0 or a negative errno. */
+int procfs_usage_of(const uintptr_t *addrs, size_t n, struct procfs_usage *out);
 
 /* Minor + major page faults of the calling process so far. */
 uint64_t procfs_page_faults(void);
