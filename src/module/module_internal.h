@@ -173,6 +173,7 @@ enum mod_entry_state {
 
 struct mod_entry {
 	const char *name;
+	uint32_t hash;            /* mod_hash_name(name) */
 	int state;
 	int weak;                 /* every definition or reference seen so far is weak */
 	int exported;             /* defined with default/protected visibility */
@@ -187,19 +188,29 @@ struct mod_entry {
 	const char *near_howto;   /* the relocation that asks it, for messages */
 };
 
+struct mod_symtab_slot {
+	uint32_t hash;             /* of the entry's name */
+	uint32_t index;            /* entry index + 1, 0 empty */
+};
+
 struct mod_symtab {
 	struct mod_entry *entries;
 	uint32_t count, capacity;
-	uint32_t *slots;           /* open addressing: entry index + 1, 0 empty */
+	struct mod_symtab_slot *slots;  /* open addressing */
 	uint32_t mask;
 };
 
 MOD_HIDDEN uint32_t mod_hash_name(const char *name);
 MOD_HIDDEN int mod_symtab_init(struct mod_symtab *table, uint32_t expected);
-/* Find name; returns the entry index or -1. */
+/* Find name; returns the entry index or -1.  The _hashed forms take
+ * mod_hash_name(name), for callers that look one name up many times. */
 MOD_HIDDEN int32_t mod_symtab_find(const struct mod_symtab *table, const char *name);
+MOD_HIDDEN int32_t mod_symtab_find_hashed(const struct mod_symtab *table, const char *name,
+					  uint32_t hash);
 /* Find or add name; *created says whether it was added.  -1 when out of memory. */
 MOD_HIDDEN int32_t mod_symtab_intern(struct mod_symtab *table, const char *name, int *created);
+MOD_HIDDEN int32_t mod_symtab_intern_hashed(struct mod_symtab *table, const char *name,
+					    uint32_t hash, int *created);
 MOD_HIDDEN void mod_symtab_release(struct mod_symtab *table);
 
 /* ---- relocations -------------------------------------------------------- */

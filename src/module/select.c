@@ -24,6 +24,7 @@
 /* A symbol some member of an archive defines. */
 struct offer {
 	const char *name;
+	uint32_t hash;                /* mod_hash_name(name): each pass looks it up */
 	uint32_t member;
 };
 
@@ -73,9 +74,9 @@ static int note_symbols(struct selection *sel, const struct mod_object *obj)
 	return 0;
 }
 
-static int wanted(const struct selection *sel, const char *name)
+static int wanted(const struct selection *sel, const struct offer *o)
 {
-	int32_t i = mod_symtab_find(&sel->names, name);
+	int32_t i = mod_symtab_find_hashed(&sel->names, o->name, o->hash);
 	return i >= 0 && sel->names.entries[i].state == ENTRY_UNDEFINED &&
 	       !sel->names.entries[i].weak;
 }
@@ -151,6 +152,11 @@ static int64_t member_at(const struct archive *a, size_t offset)
 	return -1;
 }
 
+static struct offer make_offer(const char *name, uint32_t member)
+{
+	return (struct offer){ name, mod_hash_name(name), member };
+}
+
 static int offers_from_index(struct archive *a, const struct mod_input *in)
 {
 	struct mod_archive_symbol *index;
@@ -174,7 +180,7 @@ static int offers_from_index(struct archive *a, const struct mod_input *in)
 			free(index);
 			return err;
 		}
-		a->offers[a->noffers++] = (struct offer){ index[i].name, (uint32_t)m };
+		a->offers[a->noffers++] = make_offer(index[i].name, (uint32_t)m);
 	}
 	free(index);
 	return 0;
@@ -205,7 +211,7 @@ static int offers_from_members(struct selection *sel, struct archive *a)
 		for (uint32_t i = 1; i < a->parsed[m].nsymbols; i++) {
 			const struct mod_symbol *sym = &a->parsed[m].symbols[i];
 			if (is_global_name(sym) && sym->shndx != SHN_UNDEF)
-				a->offers[a->noffers++] = (struct offer){ sym->name, m };
+				a->offers[a->noffers++] = make_offer(sym->name, m);
 		}
 	return 0;
 }
@@ -241,6 +247,22 @@ static void release_archive(struct archive *a)
 	free(a->members);
 }
 
+/* Drop the offers that no later pass can take: their member is linked,
+ * or their symbol is defined (a definition stays). */
+static void drop_spent_offers(const struct selection *sel, struct archive *a)
+{
+	size_t kept = 0;
+	for (size_t k = 0; k < a->noffers; k++) {
+		const struct offer *o = &a->offers[k];
+		int32_t i = a->taken[o->member] ? -1
+			  : mod_symtab_find_hashed(&sel->names, o->name, o->hash);
+		if (a->taken[o->member] || (i >= 0 && sel->names.entries[i].state != ENTRY_UNDEFINED))
+			continue;
+		a->offers[kept++] = *o;
+	}
+	a->noffers = kept;
+}
+
 /* One pass over every archive; *added counts the members taken. */
 static int search_archives(struct selection *sel, size_t *added)
 {
@@ -248,13 +270,14 @@ static int search_archives(struct selection *sel, size_t *added)
 		struct archive *a = &sel->archives[i];
 		for (size_t k = 0; k < a->noffers; k++) {
 			const struct offer *o = &a->offers[k];
-			if (a->taken[o->member] || !wanted(sel, o->name))
+			if (a->taken[o->member] || !wanted(sel, o))
 				continue;
 			int err = take_member(sel, a, o->member);
 			if (err)
 				return err;
 			++*added;
 		}
+		drop_spent_offers(sel, a);
 	}
 	return 0;
 }
