@@ -328,6 +328,20 @@ EXECMEM_API int execmem_module_foreach_section(const struct execmem_module *modu
 							 void *context),
 					       void *context);
 
+/* The stages of a load, in the order they run: where load_ns of struct
+ * execmem_module_stats puts the time each took. */
+enum execmem_module_stage {
+	EXECMEM_MODULE_STAGE_READ,     /* map or read the inputs, and unmap them at the end */
+	EXECMEM_MODULE_STAGE_PARSE,    /* parse and check each object linked */
+	EXECMEM_MODULE_STAGE_SELECT,   /* pick the archive members (their parsing aside) */
+	EXECMEM_MODULE_STAGE_LAYOUT,   /* sections into blocks, symbols, relocation scan */
+	EXECMEM_MODULE_STAGE_RESOLVE,  /* look the imports up */
+	EXECMEM_MODULE_STAGE_PLACE,    /* allocate the blocks within reach */
+	EXECMEM_MODULE_STAGE_RELOCATE, /* copy the sections in and relocate them */
+	EXECMEM_MODULE_STAGE_PUBLISH,  /* close the windows, constructors, seal, tools */
+	EXECMEM_MODULE_STAGES
+};
+
 /* Counters of one module, from execmem_module_stats(). */
 struct execmem_module_stats {
 	size_t objects;            /* objects linked (archive members) */
@@ -337,6 +351,7 @@ struct execmem_module_stats {
 	size_t got_entries;        /* GOT entries made */
 	size_t bytes[EXECMEM_TYPE_MAX]; /* bytes allocated, by memory type */
 	int low32;                 /* placed in the low 2 GiB for 32-bit absolute relocations */
+	uint64_t load_ns[EXECMEM_MODULE_STAGES]; /* wall-clock time of each stage of its load */
 };
 
 /* execmem_module_stats - fill *out.  Returns 0 or -EINVAL. */

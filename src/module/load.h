@@ -80,6 +80,7 @@ struct load {
 	struct execmem_module *module;  /* its blocks are the load's blocks */
 	struct execmem_arena *arena;    /* NULL: the default arena */
 	uint64_t relocations;
+	uint64_t stage_ns[EXECMEM_MODULE_STAGES];   /* execmem_module_stats().load_ns */
 };
 
 static inline int starts_with(const char *s, const char *prefix)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "module_internal.h"
 #include "observe/observe.h"
 
@@ -28,6 +29,13 @@ int mod_error(int err, const char *fmt, ...)
 void mod_clear_error(void)
 {
 	last_error[0] = '\0';
+}
+
+uint64_t mod_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 void *mod_grow(void *items, size_t count, size_t *capacity, size_t item_size, size_t first)
@@ -90,13 +98,19 @@ int execmem_module_load(const struct execmem_module_input *inputs, size_t ninput
 	if (!out)
 		return mod_error(EINVAL, "NULL argument");
 	int err = check_options(options);
+	uint64_t start = mod_now_ns();
 	if (!err)
 		err = mod_open_inputs(inputs, ninputs, &opened);
 	if (err)
 		return err;
+	uint64_t opened_at = mod_now_ns();
 	const char *name = options && options->name ? options->name : opened[0].name;
 	err = mod_load_inputs(opened, ninputs, name, options, out);
+	uint64_t closing_at = mod_now_ns();
 	mod_close_inputs(opened, ninputs);
+	if (!err)
+		(*out)->stats.load_ns[EXECMEM_MODULE_STAGE_READ] =
+			(opened_at - start) + (mod_now_ns() - closing_at);
 	return err;
 }
 

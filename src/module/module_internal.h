@@ -50,6 +50,9 @@ MOD_HIDDEN void mod_clear_error(void);
 MOD_HIDDEN void *mod_grow(void *items, size_t count, size_t *capacity, size_t item_size,
 			  size_t first);
 
+/* Monotonic nanoseconds, for the stage times of execmem_module_stats. */
+MOD_HIDDEN uint64_t mod_now_ns(void);
+
 /* ---- overflow-safe arithmetic ----------------------------------------- */
 
 /* True when [offset, offset + len) lies inside [0, size). */

@@ -103,11 +103,20 @@ static int link_object(struct selection *sel, const struct mod_object *obj)
 	return note_symbols(sel, obj);
 }
 
+static int timed_parse(struct selection *sel, struct mod_object *obj, const uint8_t *image,
+		       size_t size, const char *name)
+{
+	uint64_t start = mod_now_ns();
+	int err = mod_object_parse(obj, image, size, name);
+	sel->ld->stage_ns[EXECMEM_MODULE_STAGE_PARSE] += mod_now_ns() - start;
+	return err;
+}
+
 static int parse_and_link(struct selection *sel, const uint8_t *image, size_t size,
 			  const char *name)
 {
 	struct mod_object obj;
-	int err = mod_object_parse(&obj, image, size, name);
+	int err = timed_parse(sel, &obj, image, size, name);
 	return err ? err : link_object(sel, &obj);
 }
 
@@ -198,8 +207,8 @@ static int offers_from_members(struct selection *sel, struct archive *a)
 		const char *name = member_name(sel, a, m);
 		if (!name)
 			return mod_error(ENOMEM, "%s: out of memory", a->name);
-		int err = mod_object_parse(&a->parsed[m], a->members[m].data, a->members[m].size,
-					   name);
+		int err = timed_parse(sel, &a->parsed[m], a->members[m].data, a->members[m].size,
+				      name);
 		if (err)
 			return err;
 		total += a->parsed[m].nsymbols;
