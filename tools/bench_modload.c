@@ -23,7 +23,7 @@
  * segment, which is what a program running the code pays and what the
  * loader's copy already did.  Runs alternate between the three, the first
  * of each is a warm-up (page cache, first-touch faults), and the loader's
- * own stage times (execmem_module_stats) are reported too.
+ * own stage times (execmem_module_load_times()) are reported too.
  *
  * Nothing is printed on stdout: `execmem bench` reads its children's stdout.
  */
@@ -289,9 +289,11 @@ static int time_execmem(const struct bench_module *bm, struct sample *s, char *w
 	check_fn check = (check_fn)execmem_module_symbol(m, "bm_check");
 	long value = check ? check() : -1;
 	s->execmem_ms = now_ms() - t0;
+	uint64_t ns[EXECMEM_MODULE_STAGES] = { 0 };
 	execmem_module_stats(m, &st);
+	execmem_module_load_times(m, ns, EXECMEM_MODULE_STAGES);
 	for (int k = 0; k < EXECMEM_MODULE_STAGES; k++)
-		s->stage_ms[k] = st.load_ns[k] / 1e6;
+		s->stage_ms[k] = ns[k] / 1e6;
 	s->module_code = st.bytes[EXECMEM_CODE_NEAR] + st.bytes[EXECMEM_CODE];
 	execmem_module_unload(m);
 	if (value != bm->check) {

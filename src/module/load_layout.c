@@ -280,7 +280,7 @@ static int merge_symbol(struct load *ld, uint32_t o, uint32_t i)
 				 obj->name, sym->name);
 	if (!is_global(sym) || sym->name[0] == '\0')
 		return 0;
-	int32_t index = mod_symtab_intern(&ld->globals, sym->name, &created);
+	int32_t index = mod_symtab_intern_hashed(&ld->globals, sym->name, sym->hash, &created);
 	if (index < 0)
 		return mod_error(ENOMEM, "%s: out of memory for symbols", ld->name);
 	obj->entry[i] = index;

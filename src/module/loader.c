@@ -119,7 +119,7 @@ int mod_load_inputs(const struct mod_input *inputs, size_t ninputs, const char *
 	}
 	stage_done(&ld, EXECMEM_MODULE_STAGE_PUBLISH, &t);
 	if (!err)
-		memcpy(ld.module->stats.load_ns, ld.stage_ns, sizeof(ld.stage_ns));
+		memcpy(ld.module->load_ns, ld.stage_ns, sizeof(ld.stage_ns));
 	if (!err) {
 		*out = ld.module;
 	} else if (ld.module) {       /* undo everything: windows, references, memory */

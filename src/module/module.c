@@ -109,7 +109,7 @@ int execmem_module_load(const struct execmem_module_input *inputs, size_t ninput
 	uint64_t closing_at = mod_now_ns();
 	mod_close_inputs(opened, ninputs);
 	if (!err)
-		(*out)->stats.load_ns[EXECMEM_MODULE_STAGE_READ] =
+		(*out)->load_ns[EXECMEM_MODULE_STAGE_READ] =
 			(opened_at - start) + (mod_now_ns() - closing_at);
 	return err;
 }
@@ -285,4 +285,15 @@ int execmem_module_stats(const struct execmem_module *module, struct execmem_mod
 		return mod_error(EINVAL, "NULL argument");
 	*out = module->stats;
 	return 0;
+}
+
+int execmem_module_load_times(const struct execmem_module *module, uint64_t *ns, size_t count)
+{
+	if (!module || (!ns && count))
+		return mod_error(EINVAL, "NULL argument");
+	if (count > EXECMEM_MODULE_STAGES)
+		count = EXECMEM_MODULE_STAGES;
+	if (count)
+		memcpy(ns, module->load_ns, count * sizeof(*ns));
+	return (int)count;
 }

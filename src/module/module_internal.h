@@ -96,6 +96,7 @@ struct mod_section {
 
 struct mod_symbol {
 	const char *name;
+	uint32_t hash;                /* mod_hash_name(name) unless STB_LOCAL, else 0 */
 	uint64_t value, size;
 	uint32_t shndx;               /* SHN_XINDEX already replaced */
 	uint8_t bind, type, visibility;
@@ -380,6 +381,7 @@ struct execmem_module {
 	int registered;
 	struct execmem_module *prev, *next;
 	struct execmem_module_stats stats;
+	uint64_t load_ns[EXECMEM_MODULE_STAGES]; /* execmem_module_load_times() */
 	uintptr_t dso_handle;           /* address of its __dso_handle, or 0 */
 	struct execmem_module *crt_next; /* list of modules with a handle (crt.c) */
 	struct mod_debug *debug;        /* its registration with tools (src/observe/) */

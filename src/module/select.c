@@ -60,7 +60,7 @@ static int note_symbols(struct selection *sel, const struct mod_object *obj)
 		int created;
 		if (!is_global_name(sym))
 			continue;
-		int32_t index = mod_symtab_intern(&sel->names, sym->name, &created);
+		int32_t index = mod_symtab_intern_hashed(&sel->names, sym->name, sym->hash, &created);
 		if (index < 0)
 			return mod_error(ENOMEM, "%s: out of memory for symbols", sel->ld->name);
 		struct mod_entry *e = &sel->names.entries[index];
