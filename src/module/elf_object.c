@@ -11,7 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "module_internal.h"
+#include "common.h"
 
 static int bad(const char *obj, const char *what)
 {

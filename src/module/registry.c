@@ -6,7 +6,7 @@
  */
 #include <pthread.h>
 #include <string.h>
-#include "module_internal.h"
+#include "common.h"
 
 static pthread_mutex_t registry_mutex = PTHREAD_MUTEX_INITIALIZER;
 static struct execmem_module *registry_head, *registry_tail;

@@ -19,7 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "load.h"
+#include "load_state.h"
 
 /* A symbol some member of an archive defines. */
 struct offer {

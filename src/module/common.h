@@ -1,23 +1,31 @@
 /*
- * module_internal.h - shared pieces of the module loader (not public).
- *
- * The loader works in stages, each in its own file:
- *   elf_object.c  parse and validate one ELF relocatable object
- *   input.c       read or map the files, descriptors and buffers to link
- *   archive.c     split a static archive into its members, read its index
- *   select.c      pick the objects and archive members to link
- *   crt.c         the C runtime pieces glibc keeps out of the process
- *   symtab.c      the module-wide table of global symbols (name -> entry)
- *   reloc.c       apply relocations, one framework for every architecture
- *                 (its engine inline in reloc_engine.h), driven by the
- *                 per-architecture tables of
- *   reloc_x86_64.c / reloc_aarch64.c
- *   registry.c    loaded modules, their exports and dependencies
- *   loader.c      layout, placement, linking, constructors
- *   module.c      the public API and error reporting
+ * common.h - the types and helpers that the module loader's files share
+ * (not public).  The files, from the public API down; each calls only
+ * files below it:
+ *   module.c        the public API (include/execmem/module.h)
+ *   load.c          one load, stage after stage, and its undoing on failure
+ *   select.c        1: the objects, and the archive members they need
+ *   publish.c       8: exports, constructors, sealing, registration
+ *   relocate.c      4, 7: relocations, PLT stubs, GOT, write windows
+ *   place.c         6: every block in execmem memory, all within reach
+ *   resolve.c       5: an address for every import
+ *   layout.c        2-3: sections into blocks, global and COMMON symbols
+ *   comdat.c        the COMDAT groups that are kept
+ *   unload.c        destructors, dependencies, memory
+ *   blocks.c        room in the module's blocks for sections, PLT, GOT
+ *   input.c         read or map the files, descriptors and buffers to link
+ *   archive.c       split a static archive into its members, read its index
+ *   elf_object.c    parse and validate one ELF relocatable object
+ *   crt.c           the C runtime pieces glibc keeps out of the process
+ *   registry.c      loaded modules and their exports
+ *   symtab.c        the module-wide table of global symbols (name -> entry)
+ *   reach.c         the window of addresses a module may lie in
+ *   reloc.c         relocation types and machines (engine: reloc_engine.h),
+ *   reloc_x86_64.c, reloc_aarch64.c   the per-architecture tables
+ *   common.c        error messages, array growth, type names
  */
-#ifndef EXECMEM_MODULE_INTERNAL_H
-#define EXECMEM_MODULE_INTERNAL_H
+#ifndef EXECMEM_MODULE_COMMON_H
+#define EXECMEM_MODULE_COMMON_H
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -41,6 +49,8 @@
 /* Record a message for execmem_module_last_error() and return -err. */
 MOD_HIDDEN int mod_error(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 MOD_HIDDEN void mod_clear_error(void);
+/* The message of the last failure in this thread ("" when none). */
+MOD_HIDDEN const char *mod_last_error(void);
 /*
  * Room for one more item of item_size bytes in the array items, which holds
  * count items in *capacity slots: doubles the slots (starting at `first`)
@@ -406,10 +416,17 @@ MOD_HIDDEN uintptr_t mod_crt_symbol(const char *name);
 MOD_HIDDEN void mod_crt_attach(struct execmem_module *module);
 MOD_HIDDEN void mod_crt_finalize(struct execmem_module *module);
 MOD_HIDDEN void mod_crt_detach(struct execmem_module *module);
-MOD_HIDDEN void mod_release_memory(struct execmem_module *module);
-MOD_HIDDEN void mod_drop_dependencies(struct execmem_module *module);
+
+/*
+ * Unloading (unload.c).  mod_unload() takes a module that no other uses out
+ * of the registry, runs its destructors and frees it: 0, or -EBUSY with a
+ * message.  A failed load undoes itself with the pieces: mod_run_destructors()
+ * (constructors ran), mod_drop_dependencies(), mod_release_memory().
+ */
+MOD_HIDDEN int mod_unload(struct execmem_module *module);
 MOD_HIDDEN void mod_run_destructors(struct execmem_module *module);
-MOD_HIDDEN void mod_unregister_unwind_tables(struct execmem_module *module);
+MOD_HIDDEN void mod_drop_dependencies(struct execmem_module *module);
+MOD_HIDDEN void mod_release_memory(struct execmem_module *module);
 
 MOD_HIDDEN const char *mod_type_name(enum execmem_type type);
 

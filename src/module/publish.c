@@ -1,5 +1,5 @@
 /*
- * load_publish.c - stage 8 of a load: describe the module (exports,
+ * publish.c - stage 8 of a load: describe the module (exports,
  * section map), close the write windows, run the constructors, seal
  * .data..ro_after_init and register the module.
  */
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "execmem/unwind.h"
-#include "load.h"
+#include "load_state.h"
 #include "observe/observe.h"
 
 /* ------------------------------------------------------------------ */
@@ -248,15 +248,6 @@ static int register_unwind_tables(struct load *ld)
 		}
 	}
 	return 0;
-}
-
-void mod_unregister_unwind_tables(struct execmem_module *module)
-{
-	for (uint32_t i = 0; i < module->neh_frames; i++)
-		execmem_unwind_unregister(module->eh_frames[i]);
-	free(module->eh_frames);
-	module->eh_frames = NULL;
-	module->neh_frames = 0;
 }
 
 /* Constructors run with the module's ro_after_init data still writable;

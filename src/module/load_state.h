@@ -1,19 +1,21 @@
 /*
- * load.h - the state of one module load, shared by the loader's stages:
- *   select.c         1: the objects, and the archive members they need
- *   load_layout.c    2-3: classify sections into blocks, merge symbols,
- *                    COMMON symbols
- *   load_relocate.c  4 and 7: scan relocations, PLT/GOT, addresses, write
- *                    windows, relocation
- *   load_place.c     5-6: resolve imports, place blocks
- *   load_publish.c   8: module description, constructors, sealing
- *   loader.c         the sequence, and cleanup on failure
+ * load_state.h - the state of one module load, shared by the stages that
+ * load.c runs in this order:
+ *   select.c    1: the objects, and the archive members they need
+ *   layout.c    2-3: sections into blocks (comdat.c picks the COMDAT
+ *               groups kept), global symbols, COMMON symbols
+ *   relocate.c  4: check the relocations, reserve PLT stubs and GOT entries
+ *   resolve.c   5: an address for every import
+ *   place.c     6: every block in execmem memory, all within reach
+ *   relocate.c  7: addresses, write windows, relocation, PLT and GOT
+ *   publish.c   8: module description, constructors, sealing, registry
+ * (unload.c undoes a failed load.)
  */
-#ifndef EXECMEM_MODULE_LOAD_H
-#define EXECMEM_MODULE_LOAD_H
+#ifndef EXECMEM_MODULE_LOAD_STATE_H
+#define EXECMEM_MODULE_LOAD_STATE_H
 
 #include <string.h>
-#include "module_internal.h"
+#include "common.h"
 
 /* A constructor or destructor section, for ordering. */
 struct init_section {
@@ -122,13 +124,14 @@ MOD_HIDDEN int load_select_objects(struct load *ld, const struct mod_input *inpu
 				   size_t ninputs);
 /* comdat.c */
 MOD_HIDDEN int load_select_groups(struct load *ld);
-/* load_layout.c */
+/* layout.c */
 MOD_HIDDEN int load_classify_sections(struct load *ld);
 MOD_HIDDEN int load_build_symbols(struct load *ld);
 MOD_HIDDEN int load_allocate_commons(struct load *ld);
+/* blocks.c */
 MOD_HIDDEN int load_reserve(struct load *ld, int region, uint64_t size, uint64_t align,
 			    uint32_t *block, uint64_t *offset);
-/* load_relocate.c */
+/* relocate.c */
 MOD_HIDDEN int load_scan_relocations(struct load *ld);
 MOD_HIDDEN int load_reserve_plt_got(struct load *ld);
 MOD_HIDDEN int load_compute_addresses(struct load *ld);
@@ -136,10 +139,11 @@ MOD_HIDDEN int load_open_windows(struct load *ld);
 MOD_HIDDEN int load_close_windows(struct load *ld);
 MOD_HIDDEN int load_apply_relocations(struct load *ld);
 MOD_HIDDEN void load_write_plt_and_got(struct load *ld);
-/* load_place.c */
+/* resolve.c */
 MOD_HIDDEN int load_resolve_imports(struct load *ld);
+/* place.c */
 MOD_HIDDEN int load_place_blocks(struct load *ld);
-/* load_publish.c */
+/* publish.c */
 MOD_HIDDEN int load_publish(struct load *ld);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * load_relocate.c - stages 4 and 7 of a load: check every relocation and
+ * relocate.c - stages 4 and 7 of a load: check every relocation and
  * count PLT stubs and GOT entries; once the blocks are placed, compute the
  * final addresses, copy the sections in through write windows, apply the
  * relocations and fill the PLT and GOT.
@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "load.h"
+#include "load_state.h"
 #include "reach.h"
 #include "reloc_engine.h"
 
@@ -178,7 +178,7 @@ static int add_stub_site(struct load *ld, uint32_t o, uint32_t section, uint64_t
  * PLT stub can stand in for.  An instruction that only takes the address
  * gets a GOT entry, one that loads a pointer gets a load stub, used when
  * the import turns out to be out of reach; any other makes the module lie
- * within reach of the import (load_place.c).
+ * within reach of the import (place.c).
  */
 static int note_reach(struct load *ld, uint32_t o, const struct mod_section *rel,
 		      const struct mod_section *target, const struct mod_howto *howto,
