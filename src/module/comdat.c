@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "load_state.h"
+#include "registry.h"
 
 /* The member section indices of a group, checked; NULL when malformed. */
 static const uint8_t *group_members(const struct mod_object *obj, uint32_t g, uint32_t *count)

@@ -29,7 +29,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include "common.h"
+#include "crt.h"
 
 #ifndef MOD_CRT_OBJECT_PATH
 #error "MOD_CRT_OBJECT_PATH: the object compiled from crt_nonshared.c (sources.cmake)"

@@ -11,7 +11,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "common.h"
+#include "elf_object.h"
+#include "reloc.h"
 
 static int bad(const char *obj, const char *what)
 {

@@ -24,6 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "load_state.h"
+#include "crt.h"
+#include "load.h"
+#include "unload.h"
 
 static void free_load(struct load *ld)
 {

@@ -15,7 +15,10 @@
 #define EXECMEM_MODULE_LOAD_STATE_H
 
 #include <string.h>
-#include "common.h"
+#include "elf_object.h"
+#include "input.h"
+#include "reloc_howto.h"
+#include "symtab.h"
 
 /* A constructor or destructor section, for ordering. */
 struct init_section {

@@ -9,7 +9,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "common.h"
+#include "input.h"
+#include "load.h"
+#include "registry.h"
+#include "unload.h"
 
 const char *execmem_module_last_error(void)
 {

@@ -12,6 +12,8 @@
 #include <string.h>
 #include "execmem/unwind.h"
 #include "load_state.h"
+#include "registry.h"
+#include "unload.h"
 #include "observe/observe.h"
 
 /* ------------------------------------------------------------------ */
@@ -209,7 +211,7 @@ static int describe_module(struct load *ld)
 
 /*
  * Register the module's unwind tables (one per object, each ended by the
- * terminator load_classify_sections() made room for), so that exceptions
+ * terminator the layout made room for), so that exceptions
  * and backtraces cross its code.  A process without an unwinder to
  * register with (a C program without libgcc_s) cannot throw through the
  * module anyway: the tables are then left unregistered.

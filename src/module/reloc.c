@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include "reloc.h"
 #include "reloc_engine.h"
 
 const struct mod_arch *mod_arch_for(uint16_t machine)

@@ -13,7 +13,7 @@
 
 #include <errno.h>
 #include <string.h>
-#include "common.h"
+#include "reloc_howto.h"
 
 /* ---- little-endian access, independent of the host's byte order ---- */
 

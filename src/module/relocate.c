@@ -15,7 +15,9 @@
 #include <string.h>
 #include "load_state.h"
 #include "reach.h"
+#include "reloc.h"
 #include "reloc_engine.h"
+#include "registry.h"
 
 /* ------------------------------------------------------------------ */
 /* 4. scan relocations                                                 */

@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include "load_state.h"
+#include "crt.h"
+#include "registry.h"
 
 static int add_dependency(struct execmem_module *module, struct execmem_module *provider)
 {

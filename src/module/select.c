@@ -20,6 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "load_state.h"
+#include "archive.h"
+#include "crt.h"
+#include "reloc.h"
 
 /* A symbol some member of an archive defines. */
 struct offer {

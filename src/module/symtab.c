@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "common.h"
+#include "symtab.h"
 
 uint32_t mod_hash_name(const char *name)
 {

@@ -9,7 +9,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include "execmem/unwind.h"
-#include "common.h"
+#include "crt.h"
+#include "registry.h"
+#include "unload.h"
 #include "observe/observe.h"
 
 /* With the registry lock held: a loaded module that uses module, or NULL. */

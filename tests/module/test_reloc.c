@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "module/common.h"
+#include "module/reloc.h"
 #include "module/reach.h"
 
 static int failures;
