@@ -4,7 +4,7 @@
  *   select.c    1: the objects, and the archive members they need
  *   layout.c    2-3: sections into blocks (comdat.c picks the COMDAT
  *               groups kept), global symbols, COMMON symbols
- *   relocate.c  4: check the relocations, reserve PLT stubs and GOT entries
+ *   scan.c      4: check the relocations, reserve PLT stubs and GOT entries
  *   resolve.c   5: an address for every import
  *   place.c     6: every block in execmem memory, all within reach
  *   relocate.c  7: addresses, write windows, relocation, PLT and GOT
@@ -134,9 +134,10 @@ MOD_HIDDEN int load_allocate_commons(struct load *ld);
 /* blocks.c */
 MOD_HIDDEN int load_reserve(struct load *ld, int region, uint64_t size, uint64_t align,
 			    uint32_t *block, uint64_t *offset);
-/* relocate.c */
+/* scan.c */
 MOD_HIDDEN int load_scan_relocations(struct load *ld);
 MOD_HIDDEN int load_reserve_plt_got(struct load *ld);
+/* relocate.c */
 MOD_HIDDEN int load_compute_addresses(struct load *ld);
 MOD_HIDDEN int load_open_windows(struct load *ld);
 MOD_HIDDEN int load_close_windows(struct load *ld);

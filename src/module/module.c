@@ -7,7 +7,6 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include "input.h"
 #include "load.h"

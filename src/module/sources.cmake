@@ -7,6 +7,7 @@ list(APPEND EXECMEM_SOURCES
   src/module/layout.c
   src/module/resolve.c
   src/module/place.c
+  src/module/scan.c
   src/module/relocate.c
   src/module/publish.c
   src/module/unload.c
