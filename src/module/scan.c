@@ -7,7 +7,6 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "rela.h"
