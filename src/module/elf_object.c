@@ -11,7 +11,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "module_internal.h"
+#include "elf_object.h"
+#include "reloc.h"
+#include "symtab.h"
 
 static int bad(const char *obj, const char *what)
 {

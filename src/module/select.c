@@ -19,7 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "load.h"
+#include "load_state.h"
+#include "archive.h"
+#include "crt.h"
+#include "reloc.h"
 
 /* A symbol some member of an archive defines. */
 struct offer {

@@ -10,7 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "module_internal.h"
+#include "symtab.h"
 
 uint32_t mod_hash_name(const char *name)
 {

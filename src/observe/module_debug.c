@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "module/load.h"
+#include "module/load_state.h"
 #include "observe.h"
 
 struct mod_debug {

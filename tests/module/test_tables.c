@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "execmem.h"
-#include "module/module_internal.h"
+#include "module/symtab.h"
 #include "observe/observe.h"
 
 static int failures;

@@ -1,5 +1,5 @@
 /*
- * loader.c - turn parsed objects into a running module.
+ * load.c - turn parsed objects into a running module.
  *
  *   1. select     parse the objects, and the archive members they need
  *   2. classify   give each allocated section a region (memory type), a
@@ -13,8 +13,8 @@
  *   8. publish    close the windows, run constructors, seal
  *
  * Nothing is visible to other modules until the last step succeeds, and
- * every failure path frees what was made so far (see mod_load_image()).
- * The stages live in load_*.c; see load.h.
+ * every failure path frees what was made so far (see mod_load_inputs()).
+ * Each stage is a file; see load_state.h.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -23,7 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "load_state.h"
+#include "crt.h"
 #include "load.h"
+#include "unload.h"
 
 static void free_load(struct load *ld)
 {
