@@ -285,7 +285,8 @@ static int check_owners(const struct em_range *owners, size_t nowners)
 	return 0;
 }
 
-/* The names to insert, each overlapping no other: *kept of them. */
+/* The names to insert, each overlapping no other and inside an owner:
+ * *kept of them. */
 static int make_names(const struct em_symbol *syms, size_t count, const struct em_range *owners,
 		      size_t nowners, struct em_name *out, size_t *kept)
 {
@@ -294,9 +295,8 @@ static int make_names(const struct em_symbol *syms, size_t count, const struct e
 	*kept = 0;
 	for (size_t i = 0; i < count; i++) {
 		const struct em_symbol *s = &syms[i];
-		if (!s->name || !*s->name || !s->size || owned(owners, nowners, &o, s))
-			return -EINVAL;
-		if (*kept && s->start < end)
+		if (!s->name || !*s->name || !s->size || owned(owners, nowners, &o, s) ||
+		    (*kept && s->start < end))
 			continue;
 		char *copy = strdup(s->name);
 		if (!copy)

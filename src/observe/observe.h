@@ -54,13 +54,14 @@ EM_OBS_HIDDEN void em_observe_unlock(void);
 EM_OBS_HIDDEN int em_name_for_perf(void *addr, size_t len, const char *name);
 /*
  * names.c: em_name_for_perf() for count ranges at once, as module loading
- * does, in time linear in the table and the batch: every range must lie
- * inside one of the nowners ranges (the allocations of the caller, each
- * checked once, and what they held so far is dropped).  syms is sorted in
- * place by address; of ranges that overlap each other, the lowest (the
- * first of those starting at one address) is kept.  Returns 0, -EINVAL (an
- * owner is not an allocation, a range lies outside the owners or has an
- * empty name) or -ENOMEM; nothing is named then.
+ * does, in time linear in the table and the batch: the nowners ranges are
+ * the caller's allocations (sorted, each checked once; what they held so
+ * far is dropped), and a range is named only when it lies inside one of
+ * them and has a name (an odd symbol of an object costs its own name, not
+ * its module's).  syms is sorted in place by address; of ranges that
+ * overlap each other, the lowest (the first of those starting at one
+ * address) is kept.  Returns 0, -EINVAL (an owner is not an allocation, or
+ * owners overlap) or -ENOMEM; nothing is named then.
  */
 struct em_symbol;
 struct em_range;

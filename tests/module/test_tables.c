@@ -3,7 +3,7 @@
  * the module-wide symbol table (hashes kept in its slots, growth without
  * hashing again, names whose hashes collide) and the batch that names a
  * module's functions (sorted by a radix sort, merged into the table of
- * names in one pass, ranges checked against their owners).
+ * names in one pass, ranges kept to their owners).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -115,11 +115,14 @@ static void test_names_batch(void)
 	CHECK(named(lo + 0x3000, NULL), "the owner's old name dropped");
 	CHECK(named(hi, "other"), "a name outside the owners kept");
 
-	struct em_symbol outside[] = { { (uintptr_t)lo + 0x400, 8, "fine" },
-				       { (uintptr_t)lo + SIZE - 4, 8, "past_end" } };
-	CHECK(em_names_for_perf(outside, 2, &owner, 1) == -EINVAL, "a range past its owner");
-	struct em_symbol empty[] = { { (uintptr_t)lo + 0x400, 8, "" } };
-	CHECK(em_names_for_perf(empty, 1, &owner, 1) == -EINVAL, "an empty name");
+	struct em_symbol odd[] = { { (uintptr_t)lo + 0x400, 8, "fine" },
+				   { (uintptr_t)lo + SIZE - 4, 8, "past_end" },
+				   { (uintptr_t)lo + 0x500, 8, "" },
+				   { (uintptr_t)lo - 8, 8, "before" } };
+	CHECK(em_names_for_perf(odd, 4, &owner, 1) == 0, "odd ranges");
+	CHECK(named(lo + 0x400, "fine") && named(lo + SIZE - 4, NULL) && named(lo + 0x500, NULL),
+	      "only the range inside its owner and with a name is named");
+	CHECK(em_names_for_perf(syms, 6, &owner, 1) == 0, "batch again");
 	struct em_range two[] = { range_of(lo, SIZE), range_of(lo + 16, 16) };
 	CHECK(em_names_for_perf(syms, 1, two, 2) == -EINVAL, "overlapping owners");
 	struct em_range bogus = { 4096, 8192 };
