@@ -328,6 +328,19 @@ EXECMEM_API int execmem_module_foreach_section(const struct execmem_module *modu
 							 void *context),
 					       void *context);
 
+/* The stages of a load, in the order they run, for execmem_module_load_times(). */
+enum execmem_module_stage {
+	EXECMEM_MODULE_STAGE_READ,     /* map or read the inputs, and unmap them at the end */
+	EXECMEM_MODULE_STAGE_PARSE,    /* parse and check each object linked */
+	EXECMEM_MODULE_STAGE_SELECT,   /* pick the archive members (their parsing aside) */
+	EXECMEM_MODULE_STAGE_LAYOUT,   /* sections into blocks, symbols, relocation scan */
+	EXECMEM_MODULE_STAGE_RESOLVE,  /* look the imports up */
+	EXECMEM_MODULE_STAGE_PLACE,    /* allocate the blocks within reach */
+	EXECMEM_MODULE_STAGE_RELOCATE, /* copy the sections in and relocate them */
+	EXECMEM_MODULE_STAGE_PUBLISH,  /* close the windows, constructors, seal, tools */
+	EXECMEM_MODULE_STAGES
+};
+
 /* Counters of one module, from execmem_module_stats(). */
 struct execmem_module_stats {
 	size_t objects;            /* objects linked (archive members) */
@@ -342,6 +355,19 @@ struct execmem_module_stats {
 /* execmem_module_stats - fill *out.  Returns 0 or -EINVAL. */
 EXECMEM_API int execmem_module_stats(const struct execmem_module *module,
 				     struct execmem_module_stats *out);
+
+/*
+ * execmem_module_load_times - how long each stage of the module's load took,
+ * in wall-clock nanoseconds: ns[stage] for the first count stages of enum
+ * execmem_module_stage (a count above EXECMEM_MODULE_STAGES is cut to it;
+ * the stages of a later version beyond count are left out).  Measured with
+ * one clock read at the end of each stage and two around the parsing of each
+ * object.  Returns the number of stages filled, or -EINVAL (NULL module, or
+ * NULL ns with a non-zero count).
+ * Thread-safety: safe while the module is loaded.
+ */
+EXECMEM_API int execmem_module_load_times(const struct execmem_module *module, uint64_t *ns,
+					  size_t count);
 
 /*
  * execmem_module_last_error - a sentence saying why the calling thread's last

@@ -12,7 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "module_internal.h"
+#include "archive.h"
 
 #define AR_MAGIC "!<arch>\n"
 #define AR_THIN_MAGIC "!<thin>\n"

@@ -16,7 +16,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "load.h"
+#include "load_state.h"
+#include "registry.h"
 
 /* The member section indices of a group, checked; NULL when malformed. */
 static const uint8_t *group_members(const struct mod_object *obj, uint32_t g, uint32_t *count)

@@ -7,7 +7,7 @@
  * what that object registered.  The loader does the same: the object
  * compiled from crt_nonshared.c is embedded below and linked into the
  * modules that call these functions (select.c takes it like an archive
- * member), and each module gets its own __dso_handle (load_layout.c).
+ * member), and each module gets its own __dso_handle (layout.c).
  *
  * Registrations with a module's handle stay here instead of reaching the C
  * library, so that none outlives its module: mod_crt_finalize() runs the
@@ -29,7 +29,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include "module_internal.h"
+#include "crt.h"
 
 #ifndef MOD_CRT_OBJECT_PATH
 #error "MOD_CRT_OBJECT_PATH: the object compiled from crt_nonshared.c (sources.cmake)"

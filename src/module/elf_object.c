@@ -11,7 +11,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "module_internal.h"
+#include "elf_object.h"
+#include "reloc.h"
+#include "symtab.h"
 
 static int bad(const char *obj, const char *what)
 {
@@ -208,6 +210,8 @@ static int load_symbol(struct mod_object *obj, uint32_t index, const Elf64_Sym *
 	sym->bind = ELF64_ST_BIND(raw->st_info);
 	sym->type = ELF64_ST_TYPE(raw->st_info);
 	sym->visibility = ELF64_ST_VISIBILITY(raw->st_other);
+	/* Hashed once here: selection and the symbol merge both look it up. */
+	sym->hash = sym->bind != STB_LOCAL ? mod_hash_name(sym->name) : 0;
 	sym->shndx = raw->st_shndx;
 	if (sym->shndx == SHN_XINDEX) {
 		uint32_t ext;

@@ -15,7 +15,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "module_internal.h"
+#include "input.h"
 
 /* Read at most this much from a descriptor that cannot be mapped. */
 #define MAX_STREAM_SIZE ((size_t)1 << 30)

@@ -7,61 +7,21 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include "module_internal.h"
-#include "observe/observe.h"
-
-static __thread char last_error[512];
-
-int mod_error(int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof(last_error), fmt, ap);
-	va_end(ap);
-	return -err;
-}
-
-void mod_clear_error(void)
-{
-	last_error[0] = '\0';
-}
-
-void *mod_grow(void *items, size_t count, size_t *capacity, size_t item_size, size_t first)
-{
-	if (count < *capacity)
-		return items;
-	size_t ncap = *capacity ? *capacity * 2 : first;
-	void *n = realloc(items, ncap * item_size);
-	if (n)
-		*capacity = ncap;
-	return n;
-}
+#include "input.h"
+#include "load.h"
+#include "registry.h"
+#include "unload.h"
 
 const char *execmem_module_last_error(void)
 {
-	return last_error;
+	return mod_last_error();
 }
 
 void execmem_module_options_init(struct execmem_module_options *options)
 {
 	if (options)
 		memset(options, 0, sizeof(*options));
-}
-
-const char *mod_type_name(enum execmem_type type)
-{
-	switch (type) {
-	case EXECMEM_CODE:          return "code";
-	case EXECMEM_CODE_NEAR:     return "code_near";
-	case EXECMEM_DATA:          return "data";
-	case EXECMEM_RODATA:        return "rodata";
-	case EXECMEM_RO_AFTER_INIT: return "ro_after_init";
-	default:                    return "absolute";
-	}
 }
 
 const char *execmem_module_type_name(enum execmem_type type)
@@ -90,13 +50,19 @@ int execmem_module_load(const struct execmem_module_input *inputs, size_t ninput
 	if (!out)
 		return mod_error(EINVAL, "NULL argument");
 	int err = check_options(options);
+	uint64_t start = mod_now_ns();
 	if (!err)
 		err = mod_open_inputs(inputs, ninputs, &opened);
 	if (err)
 		return err;
+	uint64_t opened_at = mod_now_ns();
 	const char *name = options && options->name ? options->name : opened[0].name;
 	err = mod_load_inputs(opened, ninputs, name, options, out);
+	uint64_t closing_at = mod_now_ns();
 	mod_close_inputs(opened, ninputs);
+	if (!err)
+		(*out)->load_ns[EXECMEM_MODULE_STAGE_READ] =
+			(opened_at - start) + (mod_now_ns() - closing_at);
 	return err;
 }
 
@@ -138,79 +104,12 @@ int execmem_module_load_fd(int fd, const char *name, const struct execmem_module
 	return load_one(&input, options, out);
 }
 
-/* With the registry lock held: a loaded module that uses module, or NULL. */
-static const struct execmem_module *find_user(const struct execmem_module *module)
-{
-	for (const struct execmem_module *m = module->next; m; m = m->next)
-		for (uint32_t i = 0; i < m->ndeps; i++)
-			if (m->deps[i] == module)
-				return m;
-	return NULL;
-}
-
-/*
- * Destructors, in the order a shared library's run at dlclose(): the
- * .fini_array/.dtors functions, then (as crtbegin.o's would) the functions
- * registered with atexit() or __cxa_atexit() for the module's __dso_handle:
- * C++ static destructors and atexit().
- */
-void mod_run_destructors(struct execmem_module *module)
-{
-	if (module->flags & EXECMEM_MODULE_LINK_ONLY)
-		return;
-	for (uint32_t i = 0; i < module->nfini; i++)
-		module->fini[i]();
-	mod_crt_finalize(module);
-}
-
-void mod_drop_dependencies(struct execmem_module *module)
-{
-	mod_registry_lock();
-	for (uint32_t i = 0; i < module->ndeps; i++)
-		module->deps[i]->users--;
-	mod_registry_unlock();
-	free(module->deps);
-	module->deps = NULL;
-	module->ndeps = 0;
-}
-
-void mod_release_memory(struct execmem_module *module)
-{
-	mod_unregister_unwind_tables(module);
-	for (uint32_t b = 0; b < module->nblocks; b++)
-		if (module->blocks[b].alloc)
-			execmem_free(module->blocks[b].alloc);
-	free(module->blocks);
-	free(module->exports);
-	free(module->export_slots);
-	free(module->sections);
-	free(module->fini);
-	free(module->strings);
-	free(module->name);
-	free(module->deps);
-	free(module);
-}
-
 int execmem_module_unload(struct execmem_module *module)
 {
 	mod_clear_error();
 	if (!module)
 		return mod_error(EINVAL, "NULL module");
-	mod_registry_lock();
-	if (module->users) {
-		const struct execmem_module *user = find_user(module);
-		int err = mod_error(EBUSY, "%s: still used by module %s", module->name,
-				    user ? user->name : "(unknown)");
-		mod_registry_unlock();
-		return err;
-	}
-	mod_registry_remove(module);
-	mod_registry_unlock();
-	mod_run_destructors(module);
-	mod_drop_dependencies(module);
-	mod_observe_unload(module);
-	mod_release_memory(module);
-	return 0;
+	return mod_unload(module);
 }
 
 void *execmem_module_symbol(const struct execmem_module *module, const char *name)
@@ -271,4 +170,15 @@ int execmem_module_stats(const struct execmem_module *module, struct execmem_mod
 		return mod_error(EINVAL, "NULL argument");
 	*out = module->stats;
 	return 0;
+}
+
+int execmem_module_load_times(const struct execmem_module *module, uint64_t *ns, size_t count)
+{
+	if (!module || (!ns && count))
+		return mod_error(EINVAL, "NULL argument");
+	if (count > EXECMEM_MODULE_STAGES)
+		count = EXECMEM_MODULE_STAGES;
+	if (count)
+		memcpy(ns, module->load_ns, count * sizeof(*ns));
+	return (int)count;
 }

@@ -11,7 +11,7 @@
 #ifndef EXECMEM_MODULE_REACH_H
 #define EXECMEM_MODULE_REACH_H
 
-#include "module_internal.h"
+#include "reloc_howto.h"
 
 /* Addresses [lo, hi] (both included) where every byte of the module must
  * lie, with the entries (index + 1; 0 for the initial bound) that set each

@@ -6,7 +6,8 @@
  */
 #include <pthread.h>
 #include <string.h>
-#include "module_internal.h"
+#include "registry.h"
+#include "symtab.h"
 
 static pthread_mutex_t registry_mutex = PTHREAD_MUTEX_INITIALIZER;
 static struct execmem_module *registry_head, *registry_tail;

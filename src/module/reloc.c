@@ -3,7 +3,7 @@
  * names of relocation types, and mod_reloc_apply(); the engine's code is in
  * reloc_engine.h, so that the loader's relocation loop can inline it.
  *
- * A relocation type is described by a howto (see module_internal.h): how
+ * A relocation type is described by a howto (see common.h): how
  * its value is computed from S, A, P and the GOT, and how the value is put
  * into the place.  The per-architecture files only hold tables of howtos and
  * the PLT stub writer; everything here is plain integer manipulation of
@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include "reloc.h"
 #include "reloc_engine.h"
 
 const struct mod_arch *mod_arch_for(uint16_t machine)

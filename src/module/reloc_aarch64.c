@@ -3,7 +3,7 @@
  * Architecture (AArch64)", section "Relocation operations", as howtos for
  * reloc.c.  Pure data: it builds on every host.
  */
-#include "module_internal.h"
+#include "reloc_howto.h"
 
 #define A64(type_, value_, field_, shift_, flags_) \
 	[R_AARCH64_##type_] = { "R_AARCH64_" #type_, value_, field_, shift_, flags_ }

@@ -3,7 +3,7 @@
  * value and put it into its place, for every architecture (see reloc.c).
  *
  * It is in a header, as static inline functions, so that the loader's
- * relocation loop (load_relocate.c) gets it inlined: a module has tens of
+ * relocation loop (relocate.c) gets it inlined: a module has tens of
  * thousands of relocations, and a call per relocation, with the site
  * spilled to memory for it, cost about a tenth of the instructions spent
  * applying them.  reloc.c wraps it as mod_reloc_apply() for the tests.
@@ -13,7 +13,7 @@
 
 #include <errno.h>
 #include <string.h>
-#include "module_internal.h"
+#include "reloc_howto.h"
 
 /* ---- little-endian access, independent of the host's byte order ---- */
 

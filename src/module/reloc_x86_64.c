@@ -3,7 +3,7 @@
  * (section "Relocation Types"), as howtos for reloc.c.
  */
 #include <string.h>
-#include "module_internal.h"
+#include "reloc_howto.h"
 
 #define H(type_, value_, field_, flags_) \
 	[R_X86_64_##type_] = { "R_X86_64_" #type_, value_, field_, 0, flags_ }

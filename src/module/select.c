@@ -19,11 +19,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "load.h"
+#include "load_state.h"
+#include "archive.h"
+#include "crt.h"
+#include "reloc.h"
 
 /* A symbol some member of an archive defines. */
 struct offer {
 	const char *name;
+	uint32_t hash;                /* mod_hash_name(name): each pass looks it up */
 	uint32_t member;
 };
 
@@ -59,7 +63,7 @@ static int note_symbols(struct selection *sel, const struct mod_object *obj)
 		int created;
 		if (!is_global_name(sym))
 			continue;
-		int32_t index = mod_symtab_intern(&sel->names, sym->name, &created);
+		int32_t index = mod_symtab_intern_hashed(&sel->names, sym->name, sym->hash, &created);
 		if (index < 0)
 			return mod_error(ENOMEM, "%s: out of memory for symbols", sel->ld->name);
 		struct mod_entry *e = &sel->names.entries[index];
@@ -73,9 +77,9 @@ static int note_symbols(struct selection *sel, const struct mod_object *obj)
 	return 0;
 }
 
-static int wanted(const struct selection *sel, const char *name)
+static int wanted(const struct selection *sel, const struct offer *o)
 {
-	int32_t i = mod_symtab_find(&sel->names, name);
+	int32_t i = mod_symtab_find_hashed(&sel->names, o->name, o->hash);
 	return i >= 0 && sel->names.entries[i].state == ENTRY_UNDEFINED &&
 	       !sel->names.entries[i].weak;
 }
@@ -102,11 +106,20 @@ static int link_object(struct selection *sel, const struct mod_object *obj)
 	return note_symbols(sel, obj);
 }
 
+static int timed_parse(struct selection *sel, struct mod_object *obj, const uint8_t *image,
+		       size_t size, const char *name)
+{
+	uint64_t start = mod_now_ns();
+	int err = mod_object_parse(obj, image, size, name);
+	sel->ld->stage_ns[EXECMEM_MODULE_STAGE_PARSE] += mod_now_ns() - start;
+	return err;
+}
+
 static int parse_and_link(struct selection *sel, const uint8_t *image, size_t size,
 			  const char *name)
 {
 	struct mod_object obj;
-	int err = mod_object_parse(&obj, image, size, name);
+	int err = timed_parse(sel, &obj, image, size, name);
 	return err ? err : link_object(sel, &obj);
 }
 
@@ -151,6 +164,11 @@ static int64_t member_at(const struct archive *a, size_t offset)
 	return -1;
 }
 
+static struct offer make_offer(const char *name, uint32_t member)
+{
+	return (struct offer){ name, mod_hash_name(name), member };
+}
+
 static int offers_from_index(struct archive *a, const struct mod_input *in)
 {
 	struct mod_archive_symbol *index;
@@ -174,7 +192,7 @@ static int offers_from_index(struct archive *a, const struct mod_input *in)
 			free(index);
 			return err;
 		}
-		a->offers[a->noffers++] = (struct offer){ index[i].name, (uint32_t)m };
+		a->offers[a->noffers++] = make_offer(index[i].name, (uint32_t)m);
 	}
 	free(index);
 	return 0;
@@ -192,8 +210,8 @@ static int offers_from_members(struct selection *sel, struct archive *a)
 		const char *name = member_name(sel, a, m);
 		if (!name)
 			return mod_error(ENOMEM, "%s: out of memory", a->name);
-		int err = mod_object_parse(&a->parsed[m], a->members[m].data, a->members[m].size,
-					   name);
+		int err = timed_parse(sel, &a->parsed[m], a->members[m].data, a->members[m].size,
+				      name);
 		if (err)
 			return err;
 		total += a->parsed[m].nsymbols;
@@ -205,7 +223,7 @@ static int offers_from_members(struct selection *sel, struct archive *a)
 		for (uint32_t i = 1; i < a->parsed[m].nsymbols; i++) {
 			const struct mod_symbol *sym = &a->parsed[m].symbols[i];
 			if (is_global_name(sym) && sym->shndx != SHN_UNDEF)
-				a->offers[a->noffers++] = (struct offer){ sym->name, m };
+				a->offers[a->noffers++] = make_offer(sym->name, m);
 		}
 	return 0;
 }
@@ -241,6 +259,22 @@ static void release_archive(struct archive *a)
 	free(a->members);
 }
 
+/* Drop the offers that no later pass can take: their member is linked,
+ * or their symbol is defined (a definition stays). */
+static void drop_spent_offers(const struct selection *sel, struct archive *a)
+{
+	size_t kept = 0;
+	for (size_t k = 0; k < a->noffers; k++) {
+		const struct offer *o = &a->offers[k];
+		int32_t i = a->taken[o->member] ? -1
+			  : mod_symtab_find_hashed(&sel->names, o->name, o->hash);
+		if (a->taken[o->member] || (i >= 0 && sel->names.entries[i].state != ENTRY_UNDEFINED))
+			continue;
+		a->offers[kept++] = *o;
+	}
+	a->noffers = kept;
+}
+
 /* One pass over every archive; *added counts the members taken. */
 static int search_archives(struct selection *sel, size_t *added)
 {
@@ -248,13 +282,14 @@ static int search_archives(struct selection *sel, size_t *added)
 		struct archive *a = &sel->archives[i];
 		for (size_t k = 0; k < a->noffers; k++) {
 			const struct offer *o = &a->offers[k];
-			if (a->taken[o->member] || !wanted(sel, o->name))
+			if (a->taken[o->member] || !wanted(sel, o))
 				continue;
 			int err = take_member(sel, a, o->member);
 			if (err)
 				return err;
 			++*added;
 		}
+		drop_spent_offers(sel, a);
 	}
 	return 0;
 }

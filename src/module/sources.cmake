@@ -1,23 +1,28 @@
-# The module loader (issue 5): part of libexecmem.  Paths relative to the repo root.
+# The module loader: part of libexecmem.  Paths relative to the repo root.
 list(APPEND EXECMEM_SOURCES
-  src/module/archive.c
-  src/module/crt.c
-  src/module/comdat.c
-  src/module/elf_object.c
-  src/module/input.c
-  src/module/load_layout.c
-  src/module/load_place.c
-  src/module/load_publish.c
-  src/module/load_relocate.c
-  src/module/loader.c
   src/module/module.c
+  src/module/load.c
+  src/module/select.c
+  src/module/comdat.c
+  src/module/layout.c
+  src/module/resolve.c
+  src/module/place.c
+  src/module/scan.c
+  src/module/relocate.c
+  src/module/publish.c
+  src/module/unload.c
+  src/module/input.c
+  src/module/archive.c
+  src/module/elf_object.c
+  src/module/blocks.c
+  src/module/crt.c
   src/module/registry.c
+  src/module/symtab.c
   src/module/reach.c
   src/module/reloc.c
-  src/module/reloc_aarch64.c
   src/module/reloc_x86_64.c
-  src/module/select.c
-  src/module/symtab.c
+  src/module/reloc_aarch64.c
+  src/module/common.c
 )
 
 # The C runtime pieces linked into modules (crt.c embeds the object): built

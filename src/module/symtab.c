@@ -3,12 +3,14 @@
  * referenced by any object of the module maps to one entry, so that all
  * objects share a definition, a PLT stub and a GOT entry.
  * Open addressing with linear probing over a power-of-two slot array kept
- * at most half full.
+ * at most half full.  Each slot keeps the full hash of its name next to
+ * the entry index, so a probe compares strings only when the hashes agree,
+ * and growing the table never hashes a name again.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "module_internal.h"
+#include "symtab.h"
 
 uint32_t mod_hash_name(const char *name)
 {
@@ -18,20 +20,25 @@ uint32_t mod_hash_name(const char *name)
 	return h;
 }
 
+static void put_slot(struct mod_symtab_slot *slots, uint32_t mask, uint32_t hash,
+		     uint32_t index)
+{
+	uint32_t s = hash & mask;
+	while (slots[s].index)
+		s = (s + 1) & mask;
+	slots[s] = (struct mod_symtab_slot){ hash, index + 1 };
+}
+
 static int make_slots(struct mod_symtab *table, uint32_t capacity)
 {
 	uint32_t nslots = 16;
 	while (nslots < capacity * 2u)
 		nslots *= 2;
-	uint32_t *slots = calloc(nslots, sizeof(*slots));
+	struct mod_symtab_slot *slots = calloc(nslots, sizeof(*slots));
 	if (!slots)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < table->count; i++) {
-		uint32_t s = mod_hash_name(table->entries[i].name) & (nslots - 1);
-		while (slots[s])
-			s = (s + 1) & (nslots - 1);
-		slots[s] = i + 1;
-	}
+	for (uint32_t i = 0; i < table->count; i++)
+		put_slot(slots, nslots - 1, table->entries[i].hash, i);
 	free(table->slots);
 	table->slots = slots;
 	table->mask = nslots - 1;
@@ -51,15 +58,19 @@ int mod_symtab_init(struct mod_symtab *table, uint32_t expected)
 	return 0;
 }
 
-int32_t mod_symtab_find(const struct mod_symtab *table, const char *name)
+int32_t mod_symtab_find_hashed(const struct mod_symtab *table, const char *name, uint32_t hash)
 {
-	uint32_t s = mod_hash_name(name) & table->mask;
-	for (; table->slots[s]; s = (s + 1) & table->mask) {
-		uint32_t i = table->slots[s] - 1;
-		if (strcmp(table->entries[i].name, name) == 0)
+	for (uint32_t s = hash & table->mask; table->slots[s].index; s = (s + 1) & table->mask) {
+		uint32_t i = table->slots[s].index - 1;
+		if (table->slots[s].hash == hash && strcmp(table->entries[i].name, name) == 0)
 			return (int32_t)i;
 	}
 	return -1;
+}
+
+int32_t mod_symtab_find(const struct mod_symtab *table, const char *name)
+{
+	return mod_symtab_find_hashed(table, name, mod_hash_name(name));
 }
 
 static int grow(struct mod_symtab *table)
@@ -75,9 +86,10 @@ static int grow(struct mod_symtab *table)
 	return make_slots(table, ncap);
 }
 
-int32_t mod_symtab_intern(struct mod_symtab *table, const char *name, int *created)
+int32_t mod_symtab_intern_hashed(struct mod_symtab *table, const char *name, uint32_t hash,
+				 int *created)
 {
-	int32_t found = mod_symtab_find(table, name);
+	int32_t found = mod_symtab_find_hashed(table, name, hash);
 
 	*created = 0;
 	if (found >= 0)
@@ -88,14 +100,17 @@ int32_t mod_symtab_intern(struct mod_symtab *table, const char *name, int *creat
 	struct mod_entry *e = &table->entries[index];
 	memset(e, 0, sizeof(*e));
 	e->name = name;
+	e->hash = hash;
 	e->plt_slot = -1;
 	e->got_slot = -1;
-	uint32_t s = mod_hash_name(name) & table->mask;
-	while (table->slots[s])
-		s = (s + 1) & table->mask;
-	table->slots[s] = index + 1;
+	put_slot(table->slots, table->mask, hash, index);
 	*created = 1;
 	return (int32_t)index;
+}
+
+int32_t mod_symtab_intern(struct mod_symtab *table, const char *name, int *created)
+{
+	return mod_symtab_intern_hashed(table, name, mod_hash_name(name), created);
 }
 
 void mod_symtab_release(struct mod_symtab *table)

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "module/load.h"
+#include "module/load_state.h"
 #include "observe.h"
 
 struct mod_debug {
@@ -38,16 +38,54 @@ static void *placed_copy(const struct load *ld, const struct mod_object *obj, si
 	return copy;
 }
 
-static void name_functions(const struct load *ld, const struct mod_object *obj)
+static size_t count_functions(const struct load *ld)
 {
-	for (uint32_t i = 1; i < obj->nsymbols; i++) {
-		const struct mod_symbol *sym = &obj->symbols[i];
-		if (sym->type != STT_FUNC || !sym->size || !*sym->name || sym->shndx == SHN_UNDEF ||
-		    sym->shndx >= obj->nsections || obj->sections[sym->shndx].region == REGION_NONE)
+	size_t n = 0;
+	for (uint32_t o = 0; o < ld->nobjects; o++)
+		n += ld->objects[o].nsymbols;
+	return n;
+}
+
+static int is_named_function(const struct mod_object *obj, const struct mod_symbol *sym)
+{
+	return sym->type == STT_FUNC && sym->size && *sym->name && sym->shndx != SHN_UNDEF &&
+	       sym->shndx < obj->nsections && obj->sections[sym->shndx].region != REGION_NONE;
+}
+
+/* The module's blocks, by address: every function lies in one. */
+static size_t sorted_blocks(const struct execmem_module *m, struct em_range *out)
+{
+	size_t n = 0;
+	for (uint32_t b = 0; b < m->nblocks; b++) {
+		if (!m->blocks[b].size)
 			continue;
-		em_name_for_perf((void *)obj->address[i], sym->size, sym->name);
+		struct em_range r = { m->blocks[b].base, m->blocks[b].base + m->blocks[b].size };
+		size_t at = n++;
+		for (; at && out[at - 1].start > r.start; at--)
+			out[at] = out[at - 1];
+		out[at] = r;
 	}
-	(void)ld;
+	return n;
+}
+
+/* Every function of the module named for the perf outputs, in one batch
+ * (one at a time costs a search and a move of the table for each). */
+static void name_functions(const struct load *ld)
+{
+	struct em_symbol *syms = malloc((count_functions(ld) + 1) * sizeof *syms);
+	struct em_range *owners = malloc((ld->module->nblocks + 1) * sizeof *owners);
+	size_t n = 0;
+	for (uint32_t o = 0; syms && o < ld->nobjects; o++) {
+		const struct mod_object *obj = &ld->objects[o];
+		for (uint32_t i = 1; i < obj->nsymbols; i++)
+			if (is_named_function(obj, &obj->symbols[i]))
+				syms[n++] = (struct em_symbol){ obj->address[i], obj->symbols[i].size,
+								obj->symbols[i].name };
+	}
+	if (syms && owners)
+		em_names_for_perf(syms, n, owners, sorted_blocks(ld->module, owners));
+	free(owners);
+	free(syms); /* the perf outputs miss the module if anything failed; it runs all the same */
 }
 
 void mod_observe_publish(struct load *ld)
@@ -61,9 +99,9 @@ void mod_observe_publish(struct load *ld)
 		void *copy = placed_copy(ld, obj, &size);
 		if (copy)
 			d->entries[d->count++] = em_gdb_register(copy, size);
-		name_functions(ld, obj);
 	}
 	ld->module->debug = d;
+	name_functions(ld);
 }
 
 void mod_observe_unload(struct execmem_module *m)

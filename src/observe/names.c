@@ -6,6 +6,7 @@
  * One mutex guards the table, the batches, the perf outputs and the
  * unwind ranges of unwind.c (see em_observe_lock() in observe.h).
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,6 +228,110 @@ static int set_name(void *addr, size_t len, const char *name, bool perf_only)
 	}
 	atomic_store(&em_observe_armed, true);
 	pthread_mutex_unlock(&names_lock);
+	return rc;
+}
+
+/* ------------------------------------------------- names of a module */
+
+/* Sort by start address: a radix sort over the offsets from the lowest,
+ * one byte a pass and only as many passes as the span needs, stable, so
+ * linear whatever the order a module's symbol tables give. */
+static int sort_by_start(struct em_symbol *syms, size_t count)
+{
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	for (size_t i = 0; i < count; i++) {
+		lo = syms[i].start < lo ? syms[i].start : lo;
+		hi = syms[i].start > hi ? syms[i].start : hi;
+	}
+	struct em_symbol *tmp = count > 1 ? malloc(count * sizeof *tmp) : NULL;
+	if (count > 1 && !tmp)
+		return -ENOMEM;
+	for (unsigned shift = 0; count > 1 && shift < 64 && (hi - lo) >> shift; shift += 8) {
+		size_t at[257] = { 0 };
+		for (size_t i = 0; i < count; i++)
+			at[((syms[i].start - lo) >> shift & 0xff) + 1]++;
+		for (int d = 0; d < 256; d++)
+			at[d + 1] += at[d];
+		for (size_t i = 0; i < count; i++)
+			tmp[at[(syms[i].start - lo) >> shift & 0xff]++] = syms[i];
+		memcpy(syms, tmp, count * sizeof *syms);
+	}
+	free(tmp);
+	return 0;
+}
+
+/* The owner that holds [start, start + size), from owner *o on (both
+ * lists sorted), or -1. */
+static int owned(const struct em_range *owners, size_t nowners, size_t *o,
+		 const struct em_symbol *s)
+{
+	while (*o < nowners && owners[*o].end <= s->start)
+		++*o;
+	if (*o == nowners || s->start < owners[*o].start || s->size > owners[*o].end - s->start)
+		return -1;
+	return 0;
+}
+
+static int check_owners(const struct em_range *owners, size_t nowners)
+{
+	for (size_t i = 0; i < nowners; i++) {
+		if (i && owners[i].start < owners[i - 1].end)
+			return -EINVAL;
+		int rc = check_named_range((void *)owners[i].start,
+					   owners[i].end - owners[i].start);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* The names to insert, each overlapping no other and inside an owner:
+ * *kept of them. */
+static int make_names(const struct em_symbol *syms, size_t count, const struct em_range *owners,
+		      size_t nowners, struct em_name *out, size_t *kept)
+{
+	size_t o = 0;
+	uintptr_t end = 0;
+	*kept = 0;
+	for (size_t i = 0; i < count; i++) {
+		const struct em_symbol *s = &syms[i];
+		if (!s->name || !*s->name || !s->size || owned(owners, nowners, &o, s) ||
+		    (*kept && s->start < end))
+			continue;
+		char *copy = strdup(s->name);
+		if (!copy)
+			return -ENOMEM;
+		end = s->start + s->size;
+		out[(*kept)++] = (struct em_name){ { s->start, end }, copy, NULL, true };
+	}
+	return 0;
+}
+
+int em_names_for_perf(struct em_symbol *syms, size_t count, const struct em_range *owners,
+		      size_t nowners)
+{
+	struct em_name *made = malloc((count ? count : 1) * sizeof *made);
+	size_t kept = 0;
+	int rc = made ? sort_by_start(syms, count) : -ENOMEM;
+	if (!rc)
+		rc = make_names(syms, count, owners, nowners, made, &kept);
+	lock_names();
+	if (!rc)
+		rc = check_owners(owners, nowners);
+	for (size_t i = 0; !rc && i < nowners; i++)
+		drop_overlapping(owners[i].start, owners[i].end);
+	if (!rc && em_range_merge(&names, made, kept))
+		rc = -ENOMEM;
+	for (size_t i = 0; !rc && i < kept; i++)
+		em_perf_named(&made[i]);
+	if (!rc) {
+		batches_publish();
+		atomic_store(&em_observe_armed, true);
+	}
+	pthread_mutex_unlock(&names_lock);
+	for (size_t i = 0; rc && i < kept; i++)
+		free(made[i].name);
+	free(made);
 	return rc;
 }
 

@@ -50,8 +50,23 @@ EM_OBS_HIDDEN void em_observe_lock(void);
 EM_OBS_HIDDEN void em_observe_unlock(void);
 
 /* names.c: name a range for the perf outputs only (the caller registers
- * the code with the debugger itself), as module loading does. */
+ * the code with the debugger itself). */
 EM_OBS_HIDDEN int em_name_for_perf(void *addr, size_t len, const char *name);
+/*
+ * names.c: em_name_for_perf() for count ranges at once, as module loading
+ * does, in time linear in the table and the batch: the nowners ranges are
+ * the caller's allocations (sorted, each checked once; what they held so
+ * far is dropped), and a range is named only when it lies inside one of
+ * them and has a name (an odd symbol of an object costs its own name, not
+ * its module's).  syms is sorted in place by address; of ranges that
+ * overlap each other, the lowest (the first of those starting at one
+ * address) is kept.  Returns 0, -EINVAL (an owner is not an allocation, or
+ * owners overlap) or -ENOMEM; nothing is named then.
+ */
+struct em_symbol;
+struct em_range;
+EM_OBS_HIDDEN int em_names_for_perf(struct em_symbol *syms, size_t count,
+				    const struct em_range *owners, size_t nowners);
 
 /* perf.c, called under the names lock. */
 struct em_name;
@@ -112,6 +127,9 @@ EM_OBS_HIDDEN size_t em_range_drop(struct em_range_table *t, uintptr_t lo, uintp
 				   void (*drop)(void *item));
 /* Room for an item at index at (uninitialised), or NULL when out of memory. */
 EM_OBS_HIDDEN void *em_range_insert(struct em_range_table *t, size_t at);
+/* Inserts the n items (sorted by address, overlapping neither each other
+ * nor the table's) in one pass.  0, or -1 when out of memory (t unchanged). */
+EM_OBS_HIDDEN int em_range_merge(struct em_range_table *t, const void *items, size_t n);
 
 /* One name of names.c's table. */
 struct em_name {

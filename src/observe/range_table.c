@@ -63,3 +63,32 @@ void *em_range_insert(struct em_range_table *t, size_t at)
 	t->count++;
 	return item(t, at);
 }
+
+int em_range_merge(struct em_range_table *t, const void *items, size_t n)
+{
+	if (t->count + n > t->capacity) {
+		size_t cap = t->capacity ? t->capacity : 64;
+		while (cap < t->count + n)
+			cap *= 2;
+		void *grown = realloc(t->items, cap * t->item_size);
+		if (!grown)
+			return -1;
+		t->items = grown;
+		t->capacity = cap;
+	}
+	/* From the back, so that every item moves once. */
+	size_t old = t->count, add = n;
+	while (add) {
+		const struct em_range *next = (const void *)((const char *)items +
+							     (add - 1) * t->item_size);
+		if (old && item(t, old - 1)->start > next->start) {
+			memcpy(item(t, old + add - 1), item(t, old - 1), t->item_size);
+			old--;
+		} else {
+			memcpy(item(t, old + add - 1), next, t->item_size);
+			add--;
+		}
+	}
+	t->count += n;
+	return 0;
+}

@@ -374,6 +374,27 @@ static void test_placement(void)
 	execmem_module_unload(m);
 }
 
+/* Every stage of a load is timed; the count is cut to the stages there are. */
+static void test_load_times(void)
+{
+	struct execmem_module *m = load("m_libc.o", 0);
+	if (!m)
+		return;
+	uint64_t ns[EXECMEM_MODULE_STAGES + 2], total = 0;
+	memset(ns, 0xff, sizeof(ns));
+	CHECK(execmem_module_load_times(m, ns, EXECMEM_MODULE_STAGES + 2) ==
+	      EXECMEM_MODULE_STAGES, "all stages, no more");
+	for (int k = 0; k < EXECMEM_MODULE_STAGES; k++)
+		total += ns[k];
+	CHECK(total > 0, "the stages took no time");
+	CHECK(ns[EXECMEM_MODULE_STAGES] == UINT64_MAX, "nothing written past the stages");
+	CHECK(execmem_module_load_times(m, ns, 1) == 1, "the first stage only");
+	CHECK(execmem_module_load_times(m, NULL, 0) == 0, "no stage");
+	CHECK(execmem_module_load_times(m, NULL, 1) == -EINVAL, "NULL times");
+	CHECK(execmem_module_load_times(NULL, ns, 1) == -EINVAL, "NULL module");
+	execmem_module_unload(m);
+}
+
 static atomic_int scanning; /* the watcher thread reads it */
 static int scan_found_wx;
 
@@ -910,6 +931,7 @@ static void run_module_tests(void)
 	test_unsupported_tls();
 	test_archive_and_merged();
 	test_placement();
+	test_load_times();
 	test_stdio_default_output();
 	test_far_data();
 	test_far_loads();

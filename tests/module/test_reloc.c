@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "module/module_internal.h"
+#include "module/reloc.h"
 #include "module/reach.h"
 
 static int failures;

@@ -1,5 +1,5 @@
 /*
- * loader.c - turn parsed objects into a running module.
+ * load.c - turn parsed objects into a running module.
  *
  *   1. select     parse the objects, and the archive members they need
  *   2. classify   give each allocated section a region (memory type), a
@@ -13,8 +13,8 @@
  *   8. publish    close the windows, run constructors, seal
  *
  * Nothing is visible to other modules until the last step succeeds, and
- * every failure path frees what was made so far (see mod_load_image()).
- * The stages live in load_*.c; see load.h.
+ * every failure path frees what was made so far (see mod_load_inputs()).
+ * Each stage is a file; see load_state.h.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -23,7 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "load_state.h"
+#include "crt.h"
 #include "load.h"
+#include "unload.h"
 
 static void free_load(struct load *ld)
 {
@@ -60,6 +63,17 @@ static void attach_dso_handle(struct load *ld)
 	mod_crt_attach(ld->module);
 }
 
+/* The time since *t goes to stage (selection's own time excludes the
+ * parsing it counted already); *t moves on. */
+static void stage_done(struct load *ld, enum execmem_module_stage stage, uint64_t *t)
+{
+	uint64_t now = mod_now_ns(), spent = now - *t;
+	if (stage == EXECMEM_MODULE_STAGE_SELECT)
+		spent -= ld->stage_ns[EXECMEM_MODULE_STAGE_PARSE];
+	ld->stage_ns[stage] += spent;
+	*t = now;
+}
+
 int mod_load_inputs(const struct mod_input *inputs, size_t ninputs, const char *name,
 		    const struct execmem_module_options *options, struct execmem_module **out)
 {
@@ -69,9 +83,11 @@ int mod_load_inputs(const struct mod_input *inputs, size_t ninputs, const char *
 	ld.options = options;
 	ld.flags = options ? options->flags : 0;
 	ld.name = name;
+	uint64_t t = mod_now_ns();
 	int err = make_module(&ld);
 	if (!err)
 		err = load_select_objects(&ld, inputs, ninputs);
+	stage_done(&ld, EXECMEM_MODULE_STAGE_SELECT, &t);
 	if (!err) {
 		ld.module->machine = ld.arch->machine;
 		err = load_classify_sections(&ld);
@@ -84,21 +100,29 @@ int mod_load_inputs(const struct mod_input *inputs, size_t ninputs, const char *
 		err = load_scan_relocations(&ld);
 	if (!err)
 		err = load_reserve_plt_got(&ld);
+	stage_done(&ld, EXECMEM_MODULE_STAGE_LAYOUT, &t);
 	if (!err)
 		err = load_resolve_imports(&ld);
+	stage_done(&ld, EXECMEM_MODULE_STAGE_RESOLVE, &t);
 	if (!err)
 		err = load_place_blocks(&ld);
 	if (!err)
 		err = load_compute_addresses(&ld);
+	stage_done(&ld, EXECMEM_MODULE_STAGE_PLACE, &t);
 	if (!err)
 		err = load_open_windows(&ld);
 	if (!err)
 		err = load_apply_relocations(&ld);
-	if (!err) {
+	if (!err)
 		load_write_plt_and_got(&ld);
+	stage_done(&ld, EXECMEM_MODULE_STAGE_RELOCATE, &t);
+	if (!err) {
 		attach_dso_handle(&ld);
 		err = load_publish(&ld);
 	}
+	stage_done(&ld, EXECMEM_MODULE_STAGE_PUBLISH, &t);
+	if (!err)
+		memcpy(ld.module->load_ns, ld.stage_ns, sizeof(ld.stage_ns));
 	if (!err) {
 		*out = ld.module;
 	} else if (ld.module) {       /* undo everything: windows, references, memory */

@@ -1,5 +1,5 @@
 /*
- * load_layout.c - stages 2-3 of a load: give every allocated section of the
+ * layout.c - stages 2-3 of a load: give every allocated section of the
  * selected objects a block and an offset, merge the symbols of all objects
  * and make room for COMMON symbols.
  */
@@ -9,14 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "load.h"
-
-static const enum execmem_type region_type[REGION_COUNT] = {
-	[REGION_TEXT] = EXECMEM_CODE_NEAR,
-	[REGION_RODATA] = EXECMEM_RODATA,
-	[REGION_DATA] = EXECMEM_DATA,
-	[REGION_ROAI] = EXECMEM_RO_AFTER_INIT,
-};
+#include "load_state.h"
 
 /* ------------------------------------------------------------------ */
 /* 2. classify                                                         */
@@ -102,59 +95,6 @@ static int region_of(const struct mod_object *obj, const struct mod_section *sec
 	return 0;
 }
 
-static int new_block(struct load *ld, int region, uint32_t *index)
-{
-	struct execmem_module *m = ld->module;
-	struct mod_block *n = mod_grow(m->blocks, m->nblocks, &ld->blocks_capacity, sizeof(*n), 8);
-	if (!n)
-		return mod_error(ENOMEM, "%s: out of memory", ld->name);
-	m->blocks = n;
-	*index = m->nblocks++;
-	memset(&m->blocks[*index], 0, sizeof(m->blocks[*index]));
-	m->blocks[*index].region = region;
-	m->blocks[*index].type = region_type[region];
-	m->blocks[*index].align = 1;
-	return 0;
-}
-
-/*
- * Reserve size bytes aligned to align in region: at the end of its open
- * block while that stays under MOD_BLOCK_TARGET, else in a new block.
- * Small blocks come from execmem's shared chunks, which stay mapped and
- * faulted in from one load to the next.
- */
-int load_reserve(struct load *ld, int region, uint64_t size, uint64_t align,
-		   uint32_t *block, uint64_t *offset)
-{
-	if (size > MOD_MAX_REGION || ld->total_size + size + align > MOD_MAX_REGION)
-		return mod_error(EFBIG, "%s: more than %llu bytes to load", ld->name,
-				 (unsigned long long)MOD_MAX_REGION);
-	uint32_t open = ld->open_block[region];
-	if (open) {
-		struct mod_block *b = &ld->module->blocks[open - 1];
-		uint64_t start = mod_align_up(b->size, align);
-		if (b->size == 0 || start + size <= MOD_BLOCK_TARGET) {
-			*block = open - 1;
-			*offset = start;
-			ld->total_size += start + size - b->size;
-			b->size = start + size;
-			if (align > b->align)
-				b->align = align;
-			return 0;
-		}
-	}
-	int err = new_block(ld, region, block);
-	if (err)
-		return err;
-	ld->open_block[region] = *block + 1;
-	struct mod_block *b = &ld->module->blocks[*block];
-	*offset = 0;
-	b->size = size;
-	b->align = align;
-	ld->total_size += size;
-	return 0;
-}
-
 /*
  * An empty section takes no room, but its symbols need an address: it goes
  * at the end of an open block of its region, or of any block, so that it
@@ -172,7 +112,7 @@ static int place_empty_section(struct load *ld, struct mod_section *sec)
 	return 0;
 }
 
-/* An unwind table is registered on its own (load_publish.c), so it needs
+/* An unwind table is registered on its own (publish.c), so it needs
  * the zero-length entry that ends a table, which the linker would add:
  * 4 bytes of the zeros execmem fills data memory with. */
 static uint64_t terminator_size(const struct mod_section *sec)
@@ -280,7 +220,7 @@ static int merge_symbol(struct load *ld, uint32_t o, uint32_t i)
 				 obj->name, sym->name);
 	if (!is_global(sym) || sym->name[0] == '\0')
 		return 0;
-	int32_t index = mod_symtab_intern(&ld->globals, sym->name, &created);
+	int32_t index = mod_symtab_intern_hashed(&ld->globals, sym->name, sym->hash, &created);
 	if (index < 0)
 		return mod_error(ENOMEM, "%s: out of memory for symbols", ld->name);
 	obj->entry[i] = index;

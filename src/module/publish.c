@@ -1,5 +1,5 @@
 /*
- * load_publish.c - stage 8 of a load: describe the module (exports,
+ * publish.c - stage 8 of a load: describe the module (exports,
  * section map), close the write windows, run the constructors, seal
  * .data..ro_after_init and register the module.
  */
@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "execmem/unwind.h"
-#include "load.h"
+#include "load_state.h"
+#include "registry.h"
+#include "unload.h"
 #include "observe/observe.h"
 
 /* ------------------------------------------------------------------ */
@@ -209,7 +211,7 @@ static int describe_module(struct load *ld)
 
 /*
  * Register the module's unwind tables (one per object, each ended by the
- * terminator load_classify_sections() made room for), so that exceptions
+ * terminator the layout made room for), so that exceptions
  * and backtraces cross its code.  A process without an unwinder to
  * register with (a C program without libgcc_s) cannot throw through the
  * module anyway: the tables are then left unregistered.
@@ -248,15 +250,6 @@ static int register_unwind_tables(struct load *ld)
 		}
 	}
 	return 0;
-}
-
-void mod_unregister_unwind_tables(struct execmem_module *module)
-{
-	for (uint32_t i = 0; i < module->neh_frames; i++)
-		execmem_unwind_unregister(module->eh_frames[i]);
-	free(module->eh_frames);
-	module->eh_frames = NULL;
-	module->neh_frames = 0;
 }
 
 /* Constructors run with the module's ro_after_init data still writable;
