@@ -91,6 +91,17 @@ static int new_memfd(const struct em_chunk *c, struct em_fd *fd)
 }
 
 /*
+ * An RW alias of the memfd at addr.  A forked child never inherits it
+ * (MADV_DONTFORK): no alias of a memfd shared with another process exists
+ * anywhere, so that process's code can change only through its own writes.
+ */
+static int map_alias(void *addr, size_t len, const struct em_fd *fd)
+{
+	int rc = map_fixed(addr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+	return rc ? rc : em_os_advise(addr, len, MADV_DONTFORK);
+}
+
+/*
  * The view of a memfd whose alias is mapped: sealed first, so that no one
  * can make the view writable (mprotect() of it to W+X fails with EACCES).
  */
@@ -113,7 +124,7 @@ static int map_aliased(struct em_chunk *c)
 		return rc;
 	void *alias = NULL;
 	rc = em_place_random(c->size, c->base, &alias);
-	if (!rc && (rc = map_fixed(alias, c->size, PROT_READ | PROT_WRITE, MAP_SHARED, &fd))) {
+	if (!rc && (rc = map_alias(alias, c->size, &fd))) {
 		em_unreserve(alias, c->size);
 		alias = NULL;
 	}
@@ -185,6 +196,8 @@ int em_chunk_map(struct em_chunk *c, const struct em_window *window, enum em_chu
 		return rc;
 	c->base = (uintptr_t)base;
 	c->kind = kind;
+	atomic_store_explicit(&c->sharing, EM_PRIVATE, memory_order_relaxed);
+	c->windows = 0;
 	c->alias = NULL;
 	c->huge = false;
 	rc = alloc_page_counters(c);
@@ -213,6 +226,7 @@ int em_chunk_unmap(struct em_chunk *c)
 	if (!rc && aliased) {
 		em_unreserve(c->alias, c->size);
 		untrack_alias(c);
+		atomic_store_explicit(&c->sharing, EM_PRIVATE, memory_order_relaxed);
 	}
 	if (aliased)
 		em_unlock(&aliases_lock);
@@ -236,11 +250,6 @@ void em_aliases_unlock(void)
 	em_unlock(&aliases_lock);
 }
 
-bool em_aliases_exist(void)
-{
-	return aliases != NULL;
-}
-
 /*
  * A new memfd with the chunk's bytes, mapped over both views in place: no
  * buffer and no address space beyond what the chunk already has, so it
@@ -254,7 +263,7 @@ static int copy_to_new_memfd(struct em_chunk *c)
 		return rc;
 	rc = em_os_write_file(&fd, (void *)c->base, c->size);
 	if (!rc)
-		rc = map_fixed(c->alias, c->size, PROT_READ | PROT_WRITE, MAP_SHARED, &fd);
+		rc = map_alias(c->alias, c->size, &fd);
 	if (!rc)
 		rc = map_view(c, &fd);
 	em_os_close(&fd);
@@ -288,46 +297,80 @@ static int copy_to_private(struct em_chunk *c)
 	return 0;
 }
 
-/*
- * Nothing could be had: drop the alias, so that this process can no
- * longer write memory it shares with the other; its code still runs.
- */
-static void detach(struct em_chunk *c)
+/* The chunk runs but is never written again: it has no alias. */
+static void forget_alias(struct em_chunk *c)
 {
-	em_unreserve(c->alias, c->size);
 	untrack_alias(c);
 	c->alias = NULL;
 	c->kind = EM_CHUNK_DETACHED;
+	atomic_store_explicit(&c->sharing, EM_PRIVATE, memory_order_relaxed);
 }
 
 /*
- * Give one aliased chunk memory of its own, with the same contents.
- * Returns false when it had to be detached instead.
+ * Give one shared chunk memory of its own, with the same contents; when
+ * nothing can be had, drop its alias (detach it), so that this process
+ * can no longer write memory it shares with the other.  Called with every
+ * writer stopped (fork.c).
  */
-static bool privatize(struct em_chunk *c)
+void em_chunk_privatize(struct em_chunk *c)
 {
 	bool was_huge = c->huge;
-	bool own = copy_to_new_memfd(c) == 0 || copy_to_private(c) == 0;
-	if (!own)
-		detach(c);
+	if (copy_to_new_memfd(c) != 0 && copy_to_private(c) != 0) {
+		em_unreserve(c->alias, c->size);
+		forget_alias(c);
+	}
 	if (was_huge && !c->huge)
 		atomic_fetch_sub(&c->pool->bytes_huge, c->size);
-	return own;
+	atomic_store_explicit(&c->sharing, EM_PRIVATE, memory_order_relaxed);
+}
+
+/*
+ * In the child, the alias address is free (the alias was not inherited):
+ * it is held again, so that privatization can map there later.  Not where
+ * a fork handler of the program mapped something meanwhile.
+ */
+static bool reserve_alias(struct em_chunk *c)
+{
+	void *out;
+	return em_os_map(&out, c->alias, c->size, PROT_NONE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, NULL) == 0;
+}
+
+static void fork_child_chunk(struct em_chunk *c)
+{
+	if (atomic_load_explicit(&c->sharing, memory_order_relaxed) != EM_SHARED_RESERVED &&
+	    !reserve_alias(c)) {
+		forget_alias(c);
+		return;
+	}
+	atomic_store_explicit(&c->sharing, EM_SHARED_RESERVED, memory_order_relaxed);
+}
+
+static void fork_parent_chunk(struct em_chunk *c)
+{
+	if (atomic_load_explicit(&c->sharing, memory_order_relaxed) == EM_PRIVATE)
+		atomic_store_explicit(&c->sharing, EM_SHARED_ALIAS, memory_order_relaxed);
 }
 
 /*
  * After fork, with every lock held and no other thread running execmem
- * code: give every aliased chunk of this process memory of its own.
- * Returns how many chunks had to be detached.
+ * code: every aliased chunk's memfd is now mapped by both processes.  None
+ * is copied now (a child that execs copies nothing): each process copies a
+ * chunk before it first writes it (em_unshare()).  A chunk with a write
+ * window open is copied at once, as the window's pointer may be written
+ * at any time.
  */
-size_t em_aliases_privatize(void)
+void em_aliases_forked(bool in_child)
 {
-	size_t detached = 0;
 	for (struct em_chunk *c = aliases, *next; c; c = next) {
 		next = c->alias_next;
-		detached += !privatize(c);
+		if (in_child)
+			fork_child_chunk(c);
+		else
+			fork_parent_chunk(c);
+		if (c->windows && em_chunk_shared(c))
+			em_chunk_privatize(c);
 	}
-	return detached;
 }
 
 static void page_span(uintptr_t addr, size_t len, uintptr_t *first, uintptr_t *end)

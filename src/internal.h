@@ -71,6 +71,13 @@ enum em_chunk_kind {
 	EM_CHUNK_DETACHED /* after a fork that could not copy it: runs, is never written */
 };
 
+/* Whether an aliased chunk's memfd is this process's alone (fork.c). */
+enum em_sharing {
+	EM_PRIVATE,         /* nobody else maps it */
+	EM_SHARED_ALIAS,    /* a forked process maps it too; the alias here is not written */
+	EM_SHARED_RESERVED  /* inherited at fork: the alias was not (MADV_DONTFORK), its address is held */
+};
+
 struct em_pool;
 struct em_shard;
 struct em_shadow;
@@ -81,6 +88,7 @@ struct em_chunk {
 	size_t size;               /* bytes mapped (a multiple of the page size) */
 	size_t span;               /* bytes of address space owned (multiple of EM_CHUNK) */
 	enum em_chunk_kind kind;
+	atomic_uchar sharing;      /* enum em_sharing: changed with every writer stopped, or unmapped */
 	bool large;                /* one allocation covering the whole mapping */
 	bool huge;                 /* the kernel confirmed 2 MiB pages */
 	unsigned unit_shift;       /* log2 of the granule; 63 for a large mapping */
@@ -90,6 +98,7 @@ struct em_chunk {
 	void *fs_storage;
 	atomic_uint *rw_refs;      /* TOGGLED: open writes per page */
 	atomic_uint toggle_gen;     /* TOGGLED: bumped whenever a page goes back to RX */
+	unsigned windows;          /* open write windows, under the owning shard's lock */
 	struct em_chunk *next, *prev;
 	struct em_chunk *alias_next, *alias_prev; /* chunk.c's list of aliased chunks */
 };
@@ -167,8 +176,8 @@ int em_chunk_unmap(struct em_chunk *c);
 /* Fork: the lock that chunk creation and release hold, and privatization. */
 void em_aliases_lock(void);
 void em_aliases_unlock(void);
-bool em_aliases_exist(void);
-size_t em_aliases_privatize(void);
+void em_aliases_forked(bool in_child);
+void em_chunk_privatize(struct em_chunk *c);
 int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len);
 void *em_chunk_writable(struct em_chunk *c, uintptr_t addr);
 bool em_chunk_wx_hole(struct em_chunk *c);
@@ -196,6 +205,18 @@ void em_registry_add(struct em_arena *a);
 bool em_registry_remove(struct em_arena *a);
 int em_write_enter(void);
 void em_write_exit(void);
+void em_unshare(struct em_chunk *c);
+
+/*
+ * Whether a forked process may still map the chunk's memory: it must then
+ * get memory of its own (em_unshare(), with no execmem lock held and
+ * outside the write gate) before anything writes it.  Stable while the
+ * caller is inside the write gate or holds the chunk's shard lock.
+ */
+static inline bool em_chunk_shared(struct em_chunk *c)
+{
+	return atomic_load_explicit(&c->sharing, memory_order_relaxed) != EM_PRIVATE;
+}
 
 /* toggle_guard.c */
 int em_toggle_guard_install(void);
