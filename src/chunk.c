@@ -47,6 +47,13 @@ static int map_fixed(void *addr, size_t len, int prot, int flags, const struct e
 	return em_os_map(&out, addr, len, prot, flags | MAP_FIXED, fd);
 }
 
+/* Its memory is this process's alone from now on, until the next fork. */
+static void own_memory(struct em_chunk *c)
+{
+	atomic_store_explicit(&c->own_gen, atomic_load(&em_fork_generation), memory_order_relaxed);
+	c->alias_reserved = false;
+}
+
 /*
  * Every chunk with an RW alias is on this list, from before its memfd
  * exists until its alias is gone, and the lock is held across that whole
@@ -196,7 +203,7 @@ int em_chunk_map(struct em_chunk *c, const struct em_window *window, enum em_chu
 		return rc;
 	c->base = (uintptr_t)base;
 	c->kind = kind;
-	atomic_store_explicit(&c->sharing, EM_PRIVATE, memory_order_relaxed);
+	own_memory(c);
 	c->windows = 0;
 	c->alias = NULL;
 	c->huge = false;
@@ -226,7 +233,7 @@ int em_chunk_unmap(struct em_chunk *c)
 	if (!rc && aliased) {
 		em_unreserve(c->alias, c->size);
 		untrack_alias(c);
-		atomic_store_explicit(&c->sharing, EM_PRIVATE, memory_order_relaxed);
+		own_memory(c); /* nothing to unshare */
 	}
 	if (aliased)
 		em_unlock(&aliases_lock);
@@ -303,7 +310,6 @@ static void forget_alias(struct em_chunk *c)
 	untrack_alias(c);
 	c->alias = NULL;
 	c->kind = EM_CHUNK_DETACHED;
-	atomic_store_explicit(&c->sharing, EM_PRIVATE, memory_order_relaxed);
 }
 
 /*
@@ -321,7 +327,7 @@ void em_chunk_privatize(struct em_chunk *c)
 	}
 	if (was_huge && !c->huge)
 		atomic_fetch_sub(&c->pool->bytes_huge, c->size);
-	atomic_store_explicit(&c->sharing, EM_PRIVATE, memory_order_relaxed);
+	own_memory(c);
 }
 
 /*
@@ -336,29 +342,25 @@ static bool reserve_alias(struct em_chunk *c)
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, NULL) == 0;
 }
 
+/* An inherited reservation is a reservation still. */
 static void fork_child_chunk(struct em_chunk *c)
 {
-	if (atomic_load_explicit(&c->sharing, memory_order_relaxed) != EM_SHARED_RESERVED &&
-	    !reserve_alias(c)) {
-		forget_alias(c);
+	if (c->alias_reserved)
 		return;
-	}
-	atomic_store_explicit(&c->sharing, EM_SHARED_RESERVED, memory_order_relaxed);
-}
-
-static void fork_parent_chunk(struct em_chunk *c)
-{
-	if (atomic_load_explicit(&c->sharing, memory_order_relaxed) == EM_PRIVATE)
-		atomic_store_explicit(&c->sharing, EM_SHARED_ALIAS, memory_order_relaxed);
+	if (reserve_alias(c))
+		c->alias_reserved = true;
+	else
+		forget_alias(c);
 }
 
 /*
- * After fork, with every lock held and no other thread running execmem
- * code: every aliased chunk's memfd is now mapped by both processes.  None
- * is copied now (a child that execs copies nothing): each process copies a
- * chunk before it first writes it (em_unshare()).  A chunk with a write
- * window open is copied at once, as the window's pointer may be written
- * at any time.
+ * After fork (em_fork_generation already counts it), with every lock held
+ * and no other thread running execmem code: every aliased chunk's memfd
+ * is now mapped by both processes, so em_chunk_shared() is true of each.
+ * None is copied now (a child that execs copies nothing): each process
+ * copies a chunk before it first writes it (em_unshare()).  A chunk with a
+ * write window open is copied at once, as the window's pointer may be
+ * written at any time.  The parent only reads the descriptors.
  */
 void em_aliases_forked(bool in_child)
 {
@@ -366,8 +368,6 @@ void em_aliases_forked(bool in_child)
 		next = c->alias_next;
 		if (in_child)
 			fork_child_chunk(c);
-		else
-			fork_parent_chunk(c);
 		if (c->windows && em_chunk_shared(c))
 			em_chunk_privatize(c);
 	}

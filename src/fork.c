@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+atomic_uint em_fork_generation;
 static struct em_lock registry_lock;
 static struct em_arena *registry;
 
@@ -198,6 +199,7 @@ static void before_fork(void)
 static void in_parent(void)
 {
 	em_toggle_guard_unlock(); /* a copy may need the guard */
+	atomic_fetch_add(&em_fork_generation, 1);
 	em_aliases_forked(false);
 	unlock_all();
 }
@@ -205,6 +207,7 @@ static void in_parent(void)
 static void in_child(void)
 {
 	em_toggle_guard_unlock(); /* a copy may need the guard */
+	atomic_fetch_add(&em_fork_generation, 1);
 	em_aliases_forked(true);
 	unlock_all();
 }

@@ -71,13 +71,6 @@ enum em_chunk_kind {
 	EM_CHUNK_DETACHED /* after a fork that could not copy it: runs, is never written */
 };
 
-/* Whether an aliased chunk's memfd is this process's alone (fork.c). */
-enum em_sharing {
-	EM_PRIVATE,         /* nobody else maps it */
-	EM_SHARED_ALIAS,    /* a forked process maps it too; the alias here is not written */
-	EM_SHARED_RESERVED  /* inherited at fork: the alias was not (MADV_DONTFORK), its address is held */
-};
-
 struct em_pool;
 struct em_shard;
 struct em_shadow;
@@ -88,7 +81,10 @@ struct em_chunk {
 	size_t size;               /* bytes mapped (a multiple of the page size) */
 	size_t span;               /* bytes of address space owned (multiple of EM_CHUNK) */
 	enum em_chunk_kind kind;
-	atomic_uchar sharing;      /* enum em_sharing: changed with every writer stopped, or unmapped */
+	/* ALIASED: the fork generation in which its memfd became this process's
+	 * alone; changed with every writer stopped (fork.c), or at unmap */
+	atomic_uint own_gen;
+	bool alias_reserved;       /* ALIASED: its alias address holds only a reservation */
 	bool large;                /* one allocation covering the whole mapping */
 	bool huge;                 /* the kernel confirmed 2 MiB pages */
 	unsigned unit_shift;       /* log2 of the granule; 63 for a large mapping */
@@ -207,15 +203,23 @@ int em_write_enter(void);
 void em_write_exit(void);
 void em_unshare(struct em_chunk *c);
 
+/* Forks this process and its ancestors made since execmem's first use. */
+extern atomic_uint em_fork_generation;
+
 /*
- * Whether a forked process may still map the chunk's memory: it must then
+ * Whether a forked process may still map the chunk's memory (an aliased
+ * chunk not given memory of its own since the last fork): it must then
  * get memory of its own (em_unshare(), with no execmem lock held and
  * outside the write gate) before anything writes it.  Stable while the
- * caller is inside the write gate or holds the chunk's shard lock.
+ * caller is inside the write gate or holds the chunk's shard lock.  Fork
+ * writes no chunk descriptor in the parent: a write after fork() would
+ * copy the page holding it.
  */
 static inline bool em_chunk_shared(struct em_chunk *c)
 {
-	return atomic_load_explicit(&c->sharing, memory_order_relaxed) != EM_PRIVATE;
+	return c->kind == EM_CHUNK_ALIASED &&
+	       atomic_load_explicit(&c->own_gen, memory_order_relaxed) !=
+		       atomic_load_explicit(&em_fork_generation, memory_order_relaxed);
 }
 
 /* toggle_guard.c */
