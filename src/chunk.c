@@ -52,6 +52,7 @@ static void own_memory(struct em_chunk *c)
 {
 	atomic_store_explicit(&c->own_gen, atomic_load(&em_fork_generation), memory_order_relaxed);
 	c->alias_reserved = false;
+	c->alias_forked = false;
 }
 
 /*
@@ -231,7 +232,8 @@ int em_chunk_unmap(struct em_chunk *c)
 		em_lock(&aliases_lock);
 	int rc = em_unreserve((void *)c->base, c->span);
 	if (!rc && aliased) {
-		em_unreserve(c->alias, c->size);
+		if (c->alias) /* a child may have lost its address (see fork_child_chunk()) */
+			em_unreserve(c->alias, c->size);
 		untrack_alias(c);
 		own_memory(c); /* nothing to unshare */
 	}
@@ -321,7 +323,12 @@ static void forget_alias(struct em_chunk *c)
 void em_chunk_privatize(struct em_chunk *c)
 {
 	bool was_huge = c->huge;
-	if (copy_to_new_memfd(c) != 0 && copy_to_private(c) != 0) {
+	void *alias;
+	if (!c->alias && em_place_random(c->size, c->base, &alias) == 0)
+		c->alias = alias;
+	if (!c->alias) {
+		forget_alias(c);
+	} else if (copy_to_new_memfd(c) != 0 && copy_to_private(c) != 0) {
 		em_unreserve(c->alias, c->size);
 		forget_alias(c);
 	}
@@ -342,15 +349,31 @@ static bool reserve_alias(struct em_chunk *c)
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, NULL) == 0;
 }
 
-/* An inherited reservation is a reservation still. */
+/*
+ * An inherited alias (a window's, see em_aliases_forking()) or reservation
+ * stays.  When a fork handler of the program (or a runtime's thread stack)
+ * took the address first, the chunk gets another when it is copied.
+ */
 static void fork_child_chunk(struct em_chunk *c)
 {
-	if (c->alias_reserved)
+	if (c->alias_forked || c->alias_reserved)
 		return;
 	if (reserve_alias(c))
 		c->alias_reserved = true;
 	else
-		forget_alias(c);
+		c->alias = NULL;
+}
+
+/*
+ * Before fork: the alias of a chunk with a write window open is inherited,
+ * so that the window's pointer stays valid in the child, which copies
+ * the chunk at once.  Written before fork, so that no page is copied.
+ */
+void em_aliases_forking(void)
+{
+	for (struct em_chunk *c = aliases; c; c = c->alias_next)
+		if (c->windows && c->alias && !c->alias_reserved)
+			c->alias_forked = em_os_advise(c->alias, c->size, MADV_DOFORK) == 0;
 }
 
 /*
@@ -513,7 +536,8 @@ bool em_chunk_wx_hole(struct em_chunk *c)
 	if (c->kind == EM_CHUNK_DETACHED || em_os_find_wx(ranges, c->alias ? 2 : 1) <= 0)
 		return false;
 	if (c->kind == EM_CHUNK_ALIASED) {
-		em_os_protect(c->alias, c->size, PROT_READ | PROT_WRITE);
+		if (c->alias)
+			em_os_protect(c->alias, c->size, PROT_READ | PROT_WRITE);
 		em_os_protect((void *)c->base, c->size, (int)c->pool->prot);
 	} else if (c->kind == EM_CHUNK_TOGGLED) {
 		reprotect_idle_pages(c);

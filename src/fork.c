@@ -193,6 +193,7 @@ void em_unshare(struct em_chunk *c)
 static void before_fork(void)
 {
 	stop_writers();
+	em_aliases_forking();
 	em_toggle_guard_lock();
 }
 

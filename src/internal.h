@@ -85,6 +85,7 @@ struct em_chunk {
 	 * alone; changed with every writer stopped (fork.c), or at unmap */
 	atomic_uint own_gen;
 	bool alias_reserved;       /* ALIASED: its alias address holds only a reservation */
+	bool alias_forked;         /* ALIASED: its alias is inherited by the next fork */
 	bool large;                /* one allocation covering the whole mapping */
 	bool huge;                 /* the kernel confirmed 2 MiB pages */
 	unsigned unit_shift;       /* log2 of the granule; 63 for a large mapping */
@@ -172,6 +173,7 @@ int em_chunk_unmap(struct em_chunk *c);
 /* Fork: the lock that chunk creation and release hold, and privatization. */
 void em_aliases_lock(void);
 void em_aliases_unlock(void);
+void em_aliases_forking(void);
 void em_aliases_forked(bool in_child);
 void em_chunk_privatize(struct em_chunk *c);
 int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len);

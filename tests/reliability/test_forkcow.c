@@ -6,13 +6,16 @@
  * fill of a free), and that nothing is copied before a process writes: a
  * fork makes no memfd in either process, a first write to a chunk makes
  * one, a second write to it none.  Also: a window open across the fork, a
- * grandchild, and a child that never calls execmem again.
+ * grandchild, a child that never calls execmem again, and a child whose
+ * alias address a fork handler of the program took.
  * The mode comes from EXECMEM_MODE (mprotect mode has nothing shared: the
  * same checks hold, and no memfd is ever made).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -213,6 +216,43 @@ static void child_writes_first(void)
 		execmem_free(p[i].code);
 }
 
+/* ---- (e) the child's alias address taken before execmem's handler ran ---- */
+
+static void *squat_target, *squat_program;
+static uint8_t *squatter;
+#define SQUAT_BYTE 0x5a
+
+/* Before fork: the RW alias showing the program's chunk. */
+static void find_alias(void)
+{
+	uintptr_t view = (uintptr_t)squat_program & ~(uintptr_t)(EXECMEM_CHUNK_SIZE - 1);
+	FILE *maps = squat_program ? fopen("/proc/self/maps", "r") : NULL;
+	char line[512];
+	squat_target = NULL;
+	while (maps && fgets(line, sizeof line, maps)) {
+		uintptr_t start, end;
+		char perms[5] = "";
+		if (sscanf(line, "%lx-%lx %4s", &start, &end, perms) == 3 && perms[1] == 'w' &&
+		    strstr(line, "memfd:execmem") && end - start == EXECMEM_CHUNK_SIZE &&
+		    memcmp((void *)start, (void *)view, EXECMEM_CHUNK_SIZE) == 0)
+			squat_target = (void *)start;
+	}
+	if (maps)
+		fclose(maps);
+}
+
+/* In the child, before execmem's handler: a mapping of the program's own
+ * where the alias was. */
+static void squat(void)
+{
+	void *p = squat_target ? mmap(squat_target, EXECMEM_CHUNK_SIZE, PROT_READ | PROT_WRITE,
+				      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
+			       : MAP_FAILED;
+	squatter = p == squat_target ? p : NULL;
+	if (squatter)
+		memset(squatter, SQUAT_BYTE, EXECMEM_CHUNK_SIZE);
+}
+
 /* ---- (c) a write window open across the fork, in both processes ---- */
 
 static void window_across_fork(void)
@@ -227,11 +267,15 @@ static void window_across_fork(void)
 	uint8_t child_bytes[RT_PROGRAM_MAX], parent_bytes[RT_PROGRAM_MAX];
 	size_t len = rt_emit_return(child_bytes, value + 1);
 	rt_emit_return(parent_bytes, value + 2);
+	squat_program = code; /* the child's first fork handler tries to map over the alias */
 	fflush(NULL);
 	pid_t pid = fork();
 	if (pid == 0) {
-		/* The window goes on in the child: through the pointer it had. */
+		/* The window goes on in the child: through the pointer it had,
+		 * which must still be the alias. */
 		close(pipe_fds[1]);
+		if (squatter)
+			_exit(4);
 		memcpy(w, child_bytes, len);
 		int rc = execmem_write_end(code);
 		if (!await(pipe_fds[0]))
@@ -239,11 +283,13 @@ static void window_across_fork(void)
 		_exit(rc != 0 ? 2 : !rt_program_returns(mode, code, value + 1) ? 3 : 0);
 	}
 	close(pipe_fds[0]);
+	squat_program = NULL;
 	memcpy(w, parent_bytes, len);
 	RT_CHECK(execmem_write_end(code) == 0, "parent window end");
 	tell(pipe_fds[1]);
 	close(pipe_fds[1]);
-	wait_ok(pid, "child with a window open at the fork (3: it saw the parent's write)");
+	wait_ok(pid, "child with a window open at the fork (3: it saw the parent's write, 4: its"
+		" alias was not inherited)");
 	RT_CHECK(rt_program_returns(mode, code, value + 2), "the child's window write reached the parent");
 	execmem_free(code);
 }
@@ -313,8 +359,49 @@ static void nested_and_idle(void)
 		execmem_free(p[i].code);
 }
 
+static bool squatter_intact(void)
+{
+	for (size_t i = 0; i < EXECMEM_CHUNK_SIZE; i++)
+		if (squatter[i] != SQUAT_BYTE)
+			return false;
+	return true;
+}
+
+static int child_of_squatter(uint32_t value)
+{
+	if (!squatter) {
+		fprintf(stderr, "FAIL child: no mapping at the alias address\n");
+		return 1;
+	}
+	if (!rt_program_returns(mode, squat_program, value) ||
+	    !rt_write_program(squat_program, value + 1) ||
+	    !rt_program_returns(mode, squat_program, value + 1))
+		return 2;
+	return squatter_intact() ? 0 : 3;
+}
+
+static void alias_address_taken(void)
+{
+	uint32_t value = 0x6500;
+	squat_program = rt_new_program(NULL, 64, value);
+	RT_CHECK(squat_program, "set-up: errno %d", errno);
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(child_of_squatter(value));
+	squat_target = NULL;
+	RT_CHECK(rt_write_program(squat_program, value + 2), "parent rewrite");
+	wait_ok(pid, "child whose alias address was taken (2: its rewrite, 3: it wrote over the"
+		" program's mapping)");
+	RT_CHECK(rt_program_returns(mode, squat_program, value + 2), "the child's write reached the parent");
+	execmem_free(squat_program);
+	squat_program = NULL;
+}
+
 int main(void)
 {
+	/* Before execmem's first use: the child handler runs before execmem's. */
+	pthread_atfork(find_alias, NULL, squat);
 	mode = rt_mode_from_env();
 	rt_can_run_rewritten_code(mode); /* says once, before any fork, what qemu-user cannot run */
 	printf("forkcow: default arena in %s mode\n", execmem_mode_name(mode));
@@ -322,6 +409,8 @@ int main(void)
 	child_writes_first();
 	window_across_fork();
 	nested_and_idle();
+	if (mode == EXECMEM_MODE_DUAL)
+		alias_address_taken();
 	RT_CHECK(rt_count_wx_mappings() == 0, "a W+X mapping is left");
 	return rt_finish("forkcow");
 }
