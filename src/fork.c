@@ -110,7 +110,7 @@ int em_write_enter(void)
 	for (;;) {
 		atomic_store_explicit(&me->active, 1, memory_order_relaxed);
 		full_fence();
-		/* Acquire: a writer let in after a fork sees the chunks it marked. */
+		/* Acquire: a writer let in after a fork sees its generation. */
 		if (!atomic_load_explicit(&fork_pending, memory_order_acquire))
 			return 0;
 		atomic_store_explicit(&me->active, 0, memory_order_release);
@@ -197,20 +197,23 @@ static void before_fork(void)
 	em_toggle_guard_lock();
 }
 
-static void in_parent(void)
+/* Both processes: every aliased chunk is shared from now on. */
+static void after_fork(bool in_child)
 {
 	em_toggle_guard_unlock(); /* a copy may need the guard */
 	atomic_fetch_add(&em_fork_generation, 1);
-	em_aliases_forked(false);
+	em_aliases_forked(in_child);
 	unlock_all();
+}
+
+static void in_parent(void)
+{
+	after_fork(false);
 }
 
 static void in_child(void)
 {
-	em_toggle_guard_unlock(); /* a copy may need the guard */
-	atomic_fetch_add(&em_fork_generation, 1);
-	em_aliases_forked(true);
-	unlock_all();
+	after_fork(true);
 }
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
