@@ -352,11 +352,12 @@ static bool reserve_alias(struct em_chunk *c)
 /*
  * An inherited alias (a window's, see em_aliases_forking()) or reservation
  * stays.  When a fork handler of the program (or a runtime's thread stack)
- * took the address first, the chunk gets another when it is copied.
+ * took the address first, the chunk gets another when it is copied (as
+ * does one whose address was lost before an earlier fork).
  */
 static void fork_child_chunk(struct em_chunk *c)
 {
-	if (c->alias_forked || c->alias_reserved)
+	if (!c->alias || c->alias_forked || c->alias_reserved)
 		return;
 	if (reserve_alias(c))
 		c->alias_reserved = true;
