@@ -256,7 +256,7 @@ enum execmem_os_call {
 	EXECMEM_OS_MADVISE,
 	EXECMEM_OS_MEMBARRIER,
 	EXECMEM_OS_FLUSH_ICACHE,
-	EXECMEM_OS_OTHER,      /* close, pipe, read, write, sigaction, ... */
+	EXECMEM_OS_OTHER,      /* close, pwrite, sigaction, ... */
 	EXECMEM_OS_CALL_MAX
 };
 

@@ -591,6 +591,18 @@ static int hold(struct em_chunk *c, uintptr_t addr, struct held *h)
 	return -EINVAL;
 }
 
+/* hold() for a write: a chunk shared since a fork is unshared first, with
+ * no lock held (see fork.c). */
+static int hold_to_write(struct em_chunk *c, uintptr_t addr, struct held *h)
+{
+	int rc;
+	while (!(rc = hold(c, addr, h)) && em_chunk_shared(c)) {
+		em_unlock(&h->shard->lock);
+		em_unshare(c);
+	}
+	return rc;
+}
+
 static bool flagged(struct em_chunk *c, const struct held *h, enum em_fs_flag flag)
 {
 	return em_fs_flag(&c->fs, flag, h->index);
@@ -676,7 +688,7 @@ static void release_large(struct em_shard *s, struct em_chunk *c)
 int em_pool_free(struct em_chunk *c, uintptr_t addr)
 {
 	struct held h;
-	int rc = hold(c, addr, &h);
+	int rc = c->large ? hold(c, addr, &h) : hold_to_write(c, addr, &h);
 	if (rc)
 		return rc;
 	struct em_shard *s = h.shard;
@@ -756,7 +768,7 @@ static void free_shadow(struct em_shadow *s)
 int em_window_begin(struct em_chunk *c, uintptr_t addr, void **writable)
 {
 	struct held h;
-	int rc = hold(c, addr, &h);
+	int rc = hold_to_write(c, addr, &h);
 	if (rc)
 		return rc;
 	if (flagged(c, &h, EM_FS_SEALED))
@@ -771,8 +783,10 @@ int em_window_begin(struct em_chunk *c, uintptr_t addr, void **writable)
 		rc = open_shadow(c->pool, addr, h.size, writable);
 	else
 		*writable = em_chunk_writable(c, addr);
-	if (!rc)
+	if (!rc) {
 		em_fs_set_flag(&c->fs, EM_FS_WINDOW, h.index, 1);
+		c->windows++;
+	}
 	em_unlock(&h.shard->lock);
 	return rc;
 }
@@ -811,6 +825,7 @@ int em_window_end(struct em_chunk *c, uintptr_t addr)
 	}
 	bool hole = em_chunk_wx_hole(c);
 	em_fs_set_flag(&c->fs, EM_FS_WINDOW, h.index, 0);
+	c->windows--;
 	rc = close_window(c, addr, h.size);
 	if (hole) {
 		atomic_fetch_add(&c->pool->arena->wx_holes, 1);

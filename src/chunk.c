@@ -53,6 +53,14 @@ static int map_fixed(void *addr, size_t len, int prot, int flags, const struct e
 	return em_os_map(&out, addr, len, prot, flags | MAP_FIXED, fd);
 }
 
+/* Its memory is this process's alone from now on, until the next fork. */
+static void own_memory(struct em_chunk *c)
+{
+	atomic_store_explicit(&c->own_gen, atomic_load(&em_fork_generation), memory_order_relaxed);
+	c->alias_reserved = false;
+	c->alias_forked = false;
+}
+
 /*
  * Every chunk with an RW alias is on this list, from before its memfd
  * exists until its alias is gone, and the lock is held across that whole
@@ -97,6 +105,17 @@ static int new_memfd(const struct em_chunk *c, struct em_fd *fd)
 }
 
 /*
+ * An RW alias of the memfd at addr.  A forked child never inherits it
+ * (MADV_DONTFORK): no alias of a memfd shared with another process exists
+ * anywhere, so that process's code can change only through its own writes.
+ */
+static int map_alias(void *addr, size_t len, const struct em_fd *fd)
+{
+	int rc = map_fixed(addr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+	return rc ? rc : em_os_advise(addr, len, MADV_DONTFORK);
+}
+
+/*
  * The view of a memfd whose alias is mapped: sealed first, so that no one
  * can make the view writable (mprotect() of it to W+X fails with EACCES).
  */
@@ -119,7 +138,7 @@ static int map_aliased(struct em_chunk *c)
 		return rc;
 	void *alias = NULL;
 	rc = em_place_random(c->size, c->base, &alias);
-	if (!rc && (rc = map_fixed(alias, c->size, PROT_READ | PROT_WRITE, MAP_SHARED, &fd))) {
+	if (!rc && (rc = map_alias(alias, c->size, &fd))) {
 		em_unreserve(alias, c->size);
 		alias = NULL;
 	}
@@ -198,6 +217,8 @@ int em_chunk_map(struct em_chunk *c, const struct em_window *window, enum em_chu
 		return rc;
 	c->base = (uintptr_t)base;
 	c->kind = kind;
+	own_memory(c);
+	c->windows = 0;
 	c->alias = NULL;
 	c->huge = false;
 	rc = alloc_page_counters(c);
@@ -224,8 +245,10 @@ int em_chunk_unmap(struct em_chunk *c)
 		em_lock(&aliases_lock);
 	int rc = em_unreserve((void *)c->base, c->span);
 	if (!rc && aliased) {
-		em_unreserve(c->alias, c->size);
+		if (c->alias) /* a child may have lost its address (see fork_child_chunk()) */
+			em_unreserve(c->alias, c->size);
 		untrack_alias(c);
+		own_memory(c); /* nothing to unshare */
 	}
 	if (aliased)
 		em_unlock(&aliases_lock);
@@ -249,11 +272,6 @@ void em_aliases_unlock(void)
 	em_unlock(&aliases_lock);
 }
 
-bool em_aliases_exist(void)
-{
-	return aliases != NULL;
-}
-
 /*
  * A new memfd with the chunk's bytes, mapped over both views in place: no
  * buffer and no address space beyond what the chunk already has, so it
@@ -267,7 +285,7 @@ static int copy_to_new_memfd(struct em_chunk *c)
 		return rc;
 	rc = em_os_write_file(&fd, (void *)c->base, c->size);
 	if (!rc)
-		rc = map_fixed(c->alias, c->size, PROT_READ | PROT_WRITE, MAP_SHARED, &fd);
+		rc = map_alias(c->alias, c->size, &fd);
 	if (!rc)
 		rc = map_view(c, &fd);
 	em_os_close(&fd);
@@ -302,46 +320,95 @@ static int copy_to_private(struct em_chunk *c)
 	return 0;
 }
 
-/*
- * Nothing could be had: drop the alias, so that this process can no
- * longer write memory it shares with the other; its code still runs.
- */
-static void detach(struct em_chunk *c)
+/* The chunk runs but is never written again: it has no alias. */
+static void forget_alias(struct em_chunk *c)
 {
-	em_unreserve(c->alias, c->size);
 	untrack_alias(c);
 	c->alias = NULL;
 	c->kind = EM_CHUNK_DETACHED;
 }
 
 /*
- * Give one aliased chunk memory of its own, with the same contents.
- * Returns false when it had to be detached instead.
+ * Give one shared chunk memory of its own, with the same contents; when
+ * nothing can be had, drop its alias (detach it), so that this process
+ * can no longer write memory it shares with the other.  Called with every
+ * writer stopped (fork.c).
  */
-static bool privatize(struct em_chunk *c)
+void em_chunk_privatize(struct em_chunk *c)
 {
 	bool was_huge = c->huge;
-	bool own = copy_to_new_memfd(c) == 0 || copy_to_private(c) == 0;
-	if (!own)
-		detach(c);
+	void *alias;
+	if (!c->alias && em_place_random(c->size, c->base, &alias) == 0)
+		c->alias = alias;
+	if (!c->alias) {
+		forget_alias(c);
+	} else if (copy_to_new_memfd(c) != 0 && copy_to_private(c) != 0) {
+		em_unreserve(c->alias, c->size);
+		forget_alias(c);
+	}
 	if (was_huge && !c->huge)
 		atomic_fetch_sub(&c->pool->bytes_huge, c->size);
-	return own;
+	own_memory(c);
 }
 
 /*
- * After fork, with every lock held and no other thread running execmem
- * code: give every aliased chunk of this process memory of its own.
- * Returns how many chunks had to be detached.
+ * In the child, the alias address is free (the alias was not inherited):
+ * it is held again, so that privatization can map there later.  Not where
+ * a fork handler of the program mapped something meanwhile.
  */
-size_t em_aliases_privatize(void)
+static bool reserve_alias(struct em_chunk *c)
 {
-	size_t detached = 0;
+	void *out;
+	return em_os_map(&out, c->alias, c->size, PROT_NONE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, NULL) == 0;
+}
+
+/*
+ * An inherited alias (a window's, see em_aliases_forking()) or reservation
+ * stays.  When a fork handler of the program (or a runtime's thread stack)
+ * took the address first, the chunk gets another when it is copied (as
+ * does one whose address was lost before an earlier fork).
+ */
+static void fork_child_chunk(struct em_chunk *c)
+{
+	if (!c->alias || c->alias_forked || c->alias_reserved)
+		return;
+	if (reserve_alias(c))
+		c->alias_reserved = true;
+	else
+		c->alias = NULL;
+}
+
+/*
+ * Before fork: the alias of a chunk with a write window open is inherited,
+ * so that the window's pointer stays valid in the child, which copies
+ * the chunk at once.  Written before fork, so that no page is copied.
+ */
+void em_aliases_forking(void)
+{
+	for (struct em_chunk *c = aliases; c; c = c->alias_next)
+		if (c->windows && c->alias && !c->alias_reserved)
+			c->alias_forked = em_os_advise(c->alias, c->size, MADV_DOFORK) == 0;
+}
+
+/*
+ * After fork (em_fork_generation already counts it), with every lock held
+ * and no other thread running execmem code: every aliased chunk's memfd
+ * is now mapped by both processes, so em_chunk_shared() is true of each.
+ * None is copied now (a child that execs copies nothing): each process
+ * copies a chunk before it first writes it (em_unshare()).  A chunk with a
+ * write window open is copied at once, as the window's pointer may be
+ * written at any time.  The parent only reads the descriptors.
+ */
+void em_aliases_forked(bool in_child)
+{
 	for (struct em_chunk *c = aliases, *next; c; c = next) {
 		next = c->alias_next;
-		detached += !privatize(c);
+		if (in_child)
+			fork_child_chunk(c);
+		if (c->windows && em_chunk_shared(c))
+			em_chunk_privatize(c);
 	}
-	return detached;
 }
 
 static void page_span(uintptr_t addr, size_t len, uintptr_t *first, uintptr_t *end)
@@ -484,7 +551,8 @@ bool em_chunk_wx_hole(struct em_chunk *c)
 	if (c->kind == EM_CHUNK_DETACHED || em_os_find_wx(ranges, c->alias ? 2 : 1) <= 0)
 		return false;
 	if (c->kind == EM_CHUNK_ALIASED) {
-		em_os_protect(c->alias, c->size, PROT_READ | PROT_WRITE);
+		if (c->alias)
+			em_os_protect(c->alias, c->size, PROT_READ | PROT_WRITE);
 		em_os_protect((void *)c->base, c->size, (int)c->pool->prot);
 	} else if (c->kind == EM_CHUNK_TOGGLED) {
 		reprotect_idle_pages(c);

@@ -250,7 +250,11 @@ static int put(void *dst, const void *src, size_t len)
 	 * toggled page must not straddle it (see fork.c). */
 	if (c->kind == EM_CHUNK_PLAIN)
 		return em_chunk_put(c, (uintptr_t)dst, src, len);
-	if ((rc = em_write_enter()))
+	while (!(rc = em_write_enter()) && em_chunk_shared(c)) {
+		em_write_exit();
+		em_unshare(c); /* first write since a fork */
+	}
+	if (rc)
 		return rc;
 	rc = em_chunk_put(c, (uintptr_t)dst, src, len);
 	em_write_exit();

@@ -1,18 +1,17 @@
 /*
  * fork.c - keeping parent and child apart.  A dual-mapped chunk is a memfd
- * that fork() would share, so that either process could rewrite the other's
- * code.  Around fork every arena is locked, and so is the list of aliased
- * chunks (chunk.c holds that lock from before a memfd exists until its
- * mappings are gone, so no chunk is half made or half released at fork).
- * The child gives each aliased chunk memory of its own, copying it in place
- * (no buffer, no new address space: it works at the address-space limit),
- * and reports on a pipe; the parent waits for that report before anything
- * of it writes again.  Without the report (no pipe, a child that died, a
- * fork handler of the program that closed or replaced the descriptors) the
- * parent copies its own chunks as well, so nobody writes the shared memfds
- * after the fork.  Writes that take no allocator lock (through an alias, or
- * a page toggled writable) pass a gate that fork closes, so none is half
- * done when the child is made.
+ * that fork() shares, so that either process could rewrite the other's
+ * code.  The child never inherits an alias (chunk.c maps them with
+ * MADV_DONTFORK), and after fork each process marks every aliased chunk
+ * shared: whichever process writes a shared chunk first gives it memory of
+ * its own (a copy, in place) before the write, with every writer of the
+ * process stopped.  Nothing is copied at fork, so a child that execs
+ * copies nothing and the parent does not wait for it.  Around fork every
+ * arena is locked, and so is the list of aliased chunks (chunk.c holds that
+ * lock from before a memfd exists until its mappings are gone, so no chunk
+ * is half made or half released at fork).  Writes that take no allocator
+ * lock (through an alias, or a page toggled writable) pass a gate that
+ * fork closes, so none is half done when the child is made.
  */
 #include "internal.h"
 
@@ -21,10 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+atomic_uint em_fork_generation;
 static struct em_lock registry_lock;
 static struct em_arena *registry;
-static struct em_fd fork_pipe[2] = { { .fd = -1 }, { .fd = -1 } };
-#define CHILD_COPIED 1
 
 /*
  * The write gate.  Each writing thread owns a record whose `active` flag
@@ -112,7 +110,8 @@ int em_write_enter(void)
 	for (;;) {
 		atomic_store_explicit(&me->active, 1, memory_order_relaxed);
 		full_fence();
-		if (!atomic_load_explicit(&fork_pending, memory_order_relaxed))
+		/* Acquire: a writer let in after a fork sees its generation. */
+		if (!atomic_load_explicit(&fork_pending, memory_order_acquire))
 			return 0;
 		atomic_store_explicit(&me->active, 0, memory_order_release);
 		while (atomic_load(&fork_pending))
@@ -159,16 +158,14 @@ bool em_registry_remove(struct em_arena *a)
 	return found;
 }
 
-static void before_fork(void)
+/* Every writer of the process waits (none is half done) until unlock_all(). */
+static void stop_writers(void)
 {
 	em_lock(&registry_lock);
 	close_gate();
 	for (struct em_arena *a = registry; a; a = a->next)
 		em_arena_lock_all(a);
 	em_aliases_lock();
-	em_toggle_guard_lock();
-	if (!em_aliases_exist() || em_os_pipe(fork_pipe) < 0)
-		fork_pipe[0].fd = fork_pipe[1].fd = -1;
 }
 
 static void unlock_all(void)
@@ -181,39 +178,42 @@ static void unlock_all(void)
 }
 
 /*
- * The child's byte says that it has copied every chunk and no longer maps
- * the memfds it shares with the parent.  Anything else (end of file, an
- * error, our descriptor replaced by a fork handler of the program) leaves
- * the parent not knowing, so it takes copies of its own: then nobody
- * writes the shared memfds again.
+ * Give c memory of its own before its first write since a fork.  Its
+ * bytes cannot change while they are copied: every writer is stopped (the
+ * caller is outside the gate and holds no lock of execmem).
  */
-static void in_parent(void)
+void em_unshare(struct em_chunk *c)
 {
-	unsigned char byte = 0;
-	bool child_done = false;
-	em_toggle_guard_unlock(); /* a copy may need the guard */
-	if (fork_pipe[0].fd >= 0) {
-		em_os_close(&fork_pipe[1]);
-		child_done = em_os_read_byte(&fork_pipe[0], &byte) == 1 && byte == CHILD_COPIED;
-		em_os_close(&fork_pipe[0]);
-	}
-	if (!child_done)
-		em_aliases_privatize();
+	stop_writers();
+	if (em_chunk_shared(c))
+		em_chunk_privatize(c);
 	unlock_all();
 }
 
-/* Descriptors are used only while they are still the ones fork made. */
-static void in_child(void)
+static void before_fork(void)
+{
+	stop_writers();
+	em_aliases_forking();
+	em_toggle_guard_lock();
+}
+
+/* Both processes: every aliased chunk is shared from now on. */
+static void after_fork(bool in_child)
 {
 	em_toggle_guard_unlock(); /* a copy may need the guard */
-	bool copied = em_aliases_privatize() == 0;
-	if (fork_pipe[0].fd >= 0) {
-		em_os_close(&fork_pipe[0]);
-		if (copied)
-			em_os_write_byte(&fork_pipe[1], CHILD_COPIED);
-		em_os_close(&fork_pipe[1]);
-	}
+	atomic_fetch_add(&em_fork_generation, 1);
+	em_aliases_forked(in_child);
 	unlock_all();
+}
+
+static void in_parent(void)
+{
+	after_fork(false);
+}
+
+static void in_child(void)
+{
+	after_fork(true);
 }
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;

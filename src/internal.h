@@ -81,6 +81,11 @@ struct em_chunk {
 	size_t size;               /* bytes mapped (a multiple of the page size) */
 	size_t span;               /* bytes of address space owned (multiple of EM_CHUNK) */
 	enum em_chunk_kind kind;
+	/* ALIASED: the fork generation in which its memfd became this process's
+	 * alone; changed with every writer stopped (fork.c), or at unmap */
+	atomic_uint own_gen;
+	bool alias_reserved;       /* ALIASED: its alias address holds only a reservation */
+	bool alias_forked;         /* ALIASED: its alias is inherited by the next fork */
 	bool large;                /* one allocation covering the whole mapping */
 	bool huge;                 /* the kernel confirmed 2 MiB pages */
 	unsigned unit_shift;       /* log2 of the granule; 63 for a large mapping */
@@ -90,6 +95,7 @@ struct em_chunk {
 	void *fs_storage;
 	atomic_uint *rw_refs;      /* TOGGLED: open writes per page */
 	atomic_uint toggle_gen;     /* TOGGLED: bumped whenever a page goes back to RX */
+	unsigned windows;          /* open write windows, under the owning shard's lock */
 	struct em_chunk *next, *prev;
 	struct em_chunk *alias_next, *alias_prev; /* chunk.c's list of aliased chunks */
 };
@@ -170,8 +176,9 @@ int em_chunk_unmap(struct em_chunk *c);
 /* Fork: the lock that chunk creation and release hold, and privatization. */
 void em_aliases_lock(void);
 void em_aliases_unlock(void);
-bool em_aliases_exist(void);
-size_t em_aliases_privatize(void);
+void em_aliases_forking(void);
+void em_aliases_forked(bool in_child);
+void em_chunk_privatize(struct em_chunk *c);
 int em_chunk_put(struct em_chunk *c, uintptr_t dst, const void *src, size_t len);
 void *em_chunk_writable(struct em_chunk *c, uintptr_t addr);
 bool em_chunk_wx_hole(struct em_chunk *c);
@@ -201,6 +208,26 @@ void em_registry_add(struct em_arena *a);
 bool em_registry_remove(struct em_arena *a);
 int em_write_enter(void);
 void em_write_exit(void);
+void em_unshare(struct em_chunk *c);
+
+/* Forks this process and its ancestors made since execmem's first use. */
+extern atomic_uint em_fork_generation;
+
+/*
+ * Whether a forked process may still map the chunk's memory (an aliased
+ * chunk not given memory of its own since the last fork): it must then
+ * get memory of its own (em_unshare(), with no execmem lock held and
+ * outside the write gate) before anything writes it.  Stable while the
+ * caller is inside the write gate or holds the chunk's shard lock.  Fork
+ * writes no chunk descriptor in the parent: a write after fork() would
+ * copy the page holding it.
+ */
+static inline bool em_chunk_shared(struct em_chunk *c)
+{
+	return c->kind == EM_CHUNK_ALIASED &&
+	       atomic_load_explicit(&c->own_gen, memory_order_relaxed) !=
+		       atomic_load_explicit(&em_fork_generation, memory_order_relaxed);
+}
 
 /* toggle_guard.c */
 int em_toggle_guard_install(void);

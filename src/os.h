@@ -53,10 +53,6 @@ EM_HIDDEN int em_os_protect(void *addr, size_t len, int prot);
 EM_HIDDEN int em_os_advise(void *addr, size_t len, int advice);
 EM_HIDDEN int em_os_membarrier(int cmd);
 EM_HIDDEN int em_os_flush_icache(void *start, void *end);
-EM_HIDDEN int em_os_pipe(struct em_fd ends[2]);
-/* One byte: 1 read, 0 at end of file, or a negative errno. */
-EM_HIDDEN int em_os_read_byte(const struct em_fd *f, unsigned char *byte);
-EM_HIDDEN int em_os_write_byte(const struct em_fd *f, unsigned char byte);
 EM_HIDDEN int em_os_install_fault_handler(void (*handler)(int, siginfo_t *, void *),
 					 struct sigaction *previous);
 /* Block in the calling thread every signal but those its own faults raise

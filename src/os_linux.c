@@ -231,44 +231,6 @@ int em_os_flush_icache(void *start, void *end)
 #endif
 }
 
-int em_os_pipe(struct em_fd ends[2])
-{
-	int rc = enter(EXECMEM_OS_OTHER);
-	int fds[2];
-	if (rc)
-		return rc;
-	if (pipe2(fds, O_CLOEXEC) != 0)
-		return -errno;
-	if ((rc = identify(fds[0], &ends[0])) || (rc = identify(fds[1], &ends[1]))) {
-		close(fds[0]);
-		close(fds[1]);
-	}
-	return rc;
-}
-
-/* One byte through f, read or written, retried when a signal interrupts. */
-static int transfer_byte(const struct em_fd *f, unsigned char *byte, bool write_it)
-{
-	int fd = owned(f);
-	ssize_t n = -1;
-	if (fd < 0)
-		return fd;
-	do
-		n = write_it ? write(fd, byte, 1) : read(fd, byte, 1);
-	while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : (int)n;
-}
-
-int em_os_read_byte(const struct em_fd *f, unsigned char *byte)
-{
-	return transfer_byte(f, byte, false);
-}
-
-int em_os_write_byte(const struct em_fd *f, unsigned char byte)
-{
-	return transfer_byte(f, &byte, true);
-}
-
 int em_os_install_fault_handler(void (*handler)(int, siginfo_t *, void *),
 				struct sigaction *previous)
 {

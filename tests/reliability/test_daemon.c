@@ -9,7 +9,8 @@
  * every descriptor from 3 up: allocation, writes, calls, frees and fork keep
  * working and execmem leaves the program's descriptors alone.  The listings
  * of open descriptors and the files' sizes tell.  Dual mode is where
- * execmem uses descriptors at fork; the mode comes from EXECMEM_MODE.
+ * execmem uses descriptors after a fork (a first write copies a chunk to a
+ * new memfd); the mode comes from EXECMEM_MODE.
  */
 #include <errno.h>
 #include <fcntl.h>

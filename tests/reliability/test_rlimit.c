@@ -1,12 +1,13 @@
 /*
  * test_rlimit.c - execmem under resource limits that leave it nothing
  * spare.  (a) The address space limit just above what the process uses:
- * a forked child must keep running the code it inherited (dual mode gives
- * the child chunks of its own, which must need no memory beyond what it
- * maps already) and its parent must go on too.  (b) No free file
+ * a forked child must keep running the code it inherited and rewrite it,
+ * and its parent rewrite its own (in dual mode each process's first write
+ * to a chunk since the fork copies it, which must need no memory beyond
+ * what it maps already).  (b) No free file
  * descriptor: in auto mode allocation falls back to mprotect mode instead
- * of failing, a forced dual arena fails cleanly, and a fork (whose guard
- * cannot make its pipe) still keeps parent and child apart.  Each case
+ * of failing, a forced dual arena fails cleanly, and a fork still keeps
+ * parent and child apart.  Each case
  * runs in a child of its own, so that the limits stay there.
  * The mode of the default arena comes from EXECMEM_MODE.
  */
@@ -132,6 +133,11 @@ static int address_space_limited(void)
 		fprintf(stderr, "FAIL parent's programs after the fork under RLIMIT_AS\n");
 		rc = 1;
 	}
+	/* The parent's first write since the fork copies the chunk, in place. */
+	if (!rt_write_program(p[1].code, p[1].value + 1) || !rt_program_returns(mode, p[1].code, p[1].value + 1)) {
+		fprintf(stderr, "FAIL parent's first rewrite after the fork under RLIMIT_AS\n");
+		rc = 1;
+	}
 	return rc;
 }
 
@@ -228,7 +234,8 @@ static int descriptors_exhausted_alloc(void)
 	return rc;
 }
 
-/* Fork with no descriptor for the fork guard's pipe: still apart. */
+/* Fork with no free descriptor (a first write since the fork copies
+ * without one): still apart. */
 static int descriptors_exhausted_fork(void)
 {
 	struct program p[PROGRAMS];
