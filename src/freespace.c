@@ -169,6 +169,23 @@ static uint32_t cursor_after(const struct em_freespace *fs, uint32_t first, uint
 	return used < 0 ? floor : (uint32_t)used + 1;
 }
 
+/* start and end before used: a concurrent em_fs_find never sees used
+ * granules without the boundaries that delimit them. */
+static void mark_allocation(struct em_freespace *fs, uint32_t first, uint32_t n)
+{
+	if (!in_one_word(first, n)) {
+		put_bit(fs, EM_FS_START, first, 1);
+		put_bit(fs, EM_FS_END, first + n - 1, 1);
+		put_run(fs, EM_FS_USED, first, n, 1);
+		return;
+	}
+	uint64_t *group = word(fs, 0, first / WORD_BITS);
+	uint32_t shift = first % WORD_BITS;
+	store(&group[EM_FS_START], load(&group[EM_FS_START]) | 1ULL << shift);
+	store(&group[EM_FS_END], load(&group[EM_FS_END]) | 1ULL << (shift + n - 1));
+	store(&group[EM_FS_USED], load(&group[EM_FS_USED]) | run_mask(shift, n));
+}
+
 /*
  * Whether the run a search from the cursor would find first starts at the
  * cursor itself, inside one word: the usual case of next fit, decided
@@ -204,11 +221,7 @@ long em_fs_alloc(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_t l
 		return -1;
 	}
 	uint32_t first = (uint32_t)at;
-	/* start and end before used: a concurrent em_fs_find never sees used
-	 * granules without the boundaries that delimit them. */
-	put_bit(fs, EM_FS_START, first, 1);
-	put_bit(fs, EM_FS_END, first + n - 1, 1);
-	put_run(fs, EM_FS_USED, first, n, 1);
+	mark_allocation(fs, first, n);
 	fs->free -= n;
 	fs->cursor = cursor_after(fs, first, n, align);
 	return at;
@@ -315,6 +328,12 @@ void em_fs_free(struct em_freespace *fs, uint32_t index, uint32_t n)
 	 * program freed soon after it was made is rewritten in cache-warm memory. */
 	if (fs->cursor == index + n)
 		fs->cursor = index;
+	/* An emptied chunk is refilled from its start, as the memory written
+	 * most recently (still in cache) is: a batch freed and allocated again
+	 * lands where the last one was instead of in lines not touched for
+	 * longest. */
+	if (fs->free == fs->granules)
+		fs->cursor = 0;
 	raise_max_run(fs, index, n);
 }
 
