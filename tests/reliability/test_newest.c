@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "rtest.h"
 
@@ -94,6 +95,62 @@ static void arena_destroyed(void)
 	}
 }
 
+/* An arena whose code lives in the one chunk of address space at `slot`. */
+static struct execmem_arena *arena_at(uintptr_t slot)
+{
+	struct execmem_range ranges[EXECMEM_TYPE_MAX];
+	memset(ranges, 0, sizeof ranges);
+	ranges[EXECMEM_CODE] = (struct execmem_range){ .start = slot, .end = slot + EXECMEM_CHUNK_SIZE,
+						       .flags = EXECMEM_RANGE_SET };
+	struct execmem_params params;
+	execmem_params_init(&params);
+	params.mode = rt_mode_under_test();
+	params.ranges = ranges;
+	return execmem_arena_create(&params);
+}
+
+struct successor {
+	uintptr_t slot;
+	struct execmem_arena *old, *next;
+	void *at;
+};
+
+/* Destroys the old arena and allocates 64 B in a new one at the same
+ * place: the freed chunk descriptor is this thread's to reuse. */
+static void *succeed(void *arg)
+{
+	struct successor *s = arg;
+	execmem_arena_destroy(s->old);
+	s->next = arena_at(s->slot);
+	s->at = s->next ? execmem_arena_alloc(s->next, EXECMEM_CODE, 64) : NULL;
+	return NULL;
+}
+
+/* Another thread destroys the arena and makes a new one in the same
+ * place, whose first allocation is smaller than this thread's last. */
+static void arena_replaced_in_place(void)
+{
+	size_t chunk = EXECMEM_CHUNK_SIZE;
+	uint8_t *raw = mmap(NULL, 2 * chunk, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	RT_CHECK(raw != MAP_FAILED, "reserve address space");
+	if (raw == MAP_FAILED)
+		return;
+	uintptr_t slot = ((uintptr_t)raw + chunk - 1) & ~(uintptr_t)(chunk - 1);
+	munmap(raw, 2 * chunk);
+	for (int round = 0; round < 4; round++) {
+		struct successor s = { slot, arena_at(slot), NULL, NULL };
+		void *p = s.old ? execmem_arena_alloc(s.old, EXECMEM_CODE, 1024) : NULL;
+		RT_CHECK(p && execmem_write(p, payload, 1024) == 0, "write in the first arena");
+		pthread_t t;
+		RT_CHECK(pthread_create(&t, NULL, succeed, &s) == 0, "start the successor");
+		pthread_join(t, NULL);
+		RT_CHECK(s.at, "allocate in the successor");
+		if (s.at == p)
+			RT_CHECK(execmem_write(p, payload, 1024) == -EINVAL, "write of the old size");
+		execmem_arena_destroy(s.next);
+	}
+}
+
 int main(void)
 {
 	memset(payload, 0xc3, sizeof payload);
@@ -105,5 +162,6 @@ int main(void)
 	sealed();
 	window_open();
 	arena_destroyed();
+	arena_replaced_in_place();
 	return rt_finish("newest");
 }
