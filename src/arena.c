@@ -18,6 +18,45 @@
 static _Thread_local unsigned thread_shard = UINT_MAX;
 static atomic_uint next_thread_shard;
 
+/*
+ * The allocation this thread made last, as validated when it was made: a
+ * JIT writes what it has just allocated, and a write inside it then needs
+ * no lookup in the tracker.  It stays valid while its chunk's epoch is
+ * unchanged (no allocation of the chunk freed, sealed or given a window
+ * since) and no descriptor was freed (so that the chunk pointer still
+ * names the same descriptor: a freed one's address may be reused).
+ */
+struct newest {
+	struct em_chunk *chunk;
+	uintptr_t lo, hi;
+	unsigned long epoch, descriptors_freed;
+};
+static _Thread_local struct newest newest;
+static atomic_ulong descriptors_freed;
+
+static void remember_newest(struct em_chunk *c, uintptr_t addr, size_t size)
+{
+	newest = (struct newest){ c, addr, addr + size,
+				  atomic_load_explicit(&c->epoch, memory_order_relaxed),
+				  atomic_load_explicit(&descriptors_freed, memory_order_relaxed) };
+}
+
+static bool newest_holds(const struct em_chunk *c, uintptr_t addr, size_t len)
+{
+	return c == newest.chunk && addr - newest.lo < newest.hi - newest.lo &&
+	       len <= newest.hi - addr &&
+	       atomic_load_explicit(&c->epoch, memory_order_acquire) == newest.epoch &&
+	       atomic_load_explicit(&descriptors_freed, memory_order_acquire) == newest.descriptors_freed;
+}
+
+/* Under the shard lock, after the tracker changed: cached validations of
+ * the chunk no longer hold. */
+static void new_epoch(struct em_chunk *c)
+{
+	atomic_store_explicit(&c->epoch, atomic_load_explicit(&c->epoch, memory_order_relaxed) + 1,
+			      memory_order_release);
+}
+
 /* Threads are spread over shards in the order they first allocate. */
 static struct em_shard *my_shard(struct em_pool *pool)
 {
@@ -305,7 +344,8 @@ static struct em_chunk *new_descriptor(struct em_pool *pool, bool large)
 	c = aligned_alloc(64, (sizeof *c + 63) & ~(size_t)63);
 	if (c)
 		memset(c, 0, sizeof *c);
-	void *storage = c ? malloc(em_fs_storage_size(granules)) : NULL;
+	size_t bytes = (em_fs_storage_size(granules) + 63) & ~(size_t)63;
+	void *storage = c ? aligned_alloc(64, bytes) : NULL; /* a group per cache line */
 	if (!storage) {
 		free(c);
 		return NULL;
@@ -320,6 +360,7 @@ static struct em_chunk *new_descriptor(struct em_pool *pool, bool large)
 
 static void free_descriptor(struct em_chunk *c)
 {
+	atomic_fetch_add_explicit(&descriptors_freed, 1, memory_order_release);
 	free(c->fs_storage);
 	free(c);
 }
@@ -462,7 +503,9 @@ static void *alloc_in(struct em_shard *s, struct em_chunk *c, uint32_t n, uint32
 	s->live++;
 	s->bytes_in_use += (size_t)n << shift;
 	work_in(s, c);
-	return (void *)(c->base + ((uintptr_t)at << shift));
+	uintptr_t p = c->base + ((uintptr_t)at << shift);
+	remember_newest(c, p, (size_t)n << shift);
+	return (void *)p;
 }
 
 /* Widen the window so that a chunk overlapping it by `need` bytes fits. */
@@ -539,6 +582,7 @@ static void *alloc_large(struct em_pool *pool, size_t size, const struct em_wind
 	s->live++;
 	s->bytes_in_use += c->size;
 	atomic_store(&c->shard, s);
+	remember_newest(c, c->base, c->size);
 	em_lock(&pool->lock);
 	push(&pool->large, c);
 	em_unlock(&pool->lock);
@@ -567,6 +611,7 @@ static size_t alloc_bytes(const struct em_chunk *c, uint32_t granules)
 struct held {
 	struct em_shard *shard;
 	uint32_t index, granules;
+	unsigned flags;   /* em_fs_flags() when found */
 	size_t size;
 };
 
@@ -584,6 +629,7 @@ static int hold(struct em_chunk *c, uintptr_t addr, struct held *h)
 		h->index = (uint32_t)(off >> c->unit_shift);
 		h->granules = em_fs_size(&c->fs, h->index);
 		h->size = alloc_bytes(c, h->granules);
+		h->flags = em_fs_flags(&c->fs, h->index);
 		if (h->granules)
 			return 0;
 	}
@@ -603,15 +649,18 @@ static int hold_to_write(struct em_chunk *c, uintptr_t addr, struct held *h)
 	return rc;
 }
 
-static bool flagged(struct em_chunk *c, const struct held *h, enum em_fs_flag flag)
+/* Flags are read once by hold(): only the holder changes them. */
+static bool flagged(const struct held *h, enum em_fs_flag flag)
 {
-	return em_fs_flag(&c->fs, flag, h->index);
+	return (h->flags >> flag) & 1;
 }
 
 /* Whether [addr, addr + len) lies in one live, unsealed allocation of c
  * without an open write window. */
 int em_check_range(struct em_chunk *c, uintptr_t addr, size_t len)
 {
+	if (newest_holds(c, addr, len))
+		return 0;
 	if (!atomic_load_explicit(&c->shard, memory_order_acquire) || addr < c->base ||
 	    addr >= c->base + c->size)
 		return -EINVAL;
@@ -622,9 +671,10 @@ int em_check_range(struct em_chunk *c, uintptr_t addr, size_t len)
 	uintptr_t end = c->base + ((uintptr_t)first << c->unit_shift) + alloc_bytes(c, granules);
 	if (len > end - addr)
 		return -EINVAL;
-	if (em_fs_flag(&c->fs, EM_FS_SEALED, (uint32_t)first))
+	unsigned flags = em_fs_flags(&c->fs, (uint32_t)first);
+	if (flags & (1u << EM_FS_SEALED))
 		return -EPERM;
-	if (em_fs_flag(&c->fs, EM_FS_WINDOW, (uint32_t)first))
+	if (flags & (1u << EM_FS_WINDOW))
 		return -EBUSY;
 	return 0;
 }
@@ -666,7 +716,7 @@ static void chunk_emptied(struct em_shard *s, struct em_chunk *c)
 
 static int unseal(struct em_chunk *c, uintptr_t addr, const struct held *h)
 {
-	if (!flagged(c, h, EM_FS_SEALED))
+	if (!flagged(h, EM_FS_SEALED))
 		return 0;
 	int rc = em_os_protect((void *)addr, h->size, PROT_READ | PROT_WRITE);
 	if (!rc)
@@ -692,7 +742,7 @@ int em_pool_free(struct em_chunk *c, uintptr_t addr)
 	if (rc)
 		return rc;
 	struct em_shard *s = h.shard;
-	rc = flagged(c, &h, EM_FS_WINDOW) ? -EBUSY : unseal(c, addr, &h);
+	rc = flagged(&h, EM_FS_WINDOW) ? -EBUSY : unseal(c, addr, &h);
 	/* Nothing is ever placed again in a detached chunk: no refill. */
 	if (!rc && !c->large && c->kind != EM_CHUNK_DETACHED)
 		rc = em_chunk_put(c, addr, NULL, h.size);
@@ -701,6 +751,7 @@ int em_pool_free(struct em_chunk *c, uintptr_t addr)
 		return rc;
 	}
 	em_fs_free(&c->fs, h.index, h.granules);
+	new_epoch(c);
 	s->live--;
 	s->bytes_in_use -= h.size;
 	if (c->large) {
@@ -771,9 +822,9 @@ int em_window_begin(struct em_chunk *c, uintptr_t addr, void **writable)
 	int rc = hold_to_write(c, addr, &h);
 	if (rc)
 		return rc;
-	if (flagged(c, &h, EM_FS_SEALED))
+	if (flagged(&h, EM_FS_SEALED))
 		rc = -EPERM;
-	else if (flagged(c, &h, EM_FS_WINDOW))
+	else if (flagged(&h, EM_FS_WINDOW))
 		rc = -EBUSY;
 	else if (c->kind == EM_CHUNK_DETACHED)
 		rc = -EIO;
@@ -786,6 +837,7 @@ int em_window_begin(struct em_chunk *c, uintptr_t addr, void **writable)
 	if (!rc) {
 		em_fs_set_flag(&c->fs, EM_FS_WINDOW, h.index, 1);
 		c->windows++;
+		new_epoch(c);
 	}
 	em_unlock(&h.shard->lock);
 	return rc;
@@ -819,7 +871,7 @@ int em_window_end(struct em_chunk *c, uintptr_t addr)
 	int rc = hold(c, addr, &h);
 	if (rc)
 		return rc;
-	if (!flagged(c, &h, EM_FS_WINDOW)) {
+	if (!flagged(&h, EM_FS_WINDOW)) {
 		em_unlock(&h.shard->lock);
 		return -EINVAL;
 	}
@@ -843,14 +895,16 @@ int em_seal(struct em_chunk *c, uintptr_t addr)
 		return rc;
 	if (!c->pool->sealable)
 		rc = -EINVAL;
-	else if (flagged(c, &h, EM_FS_SEALED))
+	else if (flagged(&h, EM_FS_SEALED))
 		rc = -EALREADY;
-	else if (flagged(c, &h, EM_FS_WINDOW))
+	else if (flagged(&h, EM_FS_WINDOW))
 		rc = -EBUSY;
 	else
 		rc = em_os_protect((void *)addr, h.size, PROT_READ);
-	if (!rc)
+	if (!rc) {
 		em_fs_set_flag(&c->fs, EM_FS_SEALED, h.index, 1);
+		new_epoch(c);
+	}
 	em_unlock(&h.shard->lock);
 	return rc;
 }

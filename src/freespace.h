@@ -8,6 +8,11 @@
  * write path makes (em_fs_find, em_fs_size) read words atomically, so they
  * may run while another thread changes other allocations of the chunk.
  * Two spare bitmaps carry per-allocation flags (open write window, sealed).
+ *
+ * The bitmaps are interleaved: the words of all five for 64 granules make
+ * one 64-byte group, so an allocation, a free or a lookup of a small
+ * allocation touches one cache line instead of one line per bitmap (whose
+ * lines, 4 KiB apart, would also compete for one set of the L1 cache).
  */
 #ifndef EXECMEM_FREESPACE_H
 #define EXECMEM_FREESPACE_H
@@ -22,11 +27,14 @@ struct em_freespace {
 	uint32_t free;      /* granules not in use */
 	uint32_t cursor;    /* where the next search starts (next fit) */
 	uint32_t max_run;   /* no free run is longer (exact after a failed search) */
-	uint64_t *used, *start, *end;
-	uint64_t *flags[EM_FS_FLAGS];
+	uint64_t *groups;   /* EM_FS_LANES words per 64 granules */
 };
 
-/* Bytes of bitmap storage em_fs_init() needs for `granules` granules. */
+/* Words of a group: the three bitmaps, then the flags; padded to 64 bytes. */
+enum { EM_FS_USED, EM_FS_START, EM_FS_END, EM_FS_FLAG0, EM_FS_LANES = 8 };
+
+/* Bytes of bitmap storage em_fs_init() needs for `granules` granules (best
+ * aligned to 64 bytes, so that a group is one cache line). */
 size_t em_fs_storage_size(uint32_t granules);
 
 /* Set up an empty tracker over `storage` (em_fs_storage_size() bytes). */
@@ -49,7 +57,8 @@ long em_fs_find(const struct em_freespace *fs, uint32_t index, uint32_t *granule
 /* Free the live allocation of n granules (em_fs_size()) starting at index. */
 void em_fs_free(struct em_freespace *fs, uint32_t index, uint32_t n);
 
-int em_fs_flag(const struct em_freespace *fs, enum em_fs_flag flag, uint32_t index);
+/* All flags of the allocation starting at index: bit f is flag f. */
+unsigned em_fs_flags(const struct em_freespace *fs, uint32_t index);
 void em_fs_set_flag(struct em_freespace *fs, enum em_fs_flag flag, uint32_t index, int on);
 
 #endif

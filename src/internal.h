@@ -96,6 +96,7 @@ struct em_chunk {
 	atomic_uint *rw_refs;      /* TOGGLED: open writes per page */
 	atomic_uint toggle_gen;     /* TOGGLED: bumped whenever a page goes back to RX */
 	unsigned windows;          /* open write windows, under the owning shard's lock */
+	atomic_ulong epoch;        /* bumped when an allocation is freed, sealed or opened (arena.c) */
 	struct em_chunk *next, *prev;
 	struct em_chunk *alias_next, *alias_prev; /* chunk.c's list of aliased chunks */
 };

@@ -46,10 +46,10 @@ static void basics(void)
 	em_fs_free(&fs, (uint32_t)newest, 2);
 	/* flags */
 	em_fs_set_flag(&fs, EM_FS_SEALED, 500, 1);
-	CHECK(em_fs_flag(&fs, EM_FS_SEALED, 500));
+	CHECK_EQ(em_fs_flags(&fs, 500), 1u << EM_FS_SEALED);
 	CHECK_EQ(em_fs_size(&fs, 500), 4);
 	em_fs_free(&fs, 500, 4);
-	CHECK(!em_fs_flag(&fs, EM_FS_SEALED, 500));
+	CHECK_EQ(em_fs_flags(&fs, 500), 0);
 	free(storage);
 }
 
