@@ -5,6 +5,7 @@
  */
 #include "internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -32,13 +33,56 @@ void em_fill(struct em_pool *pool, void *dst, size_t len)
 		p[i] = em_arch.trap[(phase + i) % n];
 }
 
-/* Huge pages where the kernel allows; returns whether it confirmed them. */
+/*
+ * Traps repeated, for filling a memfd before it is mapped.  Its phase is
+ * that of an address aligned as a chunk, as file offset 0 is.
+ */
+static uint8_t trap_pattern[64 << 10] __attribute__((aligned(64)));
+static pthread_once_t trap_pattern_once = PTHREAD_ONCE_INIT;
+
+static void make_trap_pattern(void)
+{
+	struct em_pool code = { .code = true };
+	em_fill(&code, trap_pattern, sizeof trap_pattern);
+}
+
+/*
+ * Give a new memfd the pool's fill before any mapping of it exists: the
+ * kernel allocates its pages in one call, where filling through a mapping
+ * costs a page fault per page, and pages that exist can be collapsed into
+ * a huge page at once.
+ */
+static int prefill(const struct em_pool *pool, const struct em_fd *fd, size_t len)
+{
+	if (!pool->code)
+		return em_os_fill_file(fd, NULL, 0, len);
+	pthread_once(&trap_pattern_once, make_trap_pattern);
+	return em_os_fill_file(fd, trap_pattern, sizeof trap_pattern, len);
+}
+
+static bool huge_size(size_t len)
+{
+	return len % EM_CHUNK == 0;
+}
+
+/* Ask for huge pages before the first touch: a private mapping then faults
+ * in whole 2 MiB pages where the kernel has them. */
+static void want_huge(void *addr, size_t len)
+{
+	if (huge_size(len))
+		em_os_advise(addr, len, MADV_HUGEPAGE);
+}
+
+/* Huge pages for memory that exists; returns whether the kernel confirmed them. */
+static bool collapse(void *addr, size_t len)
+{
+	return huge_size(len) && em_os_advise(addr, len, MADV_COLLAPSE) == 0;
+}
+
 static bool make_huge(void *addr, size_t len)
 {
-	if (len % EM_CHUNK)
-		return false;
-	em_os_advise(addr, len, MADV_HUGEPAGE);
-	return em_os_advise(addr, len, MADV_COLLAPSE) == 0;
+	want_huge(addr, len);
+	return collapse(addr, len);
 }
 
 static int map_fixed(void *addr, size_t len, int prot, int flags, const struct em_fd *fd)
@@ -101,9 +145,10 @@ static int map_view(struct em_chunk *c, const struct em_fd *fd)
 }
 
 /*
- * Give the aliased chunk a fresh memfd: an RW alias at a random address,
- * filled with traps, then the executable view at c->base.  The view is
- * mapped only once its bytes are final.
+ * Give the aliased chunk a fresh memfd holding the pool's fill, an RW alias
+ * at a random address, then the executable view at c->base.  The view is
+ * mapped only once its bytes are final.  A memfd the kernel will not fill
+ * is filled through the alias.
  */
 static int map_aliased(struct em_chunk *c)
 {
@@ -111,6 +156,7 @@ static int map_aliased(struct em_chunk *c)
 	int rc = new_memfd(c, &fd);
 	if (rc)
 		return rc;
+	bool filled = prefill(c->pool, &fd, c->size) == 0;
 	void *alias = NULL;
 	rc = em_place_random(c->size, c->base, &alias);
 	if (!rc && (rc = map_fixed(alias, c->size, PROT_READ | PROT_WRITE, MAP_SHARED, &fd))) {
@@ -119,7 +165,8 @@ static int map_aliased(struct em_chunk *c)
 	}
 	if (!rc) {
 		/* Shared memory collapses only once its pages exist: fill first. */
-		em_fill(c->pool, alias, c->size);
+		if (!filled)
+			em_fill(c->pool, alias, c->size);
 		c->huge = make_huge(alias, c->size);
 		rc = map_view(c, &fd);
 	}
@@ -142,12 +189,11 @@ static int map_private(struct em_chunk *c)
 			   MAP_PRIVATE | MAP_ANONYMOUS, NULL);
 	if (rc)
 		return rc;
-	if (c->kind == EM_CHUNK_PLAIN) {
-		em_os_advise((void *)c->base, c->size, MADV_HUGEPAGE);
+	want_huge((void *)c->base, c->size);
+	if (c->kind == EM_CHUNK_PLAIN)
 		return 0;
-	}
 	em_fill(c->pool, (void *)c->base, c->size);
-	c->huge = make_huge((void *)c->base, c->size);
+	c->huge = collapse((void *)c->base, c->size);
 	return em_os_protect((void *)c->base, c->size, (int)c->pool->prot);
 }
 

@@ -636,6 +636,41 @@ static void fallback_when_refused(void)
 	CHECK_EQ(execmem_arena_destroy(a), 0);
 }
 
+/*
+ * A dual chunk's memfd is filled by the kernel before it is mapped (one
+ * OTHER call per chunk); when that is refused, the chunk is filled through
+ * its alias instead: every byte of code memory still traps, every byte of
+ * rodata is still zero.
+ */
+static void prefill_refused(void)
+{
+	struct execmem_params p;
+	execmem_params_init(&p);
+	p.mode = EXECMEM_MODE_DUAL;
+	struct execmem_arena *a = execmem_arena_create(&p);
+	em_os_fail_nth(EXECMEM_OS_OTHER, 1, ENOSPC, 0);
+	void *code = jit(a, EXECMEM_CODE, 64, 12);
+	CHECK_EQ(em_os_failures(), 1);
+	em_os_fail_nth(EXECMEM_OS_OTHER, 1, ENOSPC, 0);
+	uint8_t *ro = execmem_arena_alloc(a, EXECMEM_RODATA, 64);
+	CHECK_EQ(em_os_failures(), 1);
+	em_os_fail_clear();
+	CHECK(code && tu_returns(code, 12, 1));
+	uint8_t *chunk = (uint8_t *)((uintptr_t)code & ~(EXECMEM_CHUNK_SIZE - 1));
+	CHECK(is_trap(chunk, (size_t)((uint8_t *)code - chunk)));
+	CHECK(is_trap((uint8_t *)code + 16, EXECMEM_CHUNK_SIZE - (size_t)((uint8_t *)code + 16 - chunk)));
+	CHECK(ro != NULL);
+	uint8_t *ro_chunk = (uint8_t *)((uintptr_t)ro & ~(EXECMEM_CHUNK_SIZE - 1));
+	size_t nonzero = 0;
+	for (size_t i = 0; ro && i < EXECMEM_CHUNK_SIZE; i++)
+		nonzero += ro_chunk[i] != 0;
+	CHECK_EQ(nonzero, 0);
+	struct execmem_stats st;
+	execmem_arena_stats(a, &st);
+	CHECK_EQ(st.mode, EXECMEM_MODE_DUAL);
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
 /* ------------- W+X audit while threads write code in mprotect mode ------- */
 
 static atomic_bool stop_audit;
@@ -854,6 +889,7 @@ int main(void)
 	bad_inputs();
 	placement();
 	fallback_when_refused();
+	prefill_refused();
 	guard_lets_runners_through();
 	packing_and_retention();
 	emptied_chunk_not_left_behind();
