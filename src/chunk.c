@@ -46,18 +46,13 @@ static void make_trap_pattern(void)
 	em_fill(&code, trap_pattern, sizeof trap_pattern);
 }
 
-/*
- * Give a new memfd the pool's fill before any mapping of it exists: the
- * kernel allocates its pages in one call, where filling through a mapping
- * costs a page fault per page, and pages that exist can be collapsed into
- * a huge page at once.
- */
-static int prefill(const struct em_pool *pool, const struct em_fd *fd, size_t len)
+/* The kernel writes [from, len) of a new memfd with the pool's fill. */
+static int prefill(const struct em_pool *pool, const struct em_fd *fd, size_t from, size_t len)
 {
 	if (!pool->code)
-		return em_os_fill_file(fd, NULL, 0, len);
+		return em_os_fill_file(fd, NULL, 0, from, len);
 	pthread_once(&trap_pattern_once, make_trap_pattern);
-	return em_os_fill_file(fd, trap_pattern, sizeof trap_pattern, len);
+	return em_os_fill_file(fd, trap_pattern, sizeof trap_pattern, from, len);
 }
 
 static bool huge_size(size_t len)
@@ -145,10 +140,34 @@ static int map_view(struct em_chunk *c, const struct em_fd *fd)
 }
 
 /*
- * Give the aliased chunk a fresh memfd holding the pool's fill, an RW alias
- * at a random address, then the executable view at c->base.  The view is
- * mapped only once its bytes are final.  A memfd the kernel will not fill
- * is filled through the alias.
+ * Fill a new memfd mapped at alias, as cheaply as the kernel allows.
+ * Shared memory collapses only once some of its pages exist: one page
+ * written through the descriptor lets the alias become one huge page at
+ * once (the kernel zeroes the rest), which is then filled through the
+ * alias without a page fault.  Without a huge page the kernel writes the
+ * other pages, again without faults.  Whatever the kernel refuses to write
+ * is filled through the alias.  Returns whether the alias is huge.
+ */
+static bool fill_aliased(struct em_chunk *c, const struct em_fd *fd, uint8_t *alias)
+{
+	size_t seed = huge_size(c->size) ? (size_t)em_os_page_size() : c->size;
+	bool seeded = prefill(c->pool, fd, 0, seed) == 0;
+	if (seeded && make_huge(alias, c->size)) {
+		if (c->pool->code)
+			em_fill(c->pool, alias + seed, c->size - seed);
+		return true;
+	}
+	size_t from = seeded ? seed : 0;
+	if (from < c->size && prefill(c->pool, fd, from, c->size))
+		em_fill(c->pool, alias + from, c->size - from);
+	/* A collapse refused with a page present is refused with all of them. */
+	return !seeded && make_huge(alias, c->size);
+}
+
+/*
+ * Give the aliased chunk a fresh memfd: an RW alias at a random address,
+ * filled, then the executable view at c->base.  The view is mapped only
+ * once its bytes are final.
  */
 static int map_aliased(struct em_chunk *c)
 {
@@ -156,7 +175,6 @@ static int map_aliased(struct em_chunk *c)
 	int rc = new_memfd(c, &fd);
 	if (rc)
 		return rc;
-	bool filled = prefill(c->pool, &fd, c->size) == 0;
 	void *alias = NULL;
 	rc = em_place_random(c->size, c->base, &alias);
 	if (!rc && (rc = map_fixed(alias, c->size, PROT_READ | PROT_WRITE, MAP_SHARED, &fd))) {
@@ -164,10 +182,7 @@ static int map_aliased(struct em_chunk *c)
 		alias = NULL;
 	}
 	if (!rc) {
-		/* Shared memory collapses only once its pages exist: fill first. */
-		if (!filled)
-			em_fill(c->pool, alias, c->size);
-		c->huge = make_huge(alias, c->size);
+		c->huge = fill_aliased(c, &fd, alias);
 		rc = map_view(c, &fd);
 	}
 	if (!rc && c->huge)

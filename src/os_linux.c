@@ -168,15 +168,16 @@ static ssize_t write_pattern_from(int fd, const uint8_t *pattern, size_t pattern
 	return done < 0 ? -errno : done;
 }
 
-int em_os_fill_file(const struct em_fd *f, const void *pattern, size_t pattern_len, size_t len)
+int em_os_fill_file(const struct em_fd *f, const void *pattern, size_t pattern_len, size_t from,
+		    size_t len)
 {
 	int rc = enter(EXECMEM_OS_OTHER);
 	int fd = rc ? rc : owned(f);
 	if (fd < 0)
 		return fd;
 	if (!pattern)
-		return result(fallocate(fd, 0, 0, (off_t)len));
-	for (size_t done = 0; done < len;) {
+		return result(fallocate(fd, 0, (off_t)from, (off_t)(len - from)));
+	for (size_t done = from; done < len;) {
 		ssize_t n = write_pattern_from(fd, pattern, pattern_len, done, len);
 		if (n == -EINTR)
 			continue;

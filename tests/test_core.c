@@ -636,39 +636,57 @@ static void fallback_when_refused(void)
 	CHECK_EQ(execmem_arena_destroy(a), 0);
 }
 
-/*
- * A dual chunk's memfd is filled by the kernel before it is mapped (one
- * OTHER call per chunk); when that is refused, the chunk is filled through
- * its alias instead: every byte of code memory still traps, every byte of
- * rodata is still zero.
- */
-static void prefill_refused(void)
+/* Every byte of the chunk holding p is the pool's fill, but for the
+ * `skip` bytes at p. */
+static bool chunk_filled(const uint8_t *p, size_t skip, bool code)
+{
+	const uint8_t *chunk = (const uint8_t *)((uintptr_t)p & ~(EXECMEM_CHUNK_SIZE - 1));
+	const uint8_t *end = chunk + EXECMEM_CHUNK_SIZE;
+	if (code)
+		return is_trap(chunk, (size_t)(p - chunk)) && is_trap(p + skip, (size_t)(end - p - skip));
+	for (const uint8_t *b = chunk; b < end; b++)
+		if (*b && (b < p || b >= p + skip))
+			return false;
+	return true;
+}
+
+/* A code and a rodata allocation of a new dual arena, with the nth call of
+ * `call` failing with err; checks the chunks' fill and whether the code runs. */
+static void fill_with_failure(enum execmem_os_call call, uint64_t nth, int err, bool sticky)
 {
 	struct execmem_params p;
 	execmem_params_init(&p);
 	p.mode = EXECMEM_MODE_DUAL;
 	struct execmem_arena *a = execmem_arena_create(&p);
-	em_os_fail_nth(EXECMEM_OS_OTHER, 1, ENOSPC, 0);
+	em_os_fail_nth(call, nth, err, sticky);
 	void *code = jit(a, EXECMEM_CODE, 64, 12);
-	CHECK_EQ(em_os_failures(), 1);
-	em_os_fail_nth(EXECMEM_OS_OTHER, 1, ENOSPC, 0);
+	uint64_t failed_code = em_os_failures();
+	em_os_fail_nth(call, nth, err, sticky);
 	uint8_t *ro = execmem_arena_alloc(a, EXECMEM_RODATA, 64);
-	CHECK_EQ(em_os_failures(), 1);
+	uint64_t failed_ro = em_os_failures();
 	em_os_fail_clear();
-	CHECK(code && tu_returns(code, 12, 1));
-	uint8_t *chunk = (uint8_t *)((uintptr_t)code & ~(EXECMEM_CHUNK_SIZE - 1));
-	CHECK(is_trap(chunk, (size_t)((uint8_t *)code - chunk)));
-	CHECK(is_trap((uint8_t *)code + 16, EXECMEM_CHUNK_SIZE - (size_t)((uint8_t *)code + 16 - chunk)));
-	CHECK(ro != NULL);
-	uint8_t *ro_chunk = (uint8_t *)((uintptr_t)ro & ~(EXECMEM_CHUNK_SIZE - 1));
-	size_t nonzero = 0;
-	for (size_t i = 0; ro && i < EXECMEM_CHUNK_SIZE; i++)
-		nonzero += ro_chunk[i] != 0;
-	CHECK_EQ(nonzero, 0);
+	CHECK(failed_code >= 1 && failed_ro >= 1);
+	CHECK(code && tu_returns(code, 12, 1) && chunk_filled(code, 16, true));
+	CHECK(ro && chunk_filled(ro, 0, false));
 	struct execmem_stats st;
 	execmem_arena_stats(a, &st);
 	CHECK_EQ(st.mode, EXECMEM_MODE_DUAL);
+	if (call == EXECMEM_OS_MADVISE)
+		CHECK_EQ(st.bytes_huge, 0);
 	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
+/*
+ * The kernel writes a dual chunk's memfd (OTHER calls): the fill does not
+ * depend on it.  Refused, the chunk is filled through its alias; without
+ * huge pages, the kernel writes every page.  Code memory traps, rodata is
+ * zero, either way.
+ */
+static void fill_when_refused(void)
+{
+	fill_with_failure(EXECMEM_OS_OTHER, 1, ENOSPC, false);
+	fill_with_failure(EXECMEM_OS_OTHER, 1, ENOSPC, true);
+	fill_with_failure(EXECMEM_OS_MADVISE, 1, EINVAL, true);
 }
 
 /* ------------- W+X audit while threads write code in mprotect mode ------- */
@@ -889,7 +907,7 @@ int main(void)
 	bad_inputs();
 	placement();
 	fallback_when_refused();
-	prefill_refused();
+	fill_when_refused();
 	guard_lets_runners_through();
 	packing_and_retention();
 	emptied_chunk_not_left_behind();
