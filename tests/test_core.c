@@ -689,6 +689,33 @@ static void fill_when_refused(void)
 	fill_with_failure(EXECMEM_OS_MADVISE, 1, EINVAL, true);
 }
 
+/*
+ * Space freed in an older chunk is used before the fresh space of a newer
+ * one: otherwise every allocation after a new chunk lands there, and the
+ * holes of the older chunks stay resident and unused.
+ */
+static void older_holes_first(void)
+{
+	enum { PAGE = 4096, PER_CHUNK = EXECMEM_CHUNK_SIZE / PAGE, MADE = PER_CHUNK + 88, FREED = 10 };
+	static void *p[MADE];
+	struct execmem_params params;
+	execmem_params_init(&params);
+	struct execmem_arena *a = execmem_arena_create(&params);
+	for (int i = 0; i < MADE; i++)
+		p[i] = execmem_arena_alloc(a, EXECMEM_CODE, PAGE);
+	uintptr_t first = (uintptr_t)p[0] & ~(EXECMEM_CHUNK_SIZE - 1);
+	CHECK(p[MADE - 1] && ((uintptr_t)p[MADE - 1] & ~(EXECMEM_CHUNK_SIZE - 1)) != first);
+	for (int i = 0; i < FREED; i++)
+		CHECK_EQ(execmem_free(p[i * 50]), 0);
+	int in_first = 0;
+	for (int i = 0; i < FREED; i++) {
+		uintptr_t q = (uintptr_t)execmem_arena_alloc(a, EXECMEM_CODE, PAGE);
+		in_first += (q & ~(EXECMEM_CHUNK_SIZE - 1)) == first;
+	}
+	CHECK_EQ(in_first, FREED);
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
 /* ------------- W+X audit while threads write code in mprotect mode ------- */
 
 static atomic_bool stop_audit;
@@ -908,6 +935,7 @@ int main(void)
 	placement();
 	fallback_when_refused();
 	fill_when_refused();
+	older_holes_first();
 	guard_lets_runners_through();
 	packing_and_retention();
 	emptied_chunk_not_left_behind();
