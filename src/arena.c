@@ -304,6 +304,21 @@ static void push(struct em_chunk **head, struct em_chunk *c)
 	*head = c;
 }
 
+/* Chunks of a shard are kept oldest first (see moves_work()). */
+static void insert_by_age(struct em_chunk **head, struct em_chunk *c)
+{
+	struct em_chunk **link = head, *before = NULL;
+	while (*link && (*link)->age < c->age) {
+		before = *link;
+		link = &before->next;
+	}
+	c->prev = before;
+	c->next = *link;
+	if (*link)
+		(*link)->prev = c;
+	*link = c;
+}
+
 static void unlink_chunk(struct em_chunk **head, struct em_chunk *c)
 {
 	if (c->prev)
@@ -418,6 +433,9 @@ static void count_chunk(struct em_pool *pool, struct em_chunk *c, int sign)
 	em_unlock(&pool->lock);
 }
 
+/* Chunks made so far: a chunk's age is its rank among them. */
+static atomic_uint_fast64_t chunks_made;
+
 /* A mapped, registered chunk spanning `span` bytes, or NULL with *err. */
 static struct em_chunk *create_chunk(struct em_pool *pool, const struct em_window *w,
 				     size_t size, bool large, int *err)
@@ -438,6 +456,7 @@ static struct em_chunk *create_chunk(struct em_pool *pool, const struct em_windo
 		return NULL;
 	}
 	em_fs_init(&c->fs, c->fs.granules, c->fs_storage);
+	c->age = atomic_fetch_add_explicit(&chunks_made, 1, memory_order_relaxed);
 	count_chunk(pool, c, 1);
 	return c;
 }
@@ -486,6 +505,23 @@ static void work_in(struct em_shard *s, struct em_chunk *c)
 		chunk_emptied(s, left);
 }
 
+/*
+ * Whether the shard works in c from now on, c having just served an
+ * allocation found by a miss's scan: the oldest chunk with room keeps the
+ * work, so that the holes of older chunks are filled before the fresh
+ * space of newer ones; a chunk nearly full (under 1/16 free) hands it on,
+ * so that misses do not scan every chunk while the newest one fills, and a
+ * detached one always does (nothing is placed in it again: left, it goes).
+ */
+static bool moves_work(const struct em_shard *s, const struct em_chunk *c)
+{
+	const struct em_chunk *cur = s->current;
+	if (cur == c)
+		return false;
+	return !cur || c->age < cur->age || cur->fs.free < cur->fs.granules / 16 ||
+	       cur->kind == EM_CHUNK_DETACHED;
+}
+
 static void *alloc_in(struct em_shard *s, struct em_chunk *c, uint32_t n, uint32_t align,
 		      const struct em_window *w)
 {
@@ -502,7 +538,8 @@ static void *alloc_in(struct em_shard *s, struct em_chunk *c, uint32_t n, uint32
 		return NULL;
 	s->live++;
 	s->bytes_in_use += (size_t)n << shift;
-	work_in(s, c);
+	if (moves_work(s, c))
+		work_in(s, c);
 	uintptr_t p = c->base + ((uintptr_t)at << shift);
 	remember_newest(c, p, (size_t)n << shift);
 	return (void *)p;
@@ -539,7 +576,7 @@ static void *adopt(struct em_shard *s, struct em_chunk *c, uint32_t n, uint32_t 
 		   const struct em_window *w)
 {
 	atomic_store(&c->shard, s);
-	push(&s->chunks, c);
+	insert_by_age(&s->chunks, c);
 	void *p = alloc_in(s, c, n, align, w);
 	if (!p)
 		chunk_emptied(s, c);
@@ -714,6 +751,19 @@ static void chunk_emptied(struct em_shard *s, struct em_chunk *c)
 	release_chunk(pool, c);
 }
 
+/*
+ * Space freed in a chunk older than the one the shard works in is where it
+ * works next: allocations gather in the oldest chunks (a miss scans them
+ * oldest first too) and the newest ones empty and go back, instead of a
+ * fresh chunk taking every allocation while the holes of the others stay
+ * resident.
+ */
+static void prefer_older(struct em_shard *s, struct em_chunk *c)
+{
+	if (s->current && c->age < s->current->age && c->kind != EM_CHUNK_DETACHED)
+		work_in(s, c);
+}
+
 static int unseal(struct em_chunk *c, uintptr_t addr, const struct held *h)
 {
 	if (!flagged(h, EM_FS_SEALED))
@@ -760,6 +810,8 @@ int em_pool_free(struct em_chunk *c, uintptr_t addr)
 	}
 	if (c->fs.free == c->fs.granules)
 		chunk_emptied(s, c);
+	else
+		prefer_older(s, c);
 	em_unlock(&s->lock);
 	return 0;
 }

@@ -5,6 +5,7 @@
  */
 #include "internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -38,13 +39,51 @@ void em_fill(struct em_pool *pool, void *dst, size_t len)
 		p[i] = em_arch.trap[(phase + i) % n];
 }
 
-/* Huge pages where the kernel allows; returns whether it confirmed them. */
+/*
+ * Traps repeated, for filling a memfd before it is mapped.  Its phase is
+ * that of an address aligned as a chunk, as file offset 0 is.
+ */
+static uint8_t trap_pattern[64 << 10] __attribute__((aligned(64)));
+static pthread_once_t trap_pattern_once = PTHREAD_ONCE_INIT;
+
+static void make_trap_pattern(void)
+{
+	struct em_pool code = { .code = true };
+	em_fill(&code, trap_pattern, sizeof trap_pattern);
+}
+
+/* The kernel writes [from, len) of a new memfd with the pool's fill. */
+static int prefill(const struct em_pool *pool, const struct em_fd *fd, size_t from, size_t len)
+{
+	if (!pool->code)
+		return em_os_fill_file(fd, NULL, 0, from, len);
+	pthread_once(&trap_pattern_once, make_trap_pattern);
+	return em_os_fill_file(fd, trap_pattern, sizeof trap_pattern, from, len);
+}
+
+static bool huge_size(size_t len)
+{
+	return len % EM_CHUNK == 0;
+}
+
+/* Ask for huge pages before the first touch: a private mapping then faults
+ * in whole 2 MiB pages where the kernel has them. */
+static void want_huge(void *addr, size_t len)
+{
+	if (huge_size(len))
+		em_os_advise(addr, len, MADV_HUGEPAGE);
+}
+
+/* Huge pages for memory that exists; returns whether the kernel confirmed them. */
+static bool collapse(void *addr, size_t len)
+{
+	return huge_size(len) && em_os_advise(addr, len, MADV_COLLAPSE) == 0;
+}
+
 static bool make_huge(void *addr, size_t len)
 {
-	if (len % EM_CHUNK)
-		return false;
-	em_os_advise(addr, len, MADV_HUGEPAGE);
-	return em_os_advise(addr, len, MADV_COLLAPSE) == 0;
+	want_huge(addr, len);
+	return collapse(addr, len);
 }
 
 static int map_fixed(void *addr, size_t len, int prot, int flags, const struct em_fd *fd)
@@ -126,9 +165,34 @@ static int map_view(struct em_chunk *c, const struct em_fd *fd)
 }
 
 /*
+ * Fill a new memfd mapped at alias, as cheaply as the kernel allows.
+ * Shared memory collapses only once some of its pages exist: one page
+ * written through the descriptor lets the alias become one huge page at
+ * once (the kernel zeroes the rest), which is then filled through the
+ * alias without a page fault.  Without a huge page the kernel writes the
+ * other pages, again without faults.  Whatever the kernel refuses to write
+ * is filled through the alias.  Returns whether the alias is huge.
+ */
+static bool fill_aliased(struct em_chunk *c, const struct em_fd *fd, uint8_t *alias)
+{
+	size_t seed = huge_size(c->size) ? (size_t)em_os_page_size() : c->size;
+	bool seeded = prefill(c->pool, fd, 0, seed) == 0;
+	if (seeded && make_huge(alias, c->size)) {
+		if (c->pool->code)
+			em_fill(c->pool, alias + seed, c->size - seed);
+		return true;
+	}
+	size_t from = seeded ? seed : 0;
+	if (from < c->size && prefill(c->pool, fd, from, c->size))
+		em_fill(c->pool, alias + from, c->size - from);
+	/* A collapse refused with a page present is refused with all of them. */
+	return !seeded && make_huge(alias, c->size);
+}
+
+/*
  * Give the aliased chunk a fresh memfd: an RW alias at a random address,
- * filled with traps, then the executable view at c->base.  The view is
- * mapped only once its bytes are final.
+ * filled, then the executable view at c->base.  The view is mapped only
+ * once its bytes are final.
  */
 static int map_aliased(struct em_chunk *c)
 {
@@ -143,9 +207,7 @@ static int map_aliased(struct em_chunk *c)
 		alias = NULL;
 	}
 	if (!rc) {
-		/* Shared memory collapses only once its pages exist: fill first. */
-		em_fill(c->pool, alias, c->size);
-		c->huge = make_huge(alias, c->size);
+		c->huge = fill_aliased(c, &fd, alias);
 		rc = map_view(c, &fd);
 	}
 	if (!rc && c->huge)
@@ -174,12 +236,11 @@ static int map_private(struct em_chunk *c)
 	if (rc)
 		return rc;
 	name_private(c);
-	if (c->kind == EM_CHUNK_PLAIN) {
-		em_os_advise((void *)c->base, c->size, MADV_HUGEPAGE);
+	want_huge((void *)c->base, c->size);
+	if (c->kind == EM_CHUNK_PLAIN)
 		return 0;
-	}
 	em_fill(c->pool, (void *)c->base, c->size);
-	c->huge = make_huge((void *)c->base, c->size);
+	c->huge = collapse((void *)c->base, c->size);
 	return em_os_protect((void *)c->base, c->size, (int)c->pool->prot);
 }
 

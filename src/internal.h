@@ -89,6 +89,7 @@ struct em_chunk {
 	bool large;                /* one allocation covering the whole mapping */
 	bool huge;                 /* the kernel confirmed 2 MiB pages */
 	unsigned unit_shift;       /* log2 of the granule; 63 for a large mapping */
+	uint64_t age;              /* creation rank: older chunks are filled first */
 	struct em_pool *pool;
 	_Atomic(struct em_shard *) shard; /* owner while in use; NULL when retained */
 	struct em_freespace fs;    /* small-allocation chunks only */

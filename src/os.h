@@ -39,6 +39,14 @@ EM_HIDDEN int em_os_seal_size(const struct em_fd *f);
 EM_HIDDEN int em_os_seal_writes(const struct em_fd *f);
 /* Writes all of buf at offset 0. */
 EM_HIDDEN int em_os_write_file(const struct em_fd *f, const void *buf, size_t len);
+/*
+ * Fills [from, len) of f with pattern (pattern_len bytes) repeated from
+ * offset 0, or with zeros when pattern is NULL: the kernel allocates the
+ * file's pages in one system call per 4 MiB (pwritev of the pattern
+ * repeated, fallocate for zeros), with no page faults.  Counted as OTHER.
+ */
+EM_HIDDEN int em_os_fill_file(const struct em_fd *f, const void *pattern, size_t pattern_len,
+			      size_t from, size_t len);
 /* Closes f only while it is still the descriptor opened; -EBADF otherwise. */
 EM_HIDDEN int em_os_close(const struct em_fd *f);
 /* mmap: *out receives the address.  A non-NULL hint without fixed is only

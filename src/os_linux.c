@@ -20,6 +20,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -154,6 +155,43 @@ int em_os_write_file(const struct em_fd *f, const void *buf, size_t len)
 		if (n == 0)
 			return -EIO;
 		done += n > 0 ? (size_t)n : 0;
+	}
+	return 0;
+}
+
+/* One pwritev of the pattern repeated from offset `at` (any phase) on;
+ * returns the bytes written or -errno. */
+static ssize_t write_pattern_from(int fd, const uint8_t *pattern, size_t pattern_len, size_t at,
+				  size_t len)
+{
+	struct iovec iov[64];
+	int n = 0;
+	for (size_t pos = at; pos < len && n < 64; n++) {
+		size_t phase = pos % pattern_len;
+		size_t take = pattern_len - phase < len - pos ? pattern_len - phase : len - pos;
+		iov[n] = (struct iovec){ (void *)(pattern + phase), take };
+		pos += take;
+	}
+	ssize_t done = pwritev(fd, iov, n, (off_t)at);
+	return done < 0 ? -errno : done;
+}
+
+int em_os_fill_file(const struct em_fd *f, const void *pattern, size_t pattern_len, size_t from,
+		    size_t len)
+{
+	int rc = enter(EXECMEM_OS_OTHER);
+	int fd = rc ? rc : owned(f);
+	if (fd < 0)
+		return fd;
+	if (!pattern)
+		return result(fallocate(fd, 0, (off_t)from, (off_t)(len - from)));
+	for (size_t done = from; done < len;) {
+		ssize_t n = write_pattern_from(fd, pattern, pattern_len, done, len);
+		if (n == -EINTR)
+			continue;
+		if (n <= 0)
+			return n ? (int)n : -EIO;
+		done += (size_t)n;
 	}
 	return 0;
 }

@@ -636,6 +636,88 @@ static void fallback_when_refused(void)
 	CHECK_EQ(execmem_arena_destroy(a), 0);
 }
 
+/* Every byte of the chunk holding p is the pool's fill, but for the
+ * `skip` bytes at p. */
+static bool chunk_filled(const uint8_t *p, size_t skip, bool code)
+{
+	const uint8_t *chunk = (const uint8_t *)((uintptr_t)p & ~(EXECMEM_CHUNK_SIZE - 1));
+	const uint8_t *end = chunk + EXECMEM_CHUNK_SIZE;
+	if (code)
+		return is_trap(chunk, (size_t)(p - chunk)) && is_trap(p + skip, (size_t)(end - p - skip));
+	for (const uint8_t *b = chunk; b < end; b++)
+		if (*b && (b < p || b >= p + skip))
+			return false;
+	return true;
+}
+
+/* A code and a rodata allocation of a new dual arena, with the nth call of
+ * `call` failing with err; checks the chunks' fill and whether the code runs. */
+static void fill_with_failure(enum execmem_os_call call, uint64_t nth, int err, bool sticky)
+{
+	struct execmem_params p;
+	execmem_params_init(&p);
+	p.mode = EXECMEM_MODE_DUAL;
+	struct execmem_arena *a = execmem_arena_create(&p);
+	em_os_fail_nth(call, nth, err, sticky);
+	void *code = jit(a, EXECMEM_CODE, 64, 12);
+	uint64_t failed_code = em_os_failures();
+	em_os_fail_nth(call, nth, err, sticky);
+	uint8_t *ro = execmem_arena_alloc(a, EXECMEM_RODATA, 64);
+	uint64_t failed_ro = em_os_failures();
+	em_os_fail_clear();
+	CHECK(failed_code >= 1 && failed_ro >= 1);
+	CHECK(code && tu_returns(code, 12, 1) && chunk_filled(code, 16, true));
+	CHECK(ro && chunk_filled(ro, 0, false));
+	struct execmem_stats st;
+	execmem_arena_stats(a, &st);
+	CHECK_EQ(st.mode, EXECMEM_MODE_DUAL);
+	if (call == EXECMEM_OS_MADVISE)
+		CHECK_EQ(st.bytes_huge, 0);
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
+/*
+ * The kernel writes a dual chunk's memfd (OTHER calls): the fill does not
+ * depend on it.  Refused, the chunk is filled through its alias; without
+ * huge pages, the kernel writes every page.  Code memory traps, rodata is
+ * zero, either way.
+ */
+static void fill_when_refused(void)
+{
+	fill_with_failure(EXECMEM_OS_OTHER, 1, ENOSPC, false);
+	fill_with_failure(EXECMEM_OS_OTHER, 1, ENOSPC, true);
+	/* The first madvise() keeps the RW alias out of children (fork.c) and
+	 * must succeed; every later one (the huge page) is refused. */
+	fill_with_failure(EXECMEM_OS_MADVISE, 2, EINVAL, true);
+}
+
+/*
+ * Space freed in an older chunk is used before the fresh space of a newer
+ * one: otherwise every allocation after a new chunk lands there, and the
+ * holes of the older chunks stay resident and unused.
+ */
+static void older_holes_first(void)
+{
+	enum { PAGE = 4096, PER_CHUNK = EXECMEM_CHUNK_SIZE / PAGE, MADE = PER_CHUNK + 88, FREED = 10 };
+	static void *p[MADE];
+	struct execmem_params params;
+	execmem_params_init(&params);
+	struct execmem_arena *a = execmem_arena_create(&params);
+	for (int i = 0; i < MADE; i++)
+		p[i] = execmem_arena_alloc(a, EXECMEM_CODE, PAGE);
+	uintptr_t first = (uintptr_t)p[0] & ~(EXECMEM_CHUNK_SIZE - 1);
+	CHECK(p[MADE - 1] && ((uintptr_t)p[MADE - 1] & ~(EXECMEM_CHUNK_SIZE - 1)) != first);
+	for (int i = 0; i < FREED; i++)
+		CHECK_EQ(execmem_free(p[i * 50]), 0);
+	int in_first = 0;
+	for (int i = 0; i < FREED; i++) {
+		uintptr_t q = (uintptr_t)execmem_arena_alloc(a, EXECMEM_CODE, PAGE);
+		in_first += (q & ~(EXECMEM_CHUNK_SIZE - 1)) == first;
+	}
+	CHECK_EQ(in_first, FREED);
+	CHECK_EQ(execmem_arena_destroy(a), 0);
+}
+
 /* ------------- W+X audit while threads write code in mprotect mode ------- */
 
 static atomic_bool stop_audit;
@@ -854,6 +936,8 @@ int main(void)
 	bad_inputs();
 	placement();
 	fallback_when_refused();
+	fill_when_refused();
+	older_holes_first();
 	guard_lets_runners_through();
 	packing_and_retention();
 	emptied_chunk_not_left_behind();
