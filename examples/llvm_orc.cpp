@@ -8,10 +8,8 @@
  */
 #include <execmem/llvm.hpp>
 
-#include <llvm/ExecutionEngine/JITLink/EHFrameSupport.h>
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
-#include <llvm/ExecutionEngine/Orc/ObjectLinkingLayer.h>
 #include <llvm/IRReader/IRReader.h>
 #include <llvm/Support/SourceMgr.h>
 #include <llvm/Support/TargetSelect.h>
@@ -44,21 +42,11 @@ static const char program[] =
 	"  ret i64 %y\n"
 	"}\n";
 
-/* ORC's JITLink layer with execmem's memory, registering eh-frames. */
-static Expected<std::unique_ptr<ObjectLayer>> jitlink_layer(ExecutionSession &session,
-							    jitlink::JITLinkMemoryManager &memory)
-{
-	auto layer = std::make_unique<ObjectLinkingLayer>(session, memory);
-	layer->addPlugin(std::make_unique<EHFrameRegistrationPlugin>(
-		session, std::make_unique<jitlink::InProcessEHFrameRegistrar>()));
-	return std::unique_ptr<ObjectLayer>(std::move(layer));
-}
-
 static Error run(execmem::JITLinkMemoryManager &memory)
 {
 	auto jit = LLJITBuilder()
 		.setObjectLinkingLayerCreator([&](ExecutionSession &session, const Triple &) {
-			return jitlink_layer(session, memory);
+			return execmem::object_linking_layer(session, memory);
 		})
 		.create();
 	if (!jit)

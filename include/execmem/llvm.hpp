@@ -8,10 +8,11 @@
  *   execmem::JITLinkMemoryManager memory;
  *   auto jit = llvm::orc::LLJITBuilder()
  *       .setObjectLinkingLayerCreator([&](llvm::orc::ExecutionSession &es, const llvm::Triple &) {
- *           return std::make_unique<llvm::orc::ObjectLinkingLayer>(es, memory);
+ *           return execmem::object_linking_layer(es, memory);
  *       }).create();
  *
- * (examples/llvm_orc.cpp adds the layer's EHFrameRegistrationPlugin too.)
+ * (execmem::object_linking_layer() is an ObjectLinkingLayer on the manager
+ * that also registers eh-frames; examples/llvm_orc.cpp is the whole program.)
  *
  * Each segment of a link graph gets an allocation of its own, typed by its
  * protection: executable segments EXECMEM_CODE_NEAR (Options::code_type),
@@ -52,8 +53,10 @@
 #pragma GCC diagnostic pop
 
 #include <llvm/Config/llvm-config.h>
+#include <llvm/ExecutionEngine/JITLink/EHFrameSupport.h>
 #include <llvm/ExecutionEngine/JITLink/JITLink.h>
 #include <llvm/ExecutionEngine/JITLink/JITLinkMemoryManager.h>
+#include <llvm/ExecutionEngine/Orc/ObjectLinkingLayer.h>
 #include <llvm/ExecutionEngine/Orc/Shared/AllocationActions.h>
 #include <llvm/Support/Error.h>
 
@@ -268,6 +271,23 @@ private:
 
 	Options options_;
 };
+
+/*
+ * object_linking_layer - ORC's object linking layer on memory, with every
+ * link graph's eh-frame registered with this process's unwinder (so that
+ * exceptions and backtraces cross JIT code): the layer
+ * LLJITBuilder::setObjectLinkingLayerCreator() asks for.  memory must
+ * outlive the layer.  Returns the layer; fails only as LLVM's constructors do.
+ */
+inline llvm::Expected<std::unique_ptr<llvm::orc::ObjectLayer>>
+object_linking_layer(llvm::orc::ExecutionSession &session,
+		     llvm::jitlink::JITLinkMemoryManager &memory)
+{
+	auto layer = std::make_unique<llvm::orc::ObjectLinkingLayer>(session, memory);
+	layer->addPlugin(std::make_unique<llvm::orc::EHFrameRegistrationPlugin>(
+		session, std::make_unique<llvm::jitlink::InProcessEHFrameRegistrar>()));
+	return std::unique_ptr<llvm::orc::ObjectLayer>(std::move(layer));
+}
 
 } // namespace execmem
 

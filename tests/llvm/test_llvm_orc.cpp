@@ -12,10 +12,8 @@
  */
 #include <execmem/llvm.hpp>
 
-#include <llvm/ExecutionEngine/JITLink/EHFrameSupport.h>
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
-#include <llvm/ExecutionEngine/Orc/ObjectLinkingLayer.h>
 #include <llvm/IRReader/IRReader.h>
 #include <llvm/Support/SourceMgr.h>
 #include <llvm/Support/TargetSelect.h>
@@ -87,15 +85,6 @@ static const char page_aligned[] =
 	"define " PTR("[2 x i64]") " @page_of() {\n"
 	"  ret " PTR("[2 x i64]") " @page\n"
 	"}\n";
-
-static Expected<std::unique_ptr<ObjectLayer>> jitlink_layer(ExecutionSession &session,
-							    jitlink::JITLinkMemoryManager &memory)
-{
-	auto layer = std::make_unique<ObjectLinkingLayer>(session, memory);
-	layer->addPlugin(std::make_unique<EHFrameRegistrationPlugin>(
-		session, std::make_unique<jitlink::InProcessEHFrameRegistrar>()));
-	return std::unique_ptr<ObjectLayer>(std::move(layer));
-}
 
 static Error add_ir(LLJIT &jit, ResourceTrackerSP tracker, const std::string &ir)
 {
@@ -219,7 +208,7 @@ static std::unique_ptr<LLJIT> make_jit(execmem::JITLinkMemoryManager &memory, bo
 	auto jit = LLJITBuilder()
 		.setJITTargetMachineBuilder(std::move(*machine))
 		.setObjectLinkingLayerCreator([&](ExecutionSession &session, const Triple &) {
-			return jitlink_layer(session, memory);
+			return execmem::object_linking_layer(session, memory);
 		})
 		.create();
 	if (!jit) {

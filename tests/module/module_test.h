@@ -10,17 +10,10 @@
 #include "execmem/module.h"
 
 extern const char *cc, *cflags, *srcdir, *workdir;
+#include "module_check.h"
+
 extern int failures;
 
-#define CHECK(cond, ...)                                                          \
-	do {                                                                      \
-		if (!(cond)) {                                                    \
-			failures++;                                               \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                             \
-			fprintf(stderr, "\n");                                    \
-		}                                                                 \
-	} while (0)
 
 /* Events modules report through host_log(), in order. */
 extern int events[16], nevents;

@@ -14,17 +14,10 @@
 #include <string.h>
 #include "execmem/module.h"
 
+#include "module_check.h"
+
 static int failures;
 
-#define CHECK(cond, ...)                                                          \
-	do {                                                                      \
-		if (!(cond)) {                                                    \
-			failures++;                                               \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                             \
-			fprintf(stderr, "\n");                                    \
-		}                                                                 \
-	} while (0)
 
 static struct execmem_module *load(const char *path)
 {

@@ -15,19 +15,10 @@
 #include <string>
 #include "execmem/module.h"
 #include "execmem/unwind.h"
+#include "module_check.h"
 
 static const char *cxx, *flags, *srcdir, *workdir;
 static int failures;
-
-#define CHECK(cond, ...)                                                          \
-	do {                                                                      \
-		if (!(cond)) {                                                    \
-			failures++;                                               \
-			std::fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			std::fprintf(stderr, __VA_ARGS__);                        \
-			std::fprintf(stderr, "\n");                               \
-		}                                                                 \
-	} while (0)
 
 static std::string transcript;
 

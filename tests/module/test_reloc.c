@@ -13,17 +13,10 @@
 #include "module/reloc.h"
 #include "module/reach.h"
 
+#include "module_check.h"
+
 static int failures;
 
-#define CHECK(cond, ...)                                                          \
-	do {                                                                      \
-		if (!(cond)) {                                                    \
-			failures++;                                               \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);      \
-			fprintf(stderr, __VA_ARGS__);                             \
-			fprintf(stderr, "\n");                                    \
-		}                                                                 \
-	} while (0)
 
 struct reloc_case {
 	uint16_t machine;

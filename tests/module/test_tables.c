@@ -14,17 +14,10 @@
 #include "module/symtab.h"
 #include "observe/observe.h"
 
+#include "module_check.h"
+
 static int failures;
 
-#define CHECK(cond, ...)                                                          \
-	do {                                                                      \
-		if (!(cond)) {                                                    \
-			failures++;                                               \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);      \
-			fprintf(stderr, __VA_ARGS__);                             \
-			fprintf(stderr, "\n");                                    \
-		}                                                                 \
-	} while (0)
 
 enum { NAMES = 5000 };
 
