@@ -78,18 +78,6 @@ unsigned em_type_prot(enum execmem_type type)
 	}
 }
 
-const char *em_type_mapping_name(enum execmem_type type)
-{
-	static const char *const names[EXECMEM_TYPE_MAX] = {
-		[EXECMEM_CODE] = "execmem:code",
-		[EXECMEM_CODE_NEAR] = "execmem:code_near",
-		[EXECMEM_DATA] = "execmem:data",
-		[EXECMEM_RODATA] = "execmem:rodata",
-		[EXECMEM_RO_AFTER_INIT] = "execmem:ro_after_init",
-	};
-	return names[type];
-}
-
 bool em_type_is_code(enum execmem_type type)
 {
 	return type == EXECMEM_CODE || type == EXECMEM_CODE_NEAR;
@@ -674,14 +662,14 @@ static int hold(struct em_chunk *c, uintptr_t addr, struct held *h)
 	return -EINVAL;
 }
 
-/* hold() for a write: a chunk shared since a fork is unshared first, with
- * no lock held (see fork.c). */
+/* hold() for a write: EM_SHARED, with nothing held, for a chunk shared
+ * since a fork, which the caller unshares first (fork.c). */
 static int hold_to_write(struct em_chunk *c, uintptr_t addr, struct held *h)
 {
-	int rc;
-	while (!(rc = hold(c, addr, h)) && em_chunk_shared(c)) {
+	int rc = hold(c, addr, h);
+	if (!rc && em_chunk_shared(c)) {
 		em_unlock(&h->shard->lock);
-		em_unshare(c);
+		return EM_SHARED;
 	}
 	return rc;
 }
@@ -1032,20 +1020,25 @@ static void each_chunk(struct em_arena *a, void *ctx,
 	}
 }
 
-static void destroy_chunk(struct em_pool *pool, struct em_chunk *c, void *unused)
+struct released {
+	void (*fn)(uintptr_t base, size_t len);
+};
+
+static void destroy_chunk(struct em_pool *pool, struct em_chunk *c, void *ctx)
 {
+	const struct released *released = ctx;
 	(void)pool;
-	(void)unused;
-	if (em_observe_hooks_on())
-		em_observe_freed(c->base, c->span);
+	if (released->fn)
+		released->fn(c->base, c->span);
 	em_addrmap_set(c->base, c->span, NULL);
 	em_chunk_unmap(c);
 	free_descriptor(c);
 }
 
-void em_arena_release(struct em_arena *a)
+void em_arena_release(struct em_arena *a, void (*released_fn)(uintptr_t base, size_t len))
 {
-	each_chunk(a, NULL, destroy_chunk);
+	struct released released = { released_fn };
+	each_chunk(a, &released, destroy_chunk);
 	FOR_EACH_POOL(a, pool) {
 		for (struct em_shadow *s = pool->shadows, *next; s; s = next) {
 			next = s->next;

@@ -129,6 +129,20 @@ static void untrack_alias(struct em_chunk *c)
 	c->alias_next = c->alias_prev = NULL;
 }
 
+/* What /proc/PID/maps calls a chunk of the type: its memfd's name or its
+ * anonymous mapping's. */
+static const char *em_type_mapping_name(enum execmem_type type)
+{
+	static const char *const names[EXECMEM_TYPE_MAX] = {
+		[EXECMEM_CODE] = "execmem:code",
+		[EXECMEM_CODE_NEAR] = "execmem:code_near",
+		[EXECMEM_DATA] = "execmem:data",
+		[EXECMEM_RODATA] = "execmem:rodata",
+		[EXECMEM_RO_AFTER_INIT] = "execmem:ro_after_init",
+	};
+	return names[type];
+}
+
 /* A sealed memfd of the chunk's size. */
 static int new_memfd(const struct em_chunk *c, struct em_fd *fd)
 {

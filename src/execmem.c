@@ -3,6 +3,7 @@
  * routing from a type to its arena's pool and from an address to its chunk.
  */
 #include "internal.h"
+#include "observe/observe.h"
 
 #include <linux/membarrier.h>
 #include <stdlib.h>
@@ -234,7 +235,7 @@ int execmem_free(void *addr)
 		return -EINVAL;
 	if (em_observe_hooks_on())
 		return em_observe_free(c, (uintptr_t)addr);
-	return em_pool_free(c, (uintptr_t)addr);
+	return em_free_owned(c, (uintptr_t)addr);
 }
 
 /* Copy src, or fill when src is NULL, into one live allocation. */
@@ -280,7 +281,7 @@ void *execmem_write_begin(void *addr)
 {
 	struct em_chunk *c = em_addrmap_get(addr);
 	void *writable = NULL;
-	int rc = c ? em_window_begin(c, (uintptr_t)addr, &writable) : -EINVAL;
+	int rc = c ? em_window_begin_owned(c, (uintptr_t)addr, &writable) : -EINVAL;
 	return rc ? fail(-rc) : writable;
 }
 
@@ -343,7 +344,7 @@ static struct em_arena *new_arena(const struct execmem_params *params)
 static void drop_arena(struct em_arena *a)
 {
 	em_registry_remove(a);
-	em_arena_release(a);
+	em_arena_release(a, em_observe_hooks_on() ? em_observe_freed : NULL);
 	free(a);
 }
 

@@ -190,6 +190,24 @@ void em_unshare(struct em_chunk *c)
 	unlock_all();
 }
 
+/* em_pool_free() and em_window_begin() of a chunk this process may share
+ * with a child or parent: it gets memory of its own first. */
+int em_free_owned(struct em_chunk *c, uintptr_t addr)
+{
+	int rc;
+	while ((rc = em_pool_free(c, addr)) == EM_SHARED)
+		em_unshare(c);
+	return rc;
+}
+
+int em_window_begin_owned(struct em_chunk *c, uintptr_t addr, void **writable)
+{
+	int rc;
+	while ((rc = em_window_begin(c, addr, writable)) == EM_SHARED)
+		em_unshare(c);
+	return rc;
+}
+
 static void before_fork(void)
 {
 	stop_writers();

@@ -15,7 +15,6 @@
 #include "execmem.h"
 #include "freespace.h"
 #include "os.h"
-#include "observe/observe.h"
 
 #define EM_CHUNK EXECMEM_CHUNK_SIZE
 #define EM_MAX_SHARDS 16
@@ -153,8 +152,6 @@ struct em_arena {
 /* Type facts. */
 unsigned em_type_prot(enum execmem_type type);
 bool em_type_is_code(enum execmem_type type);
-/* What /proc/PID/maps calls the type's mappings (memfd or anonymous name). */
-const char *em_type_mapping_name(enum execmem_type type);
 
 /* addrmap.c */
 struct em_chunk *em_addrmap_get(const void *addr);
@@ -190,9 +187,13 @@ void em_fill(struct em_pool *pool, void *dst, size_t len);
 /* Make instruction fetch (and valgrind) see code bytes just written. */
 int em_publish_code(void *exec, size_t len);
 
-/* arena.c */
+/* arena.c.  em_pool_free() and em_window_begin() return EM_SHARED, having
+ * done nothing, for a chunk shared since a fork: the caller unshares it and
+ * calls again (em_free_owned(), em_window_begin_owned()). */
+enum { EM_SHARED = 1 };
 int em_arena_init(struct em_arena *a, const struct execmem_params *params);
-void em_arena_release(struct em_arena *a);
+/* Unmaps every chunk, telling released_fn (when not NULL) each one's range first. */
+void em_arena_release(struct em_arena *a, void (*released_fn)(uintptr_t base, size_t len));
 void *em_pool_alloc(struct em_pool *pool, size_t size, const struct em_window *window);
 int em_pool_free(struct em_chunk *c, uintptr_t addr);
 int em_check_range(struct em_chunk *c, uintptr_t addr, size_t len);
@@ -211,6 +212,8 @@ bool em_registry_remove(struct em_arena *a);
 int em_write_enter(void);
 void em_write_exit(void);
 void em_unshare(struct em_chunk *c);
+int em_free_owned(struct em_chunk *c, uintptr_t addr);
+int em_window_begin_owned(struct em_chunk *c, uintptr_t addr, void **writable);
 
 /* Forks this process and its ancestors made since execmem's first use. */
 extern atomic_uint em_fork_generation;

@@ -1,7 +1,8 @@
 /*
  * names.c - names of code ranges: a table sorted by address (names never
- * overlap), the core's hooks that drop names on free and announce
- * rewrites, and the batches of names registered with a debugger.
+ * overlap), dropped when their memory goes (hooks.c), rewrites announced
+ * to the perf outputs, and the batches of names registered with a
+ * debugger.
  *
  * One mutex guards the table, the batches, the perf outputs and the
  * unwind ranges of unwind.c (see em_observe_lock() in observe.h).
@@ -370,29 +371,10 @@ void em_observe_unlock(void)
 	pthread_mutex_unlock(&names_lock);
 }
 
-static void drop_freed(uintptr_t addr, size_t len)
+void em_names_drop(uintptr_t addr, size_t len)
 {
 	drop_overlapping(addr, addr + len);
 	batches_publish();
-	em_unwind_freed(addr, len);
-}
-
-int em_observe_free(struct em_chunk *c, uintptr_t addr)
-{
-	lock_names();
-	size_t len = em_usable(c, addr);
-	int rc = em_pool_free(c, addr);
-	if (!rc && len)
-		drop_freed(addr, len);
-	pthread_mutex_unlock(&names_lock);
-	return rc;
-}
-
-void em_observe_freed(uintptr_t addr, size_t len)
-{
-	lock_names();
-	drop_freed(addr, len);
-	pthread_mutex_unlock(&names_lock);
 }
 
 void em_observe_written(uintptr_t addr, size_t len)

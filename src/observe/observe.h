@@ -39,9 +39,13 @@ static inline bool em_observe_rewrites_on(void)
  * was rewritten.
  */
 struct em_chunk;
+/* hooks.c */
 EM_OBS_HIDDEN int em_observe_free(struct em_chunk *c, uintptr_t addr);
 EM_OBS_HIDDEN void em_observe_freed(uintptr_t addr, size_t len);
+/* names.c */
 EM_OBS_HIDDEN void em_observe_written(uintptr_t addr, size_t len);
+/* names.c: drop the names of [addr, addr + len) (under em_observe_lock()). */
+EM_OBS_HIDDEN void em_names_drop(uintptr_t addr, size_t len);
 
 /* names.c: the lock of the tools' side (names, perf outputs, unwind
  * ranges), taken after any lock of the core's callers and before the
