@@ -142,17 +142,11 @@ static void destroy(void *opaque)
 	m->count = m->capacity = 0;
 }
 
+/* W+X mappings of this process (execmem_audit(), which knows a tool's own). */
 static int count_wx_mappings(void)
 {
-	FILE *maps = fopen("/proc/self/maps", "re");
-	char line[512], perms[8];
-	int wx = 0;
-	while (maps && fgets(line, sizeof(line), maps))
-		if (sscanf(line, "%*s %7s", perms) == 1 && perms[1] == 'w' && perms[2] == 'x')
-			wx++;
-	if (maps)
-		fclose(maps);
-	return maps ? wx : -1;
+	struct execmem_audit_report report;
+	return execmem_audit(0, NULL, NULL, &report) ? -1 : (int)report.wx;
 }
 
 static LLVMModuleRef parse(LLVMContextRef context)
