@@ -20,6 +20,8 @@ static bool installed;
 /* The last fault this thread let through as "transient", to spot real ones. */
 static _Thread_local uintptr_t last_addr;
 static _Thread_local unsigned last_gen;
+static _Thread_local unsigned settled_retries;
+enum { SETTLED_RETRIES = 16 };
 
 static bool page_in_flux(struct em_chunk *c, uintptr_t addr)
 {
@@ -50,17 +52,26 @@ static bool ours_and_transient(siginfo_t *si)
 	if (si->si_code != SEGV_ACCERR || !c || c->kind != EM_CHUNK_TOGGLED || !c->rw_refs ||
 	    addr < c->base || addr >= c->base + c->size)
 		return false;
-	unsigned gen = atomic_load(&c->toggle_gen);
 	if (page_in_flux(c, addr)) {
 		while (page_in_flux(c, addr))
 			sched_yield();
 		return true;
 	}
 	/* Settled: the page may have been restored between the fault and now,
-	 * or its restore may have failed; retry once, and call a second fault
-	 * with nothing changed real. */
-	if (last_addr == addr && last_gen == gen)
-		return false;
+	 * or its restore may have failed; retry, and call a fault real once it
+	 * comes back SETTLED_RETRIES times with nothing changed.  The
+	 * generation is read now, once the page is seen settled: read before,
+	 * it would miss a write that ended in between.  More than one retry,
+	 * because a thread may be descheduled between the check and the retry
+	 * for as long as it takes another write to begin and end. */
+	unsigned gen = atomic_load(&c->toggle_gen);
+	if (last_addr == addr && last_gen == gen) {
+		if (++settled_retries >= SETTLED_RETRIES)
+			return false;
+		sched_yield();
+	} else {
+		settled_retries = 0;
+	}
 	repair(c, addr);
 	last_addr = addr;
 	last_gen = gen;
