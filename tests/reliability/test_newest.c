@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -120,6 +121,10 @@ struct successor {
 static void *succeed(void *arg)
 {
 	struct successor *s = arg;
+	/* This thread's first malloc() maps its heap; done while the slot is
+	 * still taken, it cannot land there once the old arena is gone. */
+	void *volatile heap = malloc(1);
+	free(heap);
 	execmem_arena_destroy(s->old);
 	s->next = arena_at(s->slot);
 	s->at = s->next ? execmem_arena_alloc(s->next, EXECMEM_CODE, 64) : NULL;
