@@ -26,11 +26,12 @@ static bool under_valgrind(void)
 #endif
 }
 
-static atomic_bool told_dual_debugger;
+/* An int, not a bool: riscv64 has no one-byte atomic exchange without libatomic. */
+static atomic_int told_dual_debugger;
 
 static void tell_dual_debugger(int tracer)
 {
-	if (atomic_exchange(&told_dual_debugger, true))
+	if (atomic_exchange(&told_dual_debugger, 1))
 		return;
 	fprintf(stderr,
 		"execmem: debugger attached (TracerPid %d) to forced dual mode: its software "
