@@ -137,7 +137,7 @@ static size_t drop_overlapping(uintptr_t lo, uintptr_t hi)
 	return em_range_drop(&names, lo, hi, drop_name);
 }
 
-static int insert_name(size_t at, uintptr_t start, size_t len, const char *name, bool perf_only)
+static int insert_name(size_t at, uintptr_t start, size_t len, const char *name)
 {
 	char *copy = strdup(name);
 	struct em_name *n = copy ? em_range_insert(&names, at) : NULL;
@@ -145,9 +145,9 @@ static int insert_name(size_t at, uintptr_t start, size_t len, const char *name,
 		free(copy);
 		return -ENOMEM;
 	}
-	*n = (struct em_name){ { start, start + len }, copy, NULL, perf_only };
+	*n = (struct em_name){ { start, start + len }, copy, NULL, false };
 	em_perf_named(n);
-	if (gdb_on && !perf_only)
+	if (gdb_on)
 		batch_add(n);
 	return 0;
 }
@@ -156,15 +156,7 @@ static int insert_name(size_t at, uintptr_t start, size_t len, const char *name,
 
 static bool tracer_attached(void)
 {
-	FILE *f = fopen("/proc/self/status", "re");
-	char line[256];
-	long tracer = 0;
-	while (f && fgets(line, sizeof line, f))
-		if (sscanf(line, "TracerPid: %ld", &tracer) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return tracer != 0;
+	return em_os_tracer_pid() > 0;
 }
 
 static void before_fork(void)
@@ -212,7 +204,7 @@ static int check_named_range(void *addr, size_t len)
 	return rc == -EPERM || rc == -EBUSY ? 0 : rc;
 }
 
-static int set_name(void *addr, size_t len, const char *name, bool perf_only)
+int execmem_set_name(void *addr, size_t len, const char *name)
 {
 	if (name && !*name)
 		return -EINVAL;
@@ -224,7 +216,7 @@ static int set_name(void *addr, size_t len, const char *name, bool perf_only)
 	if (!rc) {
 		size_t at = drop_overlapping(start, start + len);
 		if (name)
-			rc = insert_name(at, start, len, name, perf_only);
+			rc = insert_name(at, start, len, name);
 		batches_publish();
 	}
 	atomic_store(&em_observe_armed, true);
@@ -334,16 +326,6 @@ int em_names_for_perf(struct em_symbol *syms, size_t count, const struct em_rang
 		free(made[i].name);
 	free(made);
 	return rc;
-}
-
-int execmem_set_name(void *addr, size_t len, const char *name)
-{
-	return set_name(addr, len, name, false);
-}
-
-int em_name_for_perf(void *addr, size_t len, const char *name)
-{
-	return set_name(addr, len, name, true);
 }
 
 int execmem_get_name(const void *addr, char *buf, size_t size)

@@ -53,13 +53,11 @@ EM_OBS_HIDDEN void em_names_drop(uintptr_t addr, size_t len);
 EM_OBS_HIDDEN void em_observe_lock(void);
 EM_OBS_HIDDEN void em_observe_unlock(void);
 
-/* names.c: name a range for the perf outputs only (the caller registers
- * the code with the debugger itself). */
-EM_OBS_HIDDEN int em_name_for_perf(void *addr, size_t len, const char *name);
 /*
- * names.c: em_name_for_perf() for count ranges at once, as module loading
- * does, in time linear in the table and the batch: the nowners ranges are
- * the caller's allocations (sorted, each checked once; what they held so
+ * names.c: name count ranges for the perf outputs only (the caller
+ * registers the code with the debugger itself), as module loading does,
+ * in time linear in the table and the batch: the nowners ranges are the
+ * caller's allocations (sorted, each checked once; what they held so
  * far is dropped), and a range is named only when it lies inside one of
  * them and has a name (an odd symbol of an object costs its own name, not
  * its module's).  syms is sorted in place by address; of ranges that
