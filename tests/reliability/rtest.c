@@ -222,17 +222,11 @@ static void for_each_mapping(void (*visit)(uintptr_t, uintptr_t, const char *, v
 	fclose(maps);
 }
 
-/* The tool's own memory (valgrind's translations) is not the program's W+X. */
-static int count_wx(const struct execmem_finding *f, void *count)
-{
-	*(int *)count += f->kind == EXECMEM_FINDING_WX && !f->mapping.tool;
-	return 0;
-}
-
+/* The report leaves the tool's own memory (valgrind's translations) out. */
 int rt_count_wx_mappings(void)
 {
-	int count = 0;
-	return execmem_audit(0, count_wx, &count, NULL) ? -1 : count;
+	struct execmem_audit_report report;
+	return execmem_audit(0, NULL, NULL, &report) ? -1 : (int)report.wx;
 }
 
 struct totals {
