@@ -24,6 +24,7 @@ source "$ROOT/scripts/ci-lib.sh"
 ALLOWED_TO_SKIP=(
 	# qemu-user ignores MADV_DONTFORK, so a child inherits the RW aliases
 	# that fork isolation keeps out of it on a real kernel.
+	reliability_fork_dual
 	reliability_forkstress_dual
 	reliability_forkcow_dual
 )

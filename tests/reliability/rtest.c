@@ -322,3 +322,11 @@ uint64_t rt_random(uint64_t *state)
 	*state = x;
 	return x * 0x2545f4914f6cdd1du;
 }
+
+bool rt_fork_isolation_unsupported(enum execmem_mode mode)
+{
+	if (mode != EXECMEM_MODE_DUAL || !rt_under_qemu_user())
+		return false;
+	printf("SKIP: qemu-user ignores MADV_DONTFORK, which keeps the RW alias out of a child\n");
+	return true;
+}

@@ -55,6 +55,11 @@ enum execmem_mode rt_mode_from_env(void);
 enum execmem_mode rt_mode_under_test(void);
 /* True when scripts/ci-cross.sh runs the tests under qemu-user. */
 bool rt_under_qemu_user(void);
+/* True, having said why, where dual mode's fork isolation cannot hold:
+ * qemu-user ignores MADV_DONTFORK, so a child inherits the RW aliases (the
+ * emulated machine of scripts/ci-qemu-system.sh runs these tests on a
+ * kernel that honours it). */
+bool rt_fork_isolation_unsupported(enum execmem_mode mode);
 /* True in a ThreadSanitizer build. */
 bool rt_under_tsan(void);
 /* True in an AddressSanitizer build. */

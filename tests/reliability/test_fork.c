@@ -273,6 +273,8 @@ int main(void)
 	/* Before execmem's first use, so that it runs before execmem's handler. */
 	pthread_atfork(NULL, NULL, arm_child_failures);
 	mode = rt_mode_from_env();
+	if (rt_fork_isolation_unsupported(mode))
+		return RT_SKIP;
 	rt_can_run_rewritten_code(mode); /* says once, before any fork, what qemu-user cannot run */
 	if (rt_no_threads_after_fork())
 		printf("NOTE: the children churn on one thread only: %s; the native and qemu-system runs"

@@ -414,12 +414,8 @@ int main(void)
 	/* Before execmem's first use: the child handler runs before execmem's. */
 	pthread_atfork(find_alias, NULL, squat);
 	mode = rt_mode_from_env();
-	if (mode == EXECMEM_MODE_DUAL && rt_under_qemu_user()) {
-		/* Not faked: the emulated machine (scripts/ci-qemu-system.sh) has a
-		 * kernel that honours it. */
-		printf("SKIP: qemu-user ignores MADV_DONTFORK, which keeps the RW alias out of a child\n");
+	if (rt_fork_isolation_unsupported(mode))
 		return RT_SKIP;
-	}
 	rt_can_run_rewritten_code(mode); /* says once, before any fork, what qemu-user cannot run */
 	printf("forkcow: default arena in %s mode\n", execmem_mode_name(mode));
 	parent_writes_first();

@@ -292,12 +292,8 @@ static void fork_once(struct held *lived, unsigned fork_no)
 int main(void)
 {
 	mode = rt_mode_from_env();
-	if (mode == EXECMEM_MODE_DUAL && rt_under_qemu_user()) {
-		/* Not faked: the emulated machine (scripts/ci-qemu-system.sh) has a
-		 * kernel that honours it. */
-		printf("SKIP: qemu-user ignores MADV_DONTFORK, which keeps the RW alias out of a child\n");
+	if (rt_fork_isolation_unsupported(mode))
 		return RT_SKIP;
-	}
 	rt_can_run_rewritten_code(mode);
 	signal(SIGPIPE, SIG_IGN);
 	int forks = rt_under_tsan() ? TSAN_FORKS : FORKS;
