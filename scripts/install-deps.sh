@@ -52,6 +52,9 @@ PACKAGES=(
 	# Tools that must see JIT code (tests/tools): debugger, profiler,
 	# valgrind (also its client-request header), system call tracer.
 	gdb linux-perf valgrind strace
+	# Live patching and hooks (src/patch): the x86-64 instruction decoder
+	# that relocates a hooked function's first instructions.
+	libzydis-dev
 )
 
 log() { echo "install-deps: $*"; }
