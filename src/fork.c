@@ -124,6 +124,9 @@ void em_write_exit(void)
 	atomic_store_explicit(&me->active, 0, memory_order_release);
 }
 
+/* Stays closed, with the list of writers locked, until open_gate(): a
+ * thread registering its first write at fork would leave the child a
+ * list locked for ever.  A registering thread holds no other lock. */
 static void close_gate(void)
 {
 	atomic_store(&fork_pending, true);
@@ -133,6 +136,11 @@ static void close_gate(void)
 	for (struct writer *w = writers; w; w = w->next)
 		while (atomic_load(&w->active))
 			sched_yield();
+}
+
+static void open_gate(void)
+{
+	atomic_store(&fork_pending, false);
 	em_unlock(&writers_lock);
 }
 
@@ -173,7 +181,7 @@ static void unlock_all(void)
 	em_aliases_unlock();
 	for (struct em_arena *a = registry; a; a = a->next)
 		em_arena_unlock_all(a);
-	atomic_store(&fork_pending, false);
+	open_gate();
 	em_unlock(&registry_lock);
 }
 

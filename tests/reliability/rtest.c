@@ -292,6 +292,25 @@ bool rt_find_mapping(const void *addr, uintptr_t *start, uintptr_t *end, char pe
 	return lookup.found;
 }
 
+/* Before a hung child is killed, its stacks go to stderr: a hang seen once
+ * in CI must be diagnosable from the log alone.  Best effort, needs gdb. */
+static void print_stacks_of_hung(pid_t pid)
+{
+	char pid_text[24];
+	snprintf(pid_text, sizeof(pid_text), "%d", (int)pid);
+	fprintf(stderr, "child %d hung; its threads:\n", (int)pid);
+	fflush(NULL);
+	pid_t gdb = fork();
+	if (gdb == 0) {
+		dup2(STDERR_FILENO, STDOUT_FILENO);
+		execlp("timeout", "timeout", "30", "gdb", "-nx", "-batch", "-p", pid_text,
+		       "-ex", "thread apply all bt", (char *)NULL);
+		_exit(127);
+	}
+	if (gdb > 0)
+		waitpid(gdb, NULL, 0);
+}
+
 int rt_wait_child(pid_t pid, int seconds)
 {
 	/* The parent keeps the clock: a hung child may not get its own alarm
@@ -304,6 +323,7 @@ int rt_wait_child(pid_t pid, int seconds)
 		if (got < 0)
 			return -1;
 		if (waited_ms >= seconds * 1000L) {
+			print_stacks_of_hung(pid);
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
 			return status;

@@ -187,6 +187,68 @@ static void test_fork_during_write(void)
 	printf("fork during a write: %d forks, %d bad children\n", FORKS, bad);
 }
 
+/* ---- fork while threads make their first write ---- */
+
+struct first_writers {
+	void *code;
+	uint32_t value;
+	atomic_bool stop;
+};
+
+/* A thread's first write registers it with the write gate. */
+static void *write_once(void *arg)
+{
+	struct first_writers *f = arg;
+	rt_write_program(f->code, f->value);
+	return NULL;
+}
+
+static void *spawn_first_writers(void *arg)
+{
+	struct first_writers *f = arg;
+	while (!atomic_load(&f->stop)) {
+		pthread_t thread;
+		if (pthread_create(&thread, NULL, write_once, f) == 0)
+			pthread_join(thread, NULL);
+	}
+	return NULL;
+}
+
+/* A child forked while a thread of the parent registers must still be able
+ * to write (its first write unshares, and that closes the gate). */
+static void test_fork_during_first_writes(void)
+{
+	enum { FORKS = 300 };
+	struct first_writers f = { .value = 0x3131, .stop = false };
+	f.code = rt_new_program(NULL, 64, f.value);
+	void *child_code = rt_new_program(NULL, 64, f.value);
+	RT_CHECK(f.code && child_code, "set-up");
+	if (!f.code || !child_code)
+		return;
+	enum { SPAWNERS = 3 };
+	pthread_t spawners[SPAWNERS];
+	for (int i = 0; i < SPAWNERS; i++)
+		RT_CHECK(pthread_create(&spawners[i], NULL, spawn_first_writers, &f) == 0, "spawner");
+	int bad = 0;
+	for (int i = 0; i < FORKS && bad < 2; i++) {
+		fflush(NULL);
+		pid_t pid = fork();
+		if (pid == 0)
+			_exit(rt_write_program(child_code, f.value + 1) &&
+			      rt_program_returns(mode, child_code, f.value + 1) ? 0 : 1);
+		int status = rt_wait_child(pid, CHILD_SECONDS);
+		bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+		RT_CHECK(ok, "fork %d during first writes: child status %#x (signal 9: hung, killed)", i, status);
+		bad += !ok;
+	}
+	atomic_store(&f.stop, true);
+	for (int i = 0; i < SPAWNERS; i++)
+		pthread_join(spawners[i], NULL);
+	RT_CHECK(rt_program_returns(mode, child_code, f.value), "a child's write reached the parent");
+	RT_CHECK(execmem_free(f.code) == 0 && execmem_free(child_code) == 0, "frees");
+	printf("fork during first writes: %d forks, %d bad children\n", FORKS, bad);
+}
+
 /* ---- a child that cannot have memory of its own ---- */
 
 /* Armed by the test: the OS call that fails in the child from its first
@@ -300,6 +362,7 @@ int main(void)
 	RT_CHECK(rt_count_wx_mappings() == 0, "a W+X mapping is left");
 	printf("fork: %d forks, %lu parent operations meanwhile\n", ROUNDS, atomic_load(&churn_operations));
 	test_fork_during_write();
+	test_fork_during_first_writes();
 	if (mode == EXECMEM_MODE_DUAL) {
 		test_fork_without_memory(EXECMEM_OS_MEMFD, false);
 		test_fork_without_memory(EXECMEM_OS_MMAP, true);
