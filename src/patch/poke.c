@@ -194,10 +194,11 @@ static int trap_and_fill(struct site_plan *plan, size_t n, struct em_piece *piec
 	if (!rc && !(rc = write_step(plan, n, STEP_TAIL, pieces)))
 		rc = sync_cores();
 	if (rc) {
-		/* Best effort: the old bytes back.  Should this fail as well, the
-		 * traps left behind are no longer listed and their bytes stay,
-		 * which trap.c passes on to the program's handler. */
-		if (!write_step(plan, n, STEP_RETREAT, pieces))
+		/* The old bytes back, tried twice.  Should both fail, the traps
+		 * left behind are no longer listed and their bytes stay, which
+		 * trap.c passes on to the program's SIGTRAP action. */
+		if (!write_step(plan, n, STEP_RETREAT, pieces) ||
+		    !write_step(plan, n, STEP_RETREAT, pieces))
 			sync_cores();
 	}
 	return rc;

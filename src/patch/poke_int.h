@@ -52,6 +52,8 @@ int em_host_text_write(const struct em_piece *pieces, size_t n);
  * em_traps_end(), then executes the site again. */
 int em_traps_begin(const uintptr_t *sites, size_t n);
 void em_traps_end(void);
+/* Whether thread tid waits in the trap handler now. */
+bool em_trap_parked(pid_t tid);
 
 /* census.c: the census signal also serves as the fallback of
  * em_os_sync_core(), for its handler serialises each thread it interrupts. */
