@@ -9,6 +9,7 @@
  *   host      a function of this program's .text, never W+X
  *   refusals  the bad requests and their errors
  *   faults    failures of the OS calls the protocol makes
+ *   mdwe      host text under prctl(PR_SET_MDWE), where nothing may gain exec
  * Every caller checks each result is the old or the new one; an auditor
  * thread checks the process never has a writable and executable mapping.
  */
@@ -18,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "execmem/patch.h"
@@ -170,12 +173,15 @@ static void *new_function(const struct fn_code *c)
 	return code;
 }
 
-/* n, or less where each patch costs far more (under an emulator; in a
- * ThreadSanitizer build, whose callers answer the census only when they
- * next call the C library), to stay within a few seconds. */
+/* n, or less where each patch costs far more (under an emulator, user or
+ * system: scripts/ci-qemu-system.sh's machine sets EXECMEM_TEST_QEMU_SYSTEM;
+ * in a ThreadSanitizer build, whose callers answer the census only when
+ * they next call the C library), to stay within a few seconds. */
 static unsigned iterations(unsigned n)
 {
-	return rt_under_tsan() ? n / 40 : rt_under_qemu_user() ? n / 10 : n;
+	if (rt_under_tsan())
+		return n / 40;
+	return rt_under_qemu_user() || getenv("EXECMEM_TEST_QEMU_SYSTEM") ? n / 10 : n;
 }
 
 /* ------------------------------------------------- callers and auditor */
@@ -485,6 +491,40 @@ static void part_refusals(void)
 	printf("refusals: each bad request refused with its error, nothing changed\n");
 }
 
+#ifndef PR_SET_MDWE
+#define PR_SET_MDWE 65
+#define PR_MDWE_REFUSE_EXEC_GAIN 1
+#endif
+
+/* In a child under prctl(PR_SET_MDWE): no mapping may be W+X or become
+ * executable again, and host text is patched all the same.  Exit status:
+ * 0, 1 the patch failed, 2 MDWE not in force, 3 the kernel has no MDWE. */
+static int mdwe_child(void)
+{
+	if (prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0L, 0L, 0L) != 0)
+		return 3;
+	/* A page that lost execute permission does not get it back. */
+	void *scratch = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (scratch == MAP_FAILED || mprotect(scratch, 4096, PROT_READ | PROT_WRITE) != 0 ||
+	    mprotect(scratch, 4096, PROT_READ | PROT_EXEC) == 0)
+		return 2;
+	struct fn_code c = ret_code(42);
+	struct em_poke_site site = { (void *)host_target, c.bytes, c.site_len };
+	return em_poke_batch(&site, 1) == 0 && host_target() == 42 ? 0 : 1;
+}
+
+static void part_mdwe(void)
+{
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(mdwe_child());
+	int status = rt_wait_child(pid, 30);
+	RT_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		 "host text under PR_SET_MDWE: child status %#x (exit 1 patch failed, 2 MDWE not in force,"
+		 " 3 no MDWE)", status);
+	printf("mdwe: host text patched where no mapping may gain execute permission\n");
+}
+
 /* A thread that only sleeps, for the census to have someone to ask. */
 static atomic_bool sleeper_stop;
 static void *sleeper(void *arg)
@@ -579,7 +619,7 @@ int main(int argc, char **argv)
 		{ "stress", part_stress, true },   { "multi", part_multi, true },
 		{ "busy", part_busy, true },       { "batch", part_batch, true },
 		{ "host", part_host, false },      { "refusals", part_refusals, false },
-		{ "faults", part_faults, false },
+		{ "faults", part_faults, false },   { "mdwe", part_mdwe, false },
 	};
 	mode = rt_mode_under_test();
 	for (size_t i = 0; argc == 2 && i < sizeof parts / sizeof parts[0]; i++) {
@@ -590,7 +630,7 @@ int main(int argc, char **argv)
 		parts[i].run();
 		return rt_finish(parts[i].name);
 	}
-	fprintf(stderr, "usage: test_patch stress|multi|busy|batch|host|refusals|faults\n");
+	fprintf(stderr, "usage: test_patch stress|multi|busy|batch|host|refusals|faults|mdwe\n");
 	return 2;
 }
 #endif
