@@ -230,6 +230,16 @@ int em_threads_outside(const struct em_pc_range *ranges, size_t n)
 	return rc;
 }
 
+void em_census_lock(void)
+{
+	pthread_mutex_lock(&census_lock);
+}
+
+void em_census_unlock(void)
+{
+	pthread_mutex_unlock(&census_lock);
+}
+
 int em_census_sync(void)
 {
 	return em_threads_outside(NULL, 0);

@@ -58,6 +58,9 @@ bool em_trap_parked(pid_t tid);
 /* census.c: the census signal also serves as the fallback of
  * em_os_sync_core(), for its handler serialises each thread it interrupts. */
 int em_census_sync(void);
+/* The census's lock, held across fork() (poke.c). */
+void em_census_lock(void);
+void em_census_unlock(void);
 
 /* Hands a signal execmem does not recognise to the action installed before
  * its own handler.  A trap (synchronous) with the default action restores

@@ -10,6 +10,7 @@
  *   refusals  the bad requests and their errors
  *   faults    failures of the OS calls the protocol makes
  *   mdwe      host text under prctl(PR_SET_MDWE), where nothing may gain exec
+ *   fork      children forked while another thread patches
  * Every caller checks each result is the old or the new one; an auditor
  * thread checks the process never has a writable and executable mapping.
  */
@@ -491,6 +492,67 @@ static void part_refusals(void)
 	printf("refusals: each bad request refused with its error, nothing changed\n");
 }
 
+/* The patching thread of part_fork. */
+struct patcher {
+	void *code;
+	atomic_bool stop;
+	atomic_uint patches;
+};
+
+static void *patch_loop(void *arg)
+{
+	struct patcher *p = arg;
+	struct fn_code c[2] = { sum_code(100, 1), sum_code(200, 2) };
+	for (unsigned i = 1; !atomic_load(&p->stop); i++)
+		if (execmem_patch(p->code, c[i % 2].bytes, c[i % 2].site_len) == 0)
+			atomic_fetch_add(&p->patches, 1);
+	return NULL;
+}
+
+/* A child forked while another thread patches: it must not inherit a
+ * trap that no thread of its own will take out, nor the lock held.
+ * Exit status: 0, 1 a wrong result, 2 its own patch failed. */
+static int fork_child(void *code)
+{
+	uint32_t got = call(code);
+	if (got != 101 && got != 202)
+		return 1;
+	struct fn_code c = sum_code(300, 3);
+	if (execmem_patch(code, c.bytes, c.site_len) != 0 || call(code) != 303)
+		return 2;
+	return 0;
+}
+
+static void part_fork(void)
+{
+	struct fn_code a = sum_code(100, 1);
+	struct patcher p = { .code = new_function(&a) };
+	RT_CHECK(p.code, "alloc: %s", strerror(errno));
+	if (!p.code)
+		return;
+	pthread_t thread;
+	pthread_create(&thread, NULL, patch_loop, &p);
+	unsigned forks = iterations(100), bad = 0;
+	for (unsigned i = 0; i < forks; i++) {
+		pid_t pid = fork();
+		if (pid == 0)
+			_exit(fork_child(p.code));
+		int status = rt_wait_child(pid, 10);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+			if (!bad++)
+				fprintf(stderr, "child %u: status %#x (exit 1 wrong result, 2 its patch failed;"
+					" killed: hung)\n", i, status);
+		}
+	}
+	atomic_store(&p.stop, true);
+	pthread_join(thread, NULL);
+	RT_CHECK(bad == 0, "%u of %u children forked while patching went wrong", bad, forks);
+	RT_CHECK(atomic_load(&p.patches) > 0, "no patch went through meanwhile");
+	printf("fork: %u children forked while %u patches were made, each ran and patched its copy\n",
+	       forks, atomic_load(&p.patches));
+	execmem_free(p.code);
+}
+
 #ifndef PR_SET_MDWE
 #define PR_SET_MDWE 65
 #define PR_MDWE_REFUSE_EXEC_GAIN 1
@@ -620,6 +682,7 @@ int main(int argc, char **argv)
 		{ "busy", part_busy, true },       { "batch", part_batch, true },
 		{ "host", part_host, false },      { "refusals", part_refusals, false },
 		{ "faults", part_faults, false },   { "mdwe", part_mdwe, false },
+		{ "fork", part_fork, true },
 	};
 	mode = rt_mode_under_test();
 	for (size_t i = 0; argc == 2 && i < sizeof parts / sizeof parts[0]; i++) {
@@ -630,7 +693,7 @@ int main(int argc, char **argv)
 		parts[i].run();
 		return rt_finish(parts[i].name);
 	}
-	fprintf(stderr, "usage: test_patch stress|multi|busy|batch|host|refusals|faults|mdwe\n");
+	fprintf(stderr, "usage: test_patch stress|multi|busy|batch|host|refusals|faults|mdwe|fork\n");
 	return 2;
 }
 #endif
