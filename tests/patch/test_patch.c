@@ -180,9 +180,9 @@ static void *new_function(const struct fn_code *c)
  * they next call the C library), to stay within a few seconds. */
 static unsigned iterations(unsigned n)
 {
-	if (rt_under_tsan())
+	if (rt_under_tsan() || rt_under_qemu_user())
 		return n / 40;
-	return rt_under_qemu_user() || getenv("EXECMEM_TEST_QEMU_SYSTEM") ? n / 10 : n;
+	return getenv("EXECMEM_TEST_QEMU_SYSTEM") ? n / 10 : n;
 }
 
 /* ------------------------------------------------- callers and auditor */
