@@ -174,15 +174,18 @@ static void *new_function(const struct fn_code *c)
 	return code;
 }
 
-/* n, or less where each patch costs far more (under an emulator, user or
+/* n, or less where each patch costs more (under an emulator, user or
  * system: scripts/ci-qemu-system.sh's machine sets EXECMEM_TEST_QEMU_SYSTEM;
  * in a ThreadSanitizer build, whose callers answer the census only when
- * they next call the C library), to stay within a few seconds. */
+ * they next call the C library; in an AddressSanitizer build), to stay
+ * within a few seconds. */
 static unsigned iterations(unsigned n)
 {
 	if (rt_under_tsan() || rt_under_qemu_user())
 		return n / 40;
-	return getenv("EXECMEM_TEST_QEMU_SYSTEM") ? n / 10 : n;
+	if (getenv("EXECMEM_TEST_QEMU_SYSTEM"))
+		return n / 10;
+	return rt_under_asan() ? n / 4 : n;
 }
 
 /* ------------------------------------------------- callers and auditor */
@@ -532,7 +535,7 @@ static void part_fork(void)
 		return;
 	pthread_t thread;
 	pthread_create(&thread, NULL, patch_loop, &p);
-	unsigned forks = iterations(100), bad = 0;
+	unsigned forks = iterations(40), bad = 0;
 	for (unsigned i = 0; i < forks; i++) {
 		pid_t pid = fork();
 		if (pid == 0)
