@@ -31,9 +31,11 @@
  *     where membarrier SYNC_CORE is missing, for each synchronisation).  Its
  *     handler chains signals that are not execmem's to the action installed
  *     before.  It interrupts blocking system calls that signals interrupt
- *     (with SA_RESTART where the call can be restarted).  A thread that
- *     blocks it for longer than two seconds makes such a patch fail with
- *     -ETIMEDOUT, having changed nothing.
+ *     (with SA_RESTART where the call can be restarted: sleeps and waits
+ *     with a timeout return EINTR).  A thread that blocks it while it
+ *     sleeps in the kernel is seen where it will resume; one that blocks
+ *     it and runs for two seconds makes such a patch fail with -ETIMEDOUT,
+ *     having changed nothing.
  *   - A multi-instruction site must not contain a call whose return address
  *     lies inside the site, and code of a site must not be running in a
  *     context that a signal handler interrupted: execmem sees where a thread
