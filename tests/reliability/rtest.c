@@ -11,6 +11,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
+
 unsigned long rt_checks, rt_failures;
 
 int rt_finish(const char *test_name)
@@ -148,6 +154,11 @@ bool rt_under_tsan(void)
 #else
 	return false;
 #endif
+}
+
+bool rt_under_valgrind(void)
+{
+	return RUNNING_ON_VALGRIND;
 }
 
 bool rt_can_run_rewritten_code(enum execmem_mode mode)
