@@ -67,6 +67,10 @@ static struct moved move(const uint8_t *code, size_t need, enum placement where)
 		m.rc = -ENOMEM;
 		return m;
 	}
+	uintptr_t distance = (uintptr_t)m.tramp > (uintptr_t)code ? (uintptr_t)m.tramp - (uintptr_t)code
+								    : (uintptr_t)code - (uintptr_t)m.tramp;
+	RT_CHECK(where == NEAR || distance > 4 * GiB, "far trampoline only %#lx away",
+		 (unsigned long)distance);
 	m.rc = em_reloc_window(code, EM_RELOC_MAX_WINDOW, (uintptr_t)code, need,
 			       (uintptr_t)m.tramp, m.out, sizeof m.out, &m.res);
 	if (m.rc == 0)
