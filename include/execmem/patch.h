@@ -48,6 +48,7 @@
 #define EXECMEM_PATCH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "execmem.h"
 
@@ -107,6 +108,95 @@ EXECMEM_API int execmem_patch(void *addr, const void *bytes, size_t len);
  * Thread-safety: as execmem_patch().
  */
 EXECMEM_API int execmem_patch_batch(const struct execmem_patch_site *sites, size_t n);
+
+/* ==== Hooks ==== */
+
+/*
+ * execmem_hook - make every call of the function at target run replacement
+ * instead, and set *original to a function that runs target's own code.
+ *
+ *   The first instructions of target (as many whole instructions as the
+ *   entry jump needs: 5 bytes on x86-64, 4 on aarch64) are replaced by a
+ *   jump to a trampoline placed within branch reach of target (rel32 on
+ *   x86-64, B's +-128 MiB on aarch64).  The trampoline relays to replacement
+ *   and holds the displaced instructions, relocated, followed by a jump back
+ *   into target; *original points to them.  When no memory within reach is
+ *   free the entry jump is the absolute form (jmp [rip] on x86-64, 14
+ *   bytes; ADRP+BR x16 within 4 GiB on aarch64, 8 bytes), which displaces
+ *   more instructions.  The jump is written with the live patching protocol
+ *   of execmem_patch(): other threads running target meanwhile run either
+ *   its old first instructions or the jump, and target's pages are never
+ *   writable and executable (host text is replaced page by page, execmem
+ *   code is written through execmem).
+ *
+ *   target may be a function of the program, of any loaded library, of a
+ *   module loaded with execmem_module_load(), or execmem code.  Relocated
+ *   are: x86-64 RIP-relative operands, jmp/Jcc short and near (widened,
+ *   or an inverted Jcc over an absolute jump when far), call rel32 and
+ *   call [rip+d] (run as a push of the original return address and a jump,
+ *   so that the callee returns into target, never into the trampoline);
+ *   aarch64 ADR/ADRP, LDR literal (W, X, SW, PRFM; SIMD only within
+ *   reach), B/BL, B.cond, CBZ/CBNZ, TBZ/TBNZ.  A function that starts
+ *   with endbr64 or BTI keeps it first in the trampoline.
+ *
+ *   Hooking a function twice is refused (-EEXIST): chain by hooking once
+ *   with a replacement that calls the next one.  A fork()ed child inherits
+ *   the hooks; execmem_unhook() in the child restores the child's copy of
+ *   target only, and the parent's hooks stay.
+ *
+ *   Returns 0, or a negative errno with execmem_last_error() saying why:
+ *     -EINVAL   target, replacement or original is NULL;
+ *     -EEXIST   target is already hooked, or its first bytes overlap
+ *               those of another hook;
+ *     -ENOEXEC  target cannot be hooked: it is too short (it returns,
+ *               jumps away or is padded with traps before the entry jump's
+ *               bytes end), or an instruction of its first bytes is not
+ *               decodable or cannot run elsewhere (a call before the end
+ *               of the displaced bytes, whose return address would point
+ *               into the patched bytes; an indirect call; x86 loop/jrcxz;
+ *               a branch back into the displaced bytes);
+ *     -ERANGE   no trampoline memory within jump reach of target, or a
+ *               PC-relative operand out of reach of the trampoline;
+ *     -ENOMEM   no memory;
+ *     and the errors of execmem_patch_batch(): -EFAULT (target is not
+ *     mapped executable), -EBUSY (a thread stayed inside the bytes being
+ *     changed; nothing changed), -ENOTSUP, or an error of the OS.
+ *   On failure target is unchanged and *original keeps its value.
+ *
+ *   Limits: code elsewhere in target that branches into its first bytes
+ *   (a loop whose head is the function's first instruction) would run the
+ *   jump's bytes; such functions are not detected and must not be hooked.
+ *   On aarch64, jumps beyond B's reach inside the trampoline clobber x17.
+ *
+ *   Thread-safety: thread-safe; hook operations are serialised by one lock.
+ *   target may be running on other threads throughout.
+ */
+EXECMEM_API int execmem_hook(void *target, void *replacement, void **original);
+
+/*
+ * execmem_unhook - restore the first bytes of a function hooked with
+ * execmem_hook(), with the same live protocol: calls that start after it
+ * returns run target's own code.
+ *
+ *   The trampoline (and so the function *original pointed to) is freed only
+ *   once a census of every thread's program counter (each thread is
+ *   interrupted by a signal) has found no thread inside it.  Retired
+ *   trampolines are freed together, one census for all, once 16 are
+ *   waiting (tried again at each later unhook while the census finds one
+ *   in use) and at exit.
+ *   Calls of target that had already entered the replacement keep running
+ *   it; a replacement that may call *original after execmem_unhook() has
+ *   returned must itself be kept from doing so (by the caller) until those
+ *   calls have returned, since the census sees program counters, not the
+ *   copies of *original a replacement holds.
+ *
+ *   Returns 0, or -EINVAL (target is NULL), -ENOENT (target is not
+ *   hooked), or an error of execmem_patch_batch() (the hook stays).
+ *
+ *   Thread-safety: as execmem_hook().
+ */
+EXECMEM_API int execmem_unhook(void *target);
+
 
 #ifdef __cplusplus
 }
