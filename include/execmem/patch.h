@@ -197,6 +197,61 @@ EXECMEM_API int execmem_hook(void *target, void *replacement, void **original);
  */
 EXECMEM_API int execmem_unhook(void *target);
 
+/* ==== Probes ==== */
+
+/* The registers of the thread that reached a probe, as the handler sees
+ * them.  Changes the handler makes to the general registers and the flags
+ * are what the thread continues with; pc/rip and sp/rsp are for reading. */
+#if defined(__x86_64__)
+struct execmem_regs {
+	uint64_t rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp;
+	uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
+	uint64_t rip;    /* the probed address */
+	uint64_t rflags;
+};
+#elif defined(__aarch64__)
+struct execmem_regs {
+	uint64_t x[31];  /* x0..x30 */
+	uint64_t sp;
+	uint64_t pc;     /* the probed address */
+	uint64_t nzcv;
+};
+#endif
+
+typedef void (*execmem_probe_handler)(void *ctx, struct execmem_regs *regs);
+
+/*
+ * execmem_probe - make every thread that reaches addr call handler(ctx,
+ * regs) first, then run the instruction at addr and go on as before.
+ *
+ *   addr must be an instruction boundary (a function's entry or any
+ *   instruction inside one); the instructions there are displaced into a
+ *   trampoline exactly as execmem_hook() displaces a function's first
+ *   ones, and refused for the same reasons.  The trampoline saves every
+ *   general register, the flags and the whole vector/floating-point state
+ *   (XSAVE on x86-64), calls handler on the thread's stack (below the red
+ *   zone), restores them and runs the displaced instructions.  handler runs
+ *   in the probed thread, possibly in many threads at once; it must not
+ *   unwind past its caller (no longjmp out of it).
+ *
+ *   A probe and a hook cannot share an address (-EEXIST either way).
+ *
+ *   Returns 0, or -EINVAL (addr or handler is NULL), -ENOTSUP (not on this
+ *   architecture: probes exist on x86-64 only), or an error of
+ *   execmem_hook().
+ *
+ *   Thread-safety: thread-safe; as execmem_hook().
+ */
+EXECMEM_API int execmem_probe(void *addr, execmem_probe_handler handler, void *ctx);
+
+/*
+ * execmem_unprobe - remove the probe at addr.  Its trampoline is freed as
+ * execmem_unhook()'s, once no thread is inside it nor inside a call of its
+ * handler (the trampoline counts those calls).
+ * Returns 0, or -EINVAL (addr NULL), -ENOENT (no probe or hook there), or
+ * an error of execmem_patch_batch().  Thread-safety: as execmem_hook().
+ */
+EXECMEM_API int execmem_unprobe(void *addr);
 
 #ifdef __cplusplus
 }
