@@ -82,8 +82,10 @@ static void test_prologues(void)
 		for (const struct hook_subject *s = builds[b].subjects; s->name; s++)
 			hook_and_check(s->name, builds[b].tag, s->fn, s->flags);
 	printf("%u compiled prologues hooked, %u too short\n", hooked_count, short_count);
-	RT_CHECK(short_count > 0 && short_count < hooked_count, "hooked %u, short %u", hooked_count,
-		 short_count);
+	RT_CHECK(short_count < hooked_count, "hooked %u, short %u", hooked_count, short_count);
+#if defined(__x86_64__)
+	RT_CHECK(short_count > 0, "no x86-64 prologue was too short");
+#endif
 }
 
 /* ---- libc ---- */
@@ -110,13 +112,6 @@ static size_t strlen_replacement(const char *s)
 	return strlen_original(s);
 }
 
-static void *libc_function(const char *name)
-{
-	void *fn = dlsym(RTLD_DEFAULT, name);
-	RT_CHECK(fn != NULL, "dlsym %s: %s", name, dlerror());
-	return fn;
-}
-
 static bool in_vdso(const void *p)
 {
 	Dl_info info;
@@ -125,15 +120,12 @@ static bool in_vdso(const void *p)
 
 static void test_libc(void)
 {
-	pid_t (*volatile pid_fn)(void) = (pid_t (*)(void))(uintptr_t)libc_function("getpid");
-	int (*volatile clock_fn)(clockid_t, struct timespec *) =
-		(int (*)(clockid_t, struct timespec *))(uintptr_t)libc_function("clock_gettime");
-	/* resolved by its IFUNC: the implementation this CPU runs */
-	size_t (*volatile strlen_fn)(const char *) =
-		(size_t (*)(const char *))(uintptr_t)libc_function("strlen");
-	void *time_fn = libc_function("time");
-	if (!pid_fn || !clock_fn || !strlen_fn || !time_fn)
-		return;
+	/* The addresses libc's own calls reach: strlen's and time's are what
+	 * their IFUNCs chose for this CPU. */
+	pid_t (*volatile pid_fn)(void) = getpid;
+	int (*volatile clock_fn)(clockid_t, struct timespec *) = clock_gettime;
+	size_t (*volatile strlen_fn)(const char *) = strlen;
+	void *time_fn = (void *)time;
 	pid_t pid = pid_fn();
 	RT_CHECK(execmem_hook((void *)pid_fn, (void *)getpid_replacement,
 			      (void **)&getpid_original) == 0, "hook getpid: %s", execmem_last_error());
@@ -245,15 +237,21 @@ static void test_refusals(void)
 	RT_CHECK(call_subject(s->fn, 2) == 17 + HOOKED_OFFSET, "first hook still in place");
 	RT_CHECK(execmem_unhook((void *)s->fn) == 0, "%s", execmem_last_error());
 
-	/* -O2 makes the identity function a move and a return */
-	for (const struct hook_subject *t = builds[2].subjects; t->name; t++)
-		if (!strcmp(t->name, "identity")) {
-			RT_CHECK(execmem_hook((void *)t->fn, (void *)other_replacement, &orig) ==
-					 -ENOEXEC, "identity hooked");
-			RT_CHECK(strstr(execmem_last_error(), "too short") != NULL, "%s",
-				 execmem_last_error());
-			printf("refused: %s\n", execmem_last_error());
-		}
+	/* x86-64 -O2 makes the identity function a move and a return, shorter
+	 * than the jump; aarch64's is a RET, which B replaces whole. */
+	for (const struct hook_subject *t = builds[2].subjects; t->name; t++) {
+		if (strcmp(t->name, "identity"))
+			continue;
+		int rc = execmem_hook((void *)t->fn, (void *)other_replacement, &orig);
+#if defined(__x86_64__)
+		RT_CHECK(rc == -ENOEXEC && strstr(execmem_last_error(), "too short"),
+			 "identity: %d %s", rc, execmem_last_error());
+		printf("refused: %s\n", execmem_last_error());
+#else
+		RT_CHECK(rc == 0 && execmem_unhook((void *)t->fn) == 0, "identity: %s",
+			 execmem_last_error());
+#endif
+	}
 
 	/* instructions in memory that is not executable */
 	static uint8_t data[64] __attribute__((aligned(16)));
