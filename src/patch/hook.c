@@ -111,16 +111,18 @@ static void free_retired(void)
 	nretired = 0;
 }
 
-/* A fork while another thread holds the lock would leave it held for good
- * in the child. */
-static void lock_for_fork(void)
+/* A fork while another thread holds the lock copies it held by a thread
+ * the child does not have: the child starts with it free.  Taking it in a
+ * prepare handler instead would order it against the locks that other fork
+ * handlers take (live patching's, the observers'), which hook operations
+ * take inside it.  The table is consistent at every instant (a hook is
+ * linked in or out with one store), and no batch is under way (the live
+ * patching layer's own fork handlers wait for it); a hook whose entry jump
+ * was written but not yet linked in when the fork came stays in the child
+ * for good. */
+static void child_after_fork(void)
 {
-	pthread_mutex_lock(&hook_lock);
-}
-
-static void unlock_after_fork(void)
-{
-	pthread_mutex_unlock(&hook_lock);
+	hook_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
 }
 
 static void free_retired_at_exit(void)
@@ -132,7 +134,7 @@ static void free_retired_at_exit(void)
 
 static void hook_init(void)
 {
-	pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
+	pthread_atfork(NULL, NULL, child_after_fork);
 	atexit(free_retired_at_exit);
 }
 
@@ -301,7 +303,8 @@ static int install(uintptr_t target, const struct em_relay *relay, void **origin
 		return rc;
 	}
 	h->next = hooks;
-	hooks = h;
+	/* one store, after h is complete: a fork sees h linked in or not */
+	__atomic_store_n(&hooks, h, __ATOMIC_RELEASE);
 	return 0;
 }
 
