@@ -228,16 +228,18 @@ typedef void (*execmem_probe_handler)(void *ctx, struct execmem_regs *regs);
  *   instruction inside one); the instructions there are displaced into a
  *   trampoline exactly as execmem_hook() displaces a function's first
  *   ones, and refused for the same reasons.  The trampoline saves every
- *   general register, the flags and the whole vector/floating-point state
- *   (XSAVE on x86-64), calls handler on the thread's stack (below the red
- *   zone), restores them and runs the displaced instructions.  handler runs
+ *   general register, the flags and the vector/floating-point state
+ *   (x86-64: all of it, with XSAVE; aarch64: q0..q31, FPSR and FPCR, not
+ *   the bits of SVE registers beyond the low 128), calls handler on the
+ *   thread's stack (below the x86-64 red zone), restores them and runs the
+ *   displaced instructions.  handler runs
  *   in the probed thread, possibly in many threads at once; it must not
  *   unwind past its caller (no longjmp out of it).
  *
  *   A probe and a hook cannot share an address (-EEXIST either way).
  *
  *   Returns 0, or -EINVAL (addr or handler is NULL), -ENOTSUP (not on this
- *   architecture: probes exist on x86-64 only), or an error of
+ *   architecture: probes exist on x86-64 and aarch64), or an error of
  *   execmem_hook().
  *
  *   Thread-safety: thread-safe; as execmem_hook().

@@ -115,6 +115,135 @@ static int probe_supported(struct probe_spec *spec)
 	spec->xsave_size = xsave_size();
 	return spec->xsave_size ? 0 : -ENOTSUP;
 }
+#elif defined(__aarch64__)
+/* The frame: struct execmem_regs (x0..x30, sp, pc, nzcv), q0..q31, fpsr,
+ * fpcr.  There is no red zone: the frame starts at the stack pointer. */
+enum {
+	REGS_SIZE = 34 * 8,
+	Q_AT = REGS_SIZE,
+	FPSR_AT = Q_AT + 32 * 16,
+	FRAME = FPSR_AT + 16,
+};
+
+enum literal { LIT_PC, LIT_INFLIGHT, LIT_CTX, LIT_HANDLER, NLIT };
+
+struct words {
+	uint32_t *w;
+	size_t n;
+	size_t lit_loads[8]; /* indices of the LDR (literal) words */
+	enum literal lit_of[8];
+	size_t nloads;
+};
+
+static void w32(struct words *c, uint32_t insn)
+{
+	c->w[c->n++] = insn;
+}
+
+/* ldr xt, literal (its offset filled in once the literals are placed) */
+static void load_literal(struct words *c, unsigned rt, enum literal lit)
+{
+	c->lit_loads[c->nloads] = c->n;
+	c->lit_of[c->nloads++] = lit;
+	w32(c, 0x58000000 | rt);
+}
+
+static uint32_t sp_pair(uint32_t op, unsigned rt, unsigned rt2, unsigned off, unsigned scale)
+{
+	return op | (off / scale) << 15 | rt2 << 10 | 31 << 5 | rt;
+}
+
+static uint32_t sp_single(uint32_t op, unsigned rt, unsigned off)
+{
+	return op | (off / 8) << 10 | 31 << 5 | rt;
+}
+
+/* *x1 += delta (1 or -1), with an exclusive-access loop (ARMv8.0). */
+static void count(struct words *c, bool up)
+{
+	load_literal(c, 1, LIT_INFLIGHT);
+	w32(c, 0xc85f7c22);                  /* ldxr x2, [x1] */
+	w32(c, up ? 0x91000442 : 0xd1000442); /* add/sub x2, x2, #1 */
+	w32(c, 0xc8037c22);                  /* stxr w3, x2, [x1] */
+	w32(c, 0x35ffffa3);                  /* cbnz w3, the ldxr */
+}
+
+static void save_or_restore(struct words *c, bool save)
+{
+	uint32_t pair = save ? 0xa9000000 : 0xa9400000;    /* stp / ldp x, [sp, #off] */
+	uint32_t qpair = save ? 0xad000000 : 0xad400000;   /* stp / ldp q, [sp, #off] */
+	uint32_t single = save ? 0xf9000000 : 0xf9400000;  /* str / ldr x, [sp, #off] */
+	if (save) {
+		for (unsigned r = 0; r < 30; r += 2)
+			w32(c, sp_pair(pair, r, r + 1, r * 8, 8));
+		w32(c, sp_single(single, 30, 240));
+		w32(c, 0x91000000 | FRAME << 10 | 31 << 5 | 0); /* add x0, sp, #FRAME */
+		w32(c, sp_single(single, 0, 248));
+		load_literal(c, 0, LIT_PC);
+		w32(c, sp_single(single, 0, 256));
+		w32(c, 0xd53b4200); /* mrs x0, nzcv */
+		w32(c, sp_single(single, 0, 264));
+		w32(c, 0xd53b4420); /* mrs x0, fpsr */
+		w32(c, 0xd53b4401); /* mrs x1, fpcr */
+		w32(c, sp_single(single, 0, FPSR_AT));
+		w32(c, sp_single(single, 1, FPSR_AT + 8));
+	}
+	for (unsigned q = 0; q < 32; q += 2)
+		w32(c, sp_pair(qpair, q, q + 1, Q_AT + q * 16, 16));
+	if (!save) {
+		w32(c, sp_single(single, 0, FPSR_AT));
+		w32(c, sp_single(single, 1, FPSR_AT + 8));
+		w32(c, 0xd51b4420); /* msr fpsr, x0 */
+		w32(c, 0xd51b4401); /* msr fpcr, x1 */
+		w32(c, sp_single(single, 0, 264));
+		w32(c, 0xd51b4200); /* msr nzcv, x0 */
+		for (unsigned r = 0; r < 30; r += 2)
+			w32(c, sp_pair(pair, r, r + 1, r * 8, 8));
+		w32(c, sp_single(single, 30, 240));
+	}
+}
+
+static size_t emit_probe_relay(const struct em_relay *relay, uintptr_t at, atomic_long *inflight,
+			       uint8_t *out)
+{
+	const struct probe_spec *probe = relay->arg;
+	uint32_t words[EM_RELAY_MAX / 4];
+	struct words c = { .w = words };
+	w32(&c, 0xd1000000 | FRAME << 10 | 31 << 5 | 31); /* sub sp, sp, #FRAME */
+	save_or_restore(&c, true);
+	count(&c, true);
+	load_literal(&c, 0, LIT_CTX);
+	w32(&c, 0x910003e1); /* mov x1, sp */
+	load_literal(&c, 16, LIT_HANDLER);
+	w32(&c, 0xd63f0200); /* blr x16 */
+	count(&c, false);
+	save_or_restore(&c, false);
+	w32(&c, 0x91000000 | FRAME << 10 | 31 << 5 | 31); /* add sp, sp, #FRAME */
+	/* b over the literals (8-byte aligned) to the displaced instructions */
+	size_t branch = c.n++;
+	if ((at + c.n * 4) % 8)
+		w32(&c, 0xd503201f); /* nop */
+	size_t lit_at = c.n;
+	uint64_t lits[NLIT] = { (uintptr_t)probe->addr, (uintptr_t)inflight,
+				(uintptr_t)probe->ctx, (uintptr_t)probe->handler };
+	for (int i = 0; i < NLIT; i++) {
+		w32(&c, (uint32_t)lits[i]);
+		w32(&c, (uint32_t)(lits[i] >> 32));
+	}
+	words[branch] = 0x14000000 | (uint32_t)(c.n - branch);
+	for (size_t i = 0; i < c.nloads; i++) {
+		size_t load = c.lit_loads[i], target = lit_at + 2 * c.lit_of[i];
+		words[load] |= (uint32_t)(target - load) << 5;
+	}
+	memcpy(out, words, c.n * 4);
+	return c.n * 4;
+}
+
+static int probe_supported(struct probe_spec *spec)
+{
+	(void)spec;
+	return 0;
+}
 #else
 static size_t emit_probe_relay(const struct em_relay *relay, uintptr_t at, atomic_long *inflight,
 			       uint8_t *out)

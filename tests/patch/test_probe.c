@@ -1,5 +1,5 @@
 /*
- * test_probe.c - execmem_probe() on x86-64: the handler sees the thread's
+ * test_probe.c - execmem_probe(): the handler sees the thread's
  * registers at the probed instruction, its changes to them are what the
  * code continues with, the flags and the vector registers the code relies
  * on survive a handler that clobbers them, probes come and go while threads
@@ -14,18 +14,36 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#if defined(__x86_64__)
+#define ARG0(r) ((r)->rdi)
+#define RET0(r) ((r)->rax)
+#define PC(r) ((r)->rip)
+#define SP(r) ((r)->rsp)
+/* the return address is on top of the caller's stack at a function's entry */
+#define ENTRY_SP_MOD16 8
+#else
+#define ARG0(r) ((r)->x[0])
+#define RET0(r) ((r)->x[0])
+#define PC(r) ((r)->pc)
+#define SP(r) ((r)->sp)
+#define ENTRY_SP_MOD16 0
+#define A64(w) (uint8_t)(w), (uint8_t)((w) >> 8), (uint8_t)((w) >> 16), (uint8_t)((w) >> 24)
+#define A64_NOP A64(0xd503201fu)
+#define A64_RET A64(0xd65f03c0u)
+#endif
+
 static atomic_long handler_calls;
 static struct execmem_regs seen;
 
 /* Clobbers the flags and xmm0..: what any C code may do. */
 static void record(void *ctx, struct execmem_regs *regs)
 {
-	volatile double d = (double)regs->rdi;
+	volatile double d = (double)ARG0(regs);
 	d = d * 1.5 + 2.0;
 	seen = *regs;
 	handler_calls++;
 	if (ctx)
-		regs->rax = *(uint64_t *)ctx;
+		RET0(regs) = *(uint64_t *)ctx;
 }
 
 static long (*arith)(long); /* gcc -O2: 7a + 3 */
@@ -44,53 +62,78 @@ static void test_entry(void)
 	long calls = handler_calls;
 	RT_CHECK(fn(5) == 38, "probed arith(5) = %ld", fn(5));
 	RT_CHECK(handler_calls == calls + 1, "handler calls %ld", handler_calls - calls);
-	RT_CHECK(seen.rdi == 5 && seen.rip == (uintptr_t)arith, "rdi %lu rip %#lx",
-		 (unsigned long)seen.rdi, (unsigned long)seen.rip);
-	/* the return address is on top of the caller's stack */
-	RT_CHECK(seen.rsp % 16 == 8, "rsp at entry %#lx", (unsigned long)seen.rsp);
+	RT_CHECK(ARG0(&seen) == 5 && PC(&seen) == (uintptr_t)arith, "first argument %lu pc %#lx",
+		 (unsigned long)ARG0(&seen), (unsigned long)PC(&seen));
+	RT_CHECK(SP(&seen) % 16 == ENTRY_SP_MOD16, "sp at entry %#lx", (unsigned long)SP(&seen));
 	RT_CHECK(execmem_unprobe((void *)arith) == 0, "%s", execmem_last_error());
 	calls = handler_calls;
 	RT_CHECK(fn(5) == 38 && handler_calls == calls, "unprobed");
 }
 
-/* mov eax, 1; (probe) 5 nops; ret: the handler's rax is returned. */
+/* return 1, the probe before the return: the handler's value is returned */
+#if defined(__x86_64__)
+static const uint8_t return_one[] = { 0xb8, 1, 0, 0, 0, 0x90, 0x90, 0x90, 0x90, 0x90, 0xc3 };
+#define RETURN_ONE_PROBE 5
+#else
+static const uint8_t return_one[] = { A64(0xd2800020u), A64_NOP, A64_RET };
+#define RETURN_ONE_PROBE 4
+#endif
+
 static void test_changed_register(void)
 {
-	static const uint8_t fn[] = { 0xb8, 1, 0, 0, 0, 0x90, 0x90, 0x90, 0x90, 0x90, 0xc3 };
-	uint8_t *code = place(fn, sizeof fn);
+	uint8_t *code = place(return_one, sizeof return_one);
+	uint8_t *at = code + RETURN_ONE_PROBE;
 	uint64_t value = 99;
-	RT_CHECK(execmem_probe(code + 5, record, &value) == 0, "%s", execmem_last_error());
-	RT_CHECK(((int (*)(void))(uintptr_t)code)() == 99, "the handler's rax");
-	RT_CHECK(seen.rax == 1 && seen.rip == (uintptr_t)(code + 5), "rax %lu at the probe",
-		 (unsigned long)seen.rax);
-	RT_CHECK(execmem_unprobe(code + 5) == 0, "%s", execmem_last_error());
-	RT_CHECK(((int (*)(void))(uintptr_t)code)() == 1, "unprobed");
+	RT_CHECK(execmem_probe(at, record, &value) == 0, "%s", execmem_last_error());
+	RT_CHECK(((long (*)(void))(uintptr_t)code)() == 99, "the handler's return register");
+	RT_CHECK(RET0(&seen) == 1 && PC(&seen) == (uintptr_t)at, "%lu at the probe",
+		 (unsigned long)RET0(&seen));
+	RT_CHECK(execmem_unprobe(at) == 0, "%s", execmem_last_error());
+	RT_CHECK(((long (*)(void))(uintptr_t)code)() == 1, "unprobed");
 	execmem_free(code);
 }
 
-/* cmp edi, esi; (probe) 5 nops; sete al; movzx eax, al; ret */
+/* compare the arguments, (probe), return whether they were equal */
+#if defined(__x86_64__)
+/* cmp rdi, rsi; 5 nops; sete al; movzx eax, al; ret */
+static const uint8_t equal[] = { 0x48, 0x39, 0xf7, 0x90, 0x90, 0x90, 0x90, 0x90,
+				 0x0f, 0x94, 0xc0, 0x0f, 0xb6, 0xc0, 0xc3 };
+#define EQUAL_PROBE 3
+#else
+/* cmp x0, x1; nop; cset x0, eq; ret */
+static const uint8_t equal[] = { A64(0xeb01001fu), A64_NOP, A64(0x9a9f17e0u), A64_RET };
+#define EQUAL_PROBE 4
+#endif
+
 static void test_flags(void)
 {
-	static const uint8_t fn[] = { 0x39, 0xf7, 0x90, 0x90, 0x90, 0x90, 0x90,
-				      0x0f, 0x94, 0xc0, 0x0f, 0xb6, 0xc0, 0xc3 };
-	uint8_t *code = place(fn, sizeof fn);
-	RT_CHECK(execmem_probe(code + 2, record, NULL) == 0, "%s", execmem_last_error());
-	int (*eq)(int, int) = (int (*)(int, int))(uintptr_t)code;
+	uint8_t *code = place(equal, sizeof equal);
+	RT_CHECK(execmem_probe(code + EQUAL_PROBE, record, NULL) == 0, "%s", execmem_last_error());
+	long (*eq)(long, long) = (long (*)(long, long))(uintptr_t)code;
 	RT_CHECK(eq(3, 3) == 1 && eq(3, 4) == 0, "flags across the handler");
-	RT_CHECK(execmem_unprobe(code + 2) == 0, "%s", execmem_last_error());
+	RT_CHECK(execmem_unprobe(code + EQUAL_PROBE) == 0, "%s", execmem_last_error());
 	execmem_free(code);
 }
 
-/* movq xmm0, rdi; (probe) 5 nops; movq rax, xmm0; ret */
+/* the argument kept in a vector register across the probe, returned */
+#if defined(__x86_64__)
+/* movq xmm0, rdi; 5 nops; movq rax, xmm0; ret */
+static const uint8_t through_vector[] = { 0x66, 0x48, 0x0f, 0x6e, 0xc7, 0x90, 0x90, 0x90, 0x90,
+					  0x90, 0x66, 0x48, 0x0f, 0x7e, 0xc0, 0xc3 };
+#define VECTOR_PROBE 5
+#else
+/* fmov d0, x0; nop; fmov x0, d0; ret */
+static const uint8_t through_vector[] = { A64(0x9e670000u), A64_NOP, A64(0x9e660000u), A64_RET };
+#define VECTOR_PROBE 4
+#endif
+
 static void test_vector_state(void)
 {
-	static const uint8_t fn[] = { 0x66, 0x48, 0x0f, 0x6e, 0xc7, 0x90, 0x90, 0x90, 0x90, 0x90,
-				      0x66, 0x48, 0x0f, 0x7e, 0xc0, 0xc3 };
-	uint8_t *code = place(fn, sizeof fn);
-	RT_CHECK(execmem_probe(code + 5, record, NULL) == 0, "%s", execmem_last_error());
-	long (*through_xmm)(long) = (long (*)(long))(uintptr_t)code;
-	RT_CHECK(through_xmm(0x123456789) == 0x123456789, "xmm0 across the handler");
-	RT_CHECK(execmem_unprobe(code + 5) == 0, "%s", execmem_last_error());
+	uint8_t *code = place(through_vector, sizeof through_vector);
+	RT_CHECK(execmem_probe(code + VECTOR_PROBE, record, NULL) == 0, "%s", execmem_last_error());
+	long (*fn)(long) = (long (*)(long))(uintptr_t)code;
+	RT_CHECK(fn(0x123456789) == 0x123456789, "the vector register across the handler");
+	RT_CHECK(execmem_unprobe(code + VECTOR_PROBE) == 0, "%s", execmem_last_error());
 	execmem_free(code);
 }
 
@@ -160,8 +203,12 @@ static void test_refusals(void)
 	RT_CHECK(execmem_hook((void *)arith, (void *)hooked_replacement, &orig) == -EEXIST,
 		 "hooked where a probe is");
 	RT_CHECK(execmem_unprobe((void *)arith) == 0, "%s", execmem_last_error());
-	/* ret then padding: too short for the jump */
-	static const uint8_t tiny[] = { 0xc3, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc };
+	/* a trap: padding, or a breakpoint */
+#if defined(__x86_64__)
+	static const uint8_t tiny[] = { 0xcc, 0xc3, 0xcc, 0xcc, 0xcc, 0xcc };
+#else
+	static const uint8_t tiny[] = { A64(0xd4200000u), A64_RET };
+#endif
 	uint8_t *code = place(tiny, sizeof tiny);
 	RT_CHECK(execmem_probe(code, record, NULL) == -ENOEXEC, "probed a ret");
 	RT_CHECK(strstr(execmem_last_error(), "too short") != NULL, "%s", execmem_last_error());
