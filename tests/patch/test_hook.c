@@ -261,6 +261,30 @@ static void test_refusals(void)
 	printf("refused: %s\n", execmem_last_error());
 }
 
+/* ---- trampolines are freed ---- */
+static size_t live_allocations(void)
+{
+	struct execmem_stats st;
+	RT_CHECK(execmem_stats(&st) == 0, "stats");
+	return st.live_allocations;
+}
+
+/* With no other thread, every census is clear: retired trampolines go in
+ * batches of 16, so at most that many are left waiting. */
+static void test_trampolines_freed(void)
+{
+	const struct hook_subject *s = &builds[2].subjects[0];
+	size_t before = live_allocations();
+	for (int i = 0; i < 48; i++) {
+		int rc = execmem_hook((void *)s->fn, (void *)subject_replacement,
+				      (void **)&subject_original);
+		RT_CHECK(rc == 0 && execmem_unhook((void *)s->fn) == 0, "cycle %d: %s", i,
+			 execmem_last_error());
+	}
+	size_t after = live_allocations();
+	RT_CHECK(after <= before + 16, "%zu trampolines left after 48 cycles", after - before);
+}
+
 /* ---- fork ---- */
 static void test_fork(void)
 {
@@ -293,6 +317,7 @@ int main(void)
 	test_module();
 	test_execmem_code();
 	test_refusals();
+	test_trampolines_freed();
 	test_fork();
 	RT_CHECK(rt_count_wx_mappings() == 0, "W+X mappings at the end");
 	return rt_finish("test_hook");
