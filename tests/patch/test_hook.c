@@ -220,7 +220,7 @@ static void test_refusals(void)
 	RT_CHECK(execmem_hook((void *)s->fn, NULL, &orig) == -EINVAL, "NULL replacement");
 	RT_CHECK(execmem_unhook(NULL) == -EINVAL, "unhook NULL");
 	RT_CHECK(execmem_unhook((void *)s->fn) == -ENOENT, "unhook what is not hooked");
-	RT_CHECK(strstr(execmem_last_error(), "not patched") != NULL, "%s", execmem_last_error());
+	RT_CHECK(strstr(execmem_last_error(), "not hooked") != NULL, "%s", execmem_last_error());
 	printf("refused: %s\n", execmem_last_error());
 
 	RT_CHECK(execmem_hook((void *)s->fn, (void *)subject_replacement,
