@@ -1,5 +1,5 @@
 /*
- * test_reloc.c - the relocator on real prologues: every function of
+ * test_prologues.c - the relocator on real prologues: every function of
  * hook_subjects.c, as gcc and clang build it at -O0..-O3 and with branch
  * protection, has its first instructions moved into an execmem trampoline
  * near it, which is then called: it must compute what the function does.
@@ -99,5 +99,5 @@ int main(void)
 		 "the -O2 identity function was relocated for a %zu-byte jump", entry_lengths[1]);
 	printf("%u windows relocated and run, %u refused as too short, %u refused otherwise\n",
 	       relocated, refused_short, refused_other);
-	return rt_finish("test_reloc");
+	return rt_finish("test_prologues");
 }
