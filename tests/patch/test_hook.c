@@ -141,9 +141,10 @@ static void test_libc(void)
 	struct timespec ts = { 0, 0 };
 	RT_CHECK(clock_fn(CLOCK_MONOTONIC, &ts) == 0 && ts.tv_sec + ts.tv_nsec > 0 &&
 			 clock_calls > calls, "clock_gettime hooked");
+	/* valgrind runs its own strlen in place of libc's, whatever its bytes */
 	long strlen_before = strlen_calls;
-	RT_CHECK(strlen_fn("hooked strlen") == 13 && strlen_calls > strlen_before,
-		 "strlen hooked");
+	RT_CHECK(strlen_fn("hooked strlen") == 13 &&
+			 (strlen_calls > strlen_before || rt_under_valgrind()), "strlen hooked");
 	RT_CHECK(execmem_unhook((void *)strlen_fn) == 0, "%s", execmem_last_error());
 	RT_CHECK(execmem_unhook((void *)clock_fn) == 0, "%s", execmem_last_error());
 	RT_CHECK(execmem_unhook((void *)pid_fn) == 0, "%s", execmem_last_error());
