@@ -132,9 +132,17 @@ static const char *member_name(struct selection *sel, const struct archive *a, u
 	if (!n)
 		return NULL;
 	ld->object_names = n;
-	if (asprintf(&n[ld->nobject_names], "%s(%s)", a->name, a->members[m].name) < 0)
+	/* Put together by hand: printf's machinery cost more than the rest of
+	 * taking a small member. */
+	size_t archive = strlen(a->name), member = strlen(a->members[m].name);
+	char *name = malloc(archive + member + 3);
+	if (!name)
 		return NULL;
-	return n[ld->nobject_names++];
+	memcpy(name, a->name, archive);
+	name[archive] = '(';
+	memcpy(name + archive + 1, a->members[m].name, member);
+	memcpy(name + archive + 1 + member, ")", 2);
+	return n[ld->nobject_names++] = name;
 }
 
 static int take_member(struct selection *sel, struct archive *a, uint32_t m)
@@ -366,13 +374,24 @@ static int select_all(struct selection *sel, const struct mod_input *inputs, siz
 	return err ? err : check_machines(sel->ld);
 }
 
+/* A first size for the table of names: objects have about one global
+ * name per 512 bytes of file (libcrypto.a's members one per 450), and
+ * growing the table from a few dozen entries moved it a dozen times. */
+static uint32_t expected_names(const struct mod_input *inputs, size_t ninputs)
+{
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < ninputs; i++)
+		bytes += inputs[i].size;
+	return bytes / 512 < MOD_MAX_SYMBOLS / 2 ? (uint32_t)(bytes / 512) : MOD_MAX_SYMBOLS / 2;
+}
+
 int load_select_objects(struct load *ld, const struct mod_input *inputs, size_t ninputs)
 {
 	struct selection sel = { .ld = ld };
 
 	/* One more archive than inputs: the C runtime's. */
 	sel.archives = calloc(ninputs + 1, sizeof(*sel.archives));
-	if (!sel.archives || mod_symtab_init(&sel.names, 64)) {
+	if (!sel.archives || mod_symtab_init(&sel.names, expected_names(inputs, ninputs))) {
 		free(sel.archives);
 		return mod_error(ENOMEM, "%s: out of memory", ld->name);
 	}
