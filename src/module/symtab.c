@@ -122,9 +122,12 @@ int32_t mod_symtab_intern_hashed(struct mod_symtab *table, const char *name, uin
 {
 	int32_t found = mod_symtab_find_hashed(table, name, hash);
 
-	*created = 0;
-	if (found >= 0)
-		return found;
+	*created = found < 0;
+	return found >= 0 ? found : mod_symtab_append(table, name, hash);
+}
+
+int32_t mod_symtab_append(struct mod_symtab *table, const char *name, uint32_t hash)
+{
 	if (table->count == table->capacity && grow(table))
 		return -1;
 	uint32_t index = table->count++;
@@ -135,7 +138,6 @@ int32_t mod_symtab_intern_hashed(struct mod_symtab *table, const char *name, uin
 	e->plt_slot = -1;
 	e->got_slot = -1;
 	put_slot(table->slots, table->mask, hash, index);
-	*created = 1;
 	return (int32_t)index;
 }
 
