@@ -397,6 +397,7 @@ static void report_field(const struct sample *s, int n, size_t offset, long over
 static const char *const stage_names[EXECMEM_MODULE_STAGES] = {
 	"stage_read_ms", "stage_parse_ms", "stage_select_ms", "stage_layout_ms",
 	"stage_resolve_ms", "stage_place_ms", "stage_relocate_ms", "stage_publish_ms",
+	"stage_copy_ms",
 };
 
 #define FIELD(f) offsetof(struct sample, f)
