@@ -42,7 +42,9 @@ static int debugger_needs(const struct mod_object *obj, uint32_t s)
 }
 
 /* The header of section s in the copy: its load address, and for a section
- * whose bytes are left out, no bytes (a relocation section none at all). */
+ * whose bytes are left out, no bytes: SHT_NOBITS, or for a relocation
+ * section no entries (it stays a relocation section: a COMDAT group may
+ * list it, and a group naming an inactive section is malformed). */
 static Elf64_Shdr placed_header(const struct load *ld, const struct mod_object *obj,
 				const Elf64_Ehdr *eh, uint32_t s, int needed, uint64_t *offset)
 {
@@ -56,7 +58,8 @@ static Elf64_Shdr placed_header(const struct load *ld, const struct mod_object *
 		sh.sh_offset = *offset;
 		*offset += sec->size;
 	} else if (sec->type == SHT_RELA || sec->type == SHT_REL) {
-		memset(&sh, 0, sizeof sh);
+		sh.sh_offset = 0;
+		sh.sh_size = 0;
 	} else if (s) {
 		sh.sh_type = SHT_NOBITS;
 		sh.sh_offset = 0;
