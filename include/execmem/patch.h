@@ -219,6 +219,8 @@ struct execmem_regs {
 	uint64_t pc;     /* the probed address */
 	uint64_t nzcv;
 };
+#else
+struct execmem_regs; /* no probes here: execmem_probe() fails with ENOTSUP */
 #endif
 
 typedef void (*execmem_probe_handler)(void *ctx, struct execmem_regs *regs);

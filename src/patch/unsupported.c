@@ -1,6 +1,7 @@
 /*
  * unsupported.c - live patching on an architecture it does not know how to
- * change instructions of safely: every call says so.
+ * change instructions of safely, nor relocate them for hooks and probes:
+ * every call says so.
  */
 #include "execmem/patch.h"
 #include "poke.h"
@@ -33,5 +34,33 @@ int execmem_patch_batch(const struct execmem_patch_site *sites, size_t n)
 {
 	(void)sites;
 	(void)n;
+	return -ENOTSUP;
+}
+
+int execmem_hook(void *target, void *replacement, void **original)
+{
+	(void)target;
+	(void)replacement;
+	(void)original;
+	return -ENOTSUP;
+}
+
+int execmem_unhook(void *target)
+{
+	(void)target;
+	return -ENOTSUP;
+}
+
+int execmem_probe(void *addr, execmem_probe_handler handler, void *ctx)
+{
+	(void)addr;
+	(void)handler;
+	(void)ctx;
+	return -ENOTSUP;
+}
+
+int execmem_unprobe(void *addr)
+{
+	(void)addr;
 	return -ENOTSUP;
 }

@@ -41,6 +41,12 @@ int main(void)
 	struct em_poke_site site = { code, &byte, 1 };
 	RT_CHECK(execmem_patch(code, &byte, 1) == -ENOTSUP, "execmem_patch() is not refused");
 	RT_CHECK(em_poke_batch(&site, 1) == -ENOTSUP, "em_poke_batch() is not refused");
+	void *original = NULL;
+	RT_CHECK(execmem_hook((void *)rt_finish, code, &original) == -ENOTSUP && !original,
+		 "execmem_hook() is not refused");
+	RT_CHECK(execmem_unhook((void *)rt_finish) == -ENOTSUP, "execmem_unhook() is not refused");
+	RT_CHECK(execmem_probe(code, NULL, NULL) == -ENOTSUP, "execmem_probe() is not refused");
+	RT_CHECK(execmem_unprobe(code) == -ENOTSUP, "execmem_unprobe() is not refused");
 	execmem_free(code);
 	return rt_finish("unsupported");
 }
