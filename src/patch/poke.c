@@ -61,8 +61,12 @@ static void fork_done(void)
 	pthread_mutex_unlock(&poke_lock);
 }
 
+/* After execmem's own fork handlers, so that fork() waits for a batch
+ * (whose writes go through execmem's write gate) before the gate closes:
+ * prepare handlers run in the reverse order of their registration. */
 static void watch_forks(void)
 {
+	em_fork_guard_install();
 	pthread_atfork(fork_prepare, fork_done, fork_done);
 }
 

@@ -610,6 +610,11 @@ static int fork_child(void *code)
 
 static void part_fork(void)
 {
+	/* A patch of host text first, before execmem's first allocation, so
+	 * that live patching sets up its fork handling before the core does. */
+	struct fn_code h = ret_code(1);
+	struct em_poke_site host = { (void *)host_target, h.bytes, h.site_len };
+	RT_CHECK(em_poke_batch(&host, 1) == 0, "the first patch, of host text");
 	struct fn_code a = sum_code(100, 1);
 	struct patcher p = { .code = new_function(&a) };
 	RT_CHECK(p.code, "alloc: %s", strerror(errno));
