@@ -70,6 +70,11 @@ static void watch_forks(void)
 	pthread_atfork(fork_prepare, fork_done, fork_done);
 }
 
+void em_poke_watch_forks(void)
+{
+	pthread_once(&fork_once, watch_forks);
+}
+
 static int by_address(const void *a, const void *b)
 {
 	uintptr_t x = ((const struct site_plan *)a)->addr, y = ((const struct site_plan *)b)->addr;
@@ -275,7 +280,7 @@ int em_poke_batch(const struct em_poke_site *sites, size_t n)
 		return -ENOMEM;
 	int rc = plan_sites(sites, n, plan);
 	if (!rc) {
-		pthread_once(&fork_once, watch_forks);
+		em_poke_watch_forks();
 		pthread_mutex_lock(&poke_lock);
 		rc = apply(plan, n, read_old(plan, n));
 		pthread_mutex_unlock(&poke_lock);
