@@ -11,6 +11,12 @@
 #include "internal.h"
 #include "poke.h"
 
+/* For the reads of code bytes that other threads may be rewriting (the
+ * trap handler looking at what is at a site): racy by design, as every
+ * instruction fetch of cross-modified code is, and left out of
+ * ThreadSanitizer's view. */
+#define EM_READS_LIVE_CODE __attribute__((no_sanitize("thread")))
+
 /* What the protocol needs to know of the CPU (poke_<arch>.c). */
 struct em_poke_arch {
 	size_t max_len;   /* longest site */
