@@ -36,6 +36,7 @@ ALLOWED_TO_SKIP=(
 	patch_busy_dual
 	patch_batch_dual
 	patch_fork_dual
+	patch_direct_dual
 )
 ARCHES=("$@")
 ((${#ARCHES[@]})) || ARCHES=(aarch64 riscv64)

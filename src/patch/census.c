@@ -224,6 +224,7 @@ int em_threads_outside(const struct em_pc_range *ranges, size_t n)
 {
 	if (n && !ranges)
 		return -EINVAL;
+	em_poke_watch_forks();
 	pthread_mutex_lock(&census_lock);
 	int rc = install();
 	if (!rc)

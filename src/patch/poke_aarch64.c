@@ -35,7 +35,7 @@ static bool a64_direct(const uint8_t *old, const uint8_t *new_bytes, size_t len)
 	return len == 4 && live_swappable(word_at(old)) && live_swappable(word_at(new_bytes));
 }
 
-static bool a64_is_trap(uintptr_t site)
+EM_READS_LIVE_CODE static bool a64_is_trap(uintptr_t site)
 {
 	return (*(const volatile uint32_t *)site & 0xffe0001fu) == 0xd4200000u; /* BRK #any */
 }

@@ -11,6 +11,12 @@
 #include "internal.h"
 #include "poke.h"
 
+/* For the reads of code bytes that other threads may be rewriting (the
+ * trap handler looking at what is at a site): racy by design, as every
+ * instruction fetch of cross-modified code is, and left out of
+ * ThreadSanitizer's view. */
+#define EM_READS_LIVE_CODE __attribute__((no_sanitize("thread")))
+
 /* What the protocol needs to know of the CPU (poke_<arch>.c). */
 struct em_poke_arch {
 	size_t max_len;   /* longest site */
@@ -58,6 +64,10 @@ int em_traps_begin(const uintptr_t *sites, size_t n);
 void em_traps_end(void);
 /* Whether thread tid waits in the trap handler now. */
 bool em_trap_parked(pid_t tid);
+
+/* poke.c: fork() waits for the batch and the census under way (once
+ * called, for the rest of the process). */
+void em_poke_watch_forks(void);
 
 /* census.c: the census signal also serves as the fallback of
  * em_os_sync_core(), for its handler serialises each thread it interrupts. */

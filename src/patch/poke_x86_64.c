@@ -18,7 +18,7 @@ static bool x86_direct(const uint8_t *old, const uint8_t *new_bytes, size_t len)
 	return memcmp(old + 1, new_bytes + 1, len - 1) == 0;
 }
 
-static bool x86_is_trap(uintptr_t site)
+EM_READS_LIVE_CODE static bool x86_is_trap(uintptr_t site)
 {
 	return *(const volatile uint8_t *)site == 0xcc;
 }

@@ -12,6 +12,7 @@
  *   mdwe      host text under prctl(PR_SET_MDWE), where nothing may gain exec
  *   fork      children forked while another thread patches
  *   chain     the program's own traps and signals reach its own handlers
+ *   direct    a change the CPU takes in one store (no trap, no census)
  * Every caller checks each result is the old or the new one; an auditor
  * thread checks the process never has a writable and executable mapping.
  */
@@ -59,7 +60,7 @@ static enum execmem_mode mode;
 
 /* A function returning a constant: the constant's instruction is the site. */
 struct fn_code {
-	uint8_t bytes[16];
+	uint8_t bytes[24];
 	size_t len;      /* the whole function */
 	size_t site_len; /* the instructions a patch replaces, from the start */
 };
@@ -103,6 +104,13 @@ static struct fn_code spin_release(size_t *offset)
 {
 	*offset = 1;
 	return (struct fn_code){ { 0xc3, 0xfe }, 2, 2 };
+}
+/* xor eax, eax; then the site: mov eax, 1 or mov ecx, 1 (only the first
+ * byte differs: one store); ret.  Returns 1 or 0. */
+static struct fn_code direct_code(int which, size_t *offset)
+{
+	*offset = 2;
+	return (struct fn_code){ { 0x31, 0xc0, which ? 0xb9 : 0xb8, 1, 0, 0, 0, 0xc3 }, 8, 5 };
 }
 /* A trap of the program's own before `mov eax, 7; ret`: INT1 (icebp),
  * which raises SIGTRAP as INT3 does, and leaves the PC after itself. */
@@ -162,6 +170,19 @@ static struct fn_code spin_release(size_t *offset)
 	struct fn_code c = { { 0 }, 4, 4 };
 	put32(c.bytes, 0xd65f03c0u);
 	*offset = 4;
+	return c;
+}
+/* The site: nop, or b +12 (both live-swappable: one store); then
+ * movz w0, #1; ret; movz w0, #0; ret.  Returns 1 or 0. */
+static struct fn_code direct_code(int which, size_t *offset)
+{
+	struct fn_code c = { { 0 }, 20, 4 };
+	put32(c.bytes, which ? 0x14000003u : 0xd503201fu);
+	put32(c.bytes + 4, 0x52800000u | 1u << 5);
+	put32(c.bytes + 8, 0xd65f03c0u);
+	put32(c.bytes + 12, 0x52800000u);
+	put32(c.bytes + 16, 0xd65f03c0u);
+	*offset = 0;
 	return c;
 }
 /* A trap of the program's own: brk #0; movz w0, #7; ret. */
@@ -340,6 +361,35 @@ static void part_stress(void)
 	RT_CHECK(failed == 0, "%u of %u patches failed", failed, n);
 	RT_CHECK(call(t.code) == values[n % 2], "after %u patches it returns %u", n, call(t.code));
 	printf("stress: %u patches of one function under %d callers\n", n, CALLERS);
+	execmem_free(t.code);
+}
+
+/* A change the CPU takes in one store: no trap, no census. */
+static void part_direct(void)
+{
+	size_t offset;
+	struct fn_code c[2] = { direct_code(0, &offset), direct_code(1, &offset) };
+	struct target t = { new_function(&c[0]), { 1, 0 } };
+	RT_CHECK(t.code, "alloc: %s", strerror(errno));
+	if (!t.code)
+		return;
+	uint8_t *site = (uint8_t *)t.code + offset;
+	struct load l = { .targets = &t, .n = 1 };
+	struct crowd crowd;
+	uint64_t before[EXECMEM_OS_CALL_MAX], after[EXECMEM_OS_CALL_MAX];
+	em_os_counts(before);
+	crowd_start(&crowd, &l);
+	unsigned n = iterations(10000), failed = 0;
+	for (unsigned i = 1; i <= n; i++)
+		failed += execmem_patch(site, c[i % 2].bytes + offset, c[i % 2].site_len) != 0;
+	crowd_stop(&crowd, "direct");
+	em_os_counts(after);
+	RT_CHECK(failed == 0, "%u of %u patches failed", failed, n);
+	RT_CHECK(call(t.code) == t.value[n % 2], "after %u patches it returns %u", n, call(t.code));
+	RT_CHECK(after[EXECMEM_OS_SIGNAL] == before[EXECMEM_OS_SIGNAL],
+		 "%llu census signals for changes that need none",
+		 (unsigned long long)(after[EXECMEM_OS_SIGNAL] - before[EXECMEM_OS_SIGNAL]));
+	printf("direct: %u one-store patches under %d callers, no census\n", n, CALLERS);
 	execmem_free(t.code);
 }
 
@@ -616,6 +666,11 @@ static int fork_child(void *code)
 
 static void part_fork(void)
 {
+	/* A patch of host text first, before execmem's first allocation, so
+	 * that live patching sets up its fork handling before the core does. */
+	struct fn_code h = ret_code(1);
+	struct em_poke_site host = { (void *)host_target, h.bytes, h.site_len };
+	RT_CHECK(em_poke_batch(&host, 1) == 0, "the first patch, of host text");
 	struct fn_code a = sum_code(100, 1);
 	struct patcher p = { .code = new_function(&a) };
 	RT_CHECK(p.code, "alloc: %s", strerror(errno));
@@ -764,6 +819,7 @@ int main(int argc, char **argv)
 		{ "host", part_host, false },      { "refusals", part_refusals, false },
 		{ "faults", part_faults, false },   { "mdwe", part_mdwe, false },
 		{ "fork", part_fork, true },       { "chain", part_chain, false },
+		{ "direct", part_direct, true },
 	};
 	mode = rt_mode_under_test();
 	for (size_t i = 0; argc == 2 && i < sizeof parts / sizeof parts[0]; i++) {
@@ -774,7 +830,7 @@ int main(int argc, char **argv)
 		parts[i].run();
 		return rt_finish(parts[i].name);
 	}
-	fprintf(stderr, "usage: test_patch stress|multi|busy|batch|host|refusals|faults|mdwe|fork|chain\n");
+	fprintf(stderr, "usage: test_patch stress|multi|busy|batch|host|refusals|faults|mdwe|fork|chain|direct\n");
 	return 2;
 }
 #endif
