@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "execmem.h"
+#include "execmem/unwind.h"
 #include "trace_thunk.h"
 
 _Static_assert(offsetof(struct trace_counters, original) == 0, "the thunks load the slot at 0");
@@ -24,12 +25,40 @@ _Static_assert(offsetof(struct trace_counters, calls) == 8, "the thunks add to c
 _Static_assert(offsetof(struct trace_counters, ticks) == 16, "the thunks add to ticks at 16");
 _Static_assert(TRACE_STACK_ARG_BYTES % 16 == 0, "the copy keeps the stack 16-byte aligned");
 
-enum { THUNK_MAX = 512 };
+#if defined(__x86_64__) || defined(__aarch64__)
 
+enum { THUNK_MAX = 512, CFI_MAX = 64 };
+
+/* The machine code, and the call frame instructions that describe it. */
 struct code {
 	uint8_t bytes[THUNK_MAX];
 	size_t len;
+	uint8_t cfi[CFI_MAX];
+	size_t cfi_len, cfi_at; /* cfi_at: the code offset the instructions so far reach */
 };
+
+static void cfi_put(struct code *c, const uint8_t *ops, size_t n)
+{
+	memcpy(c->cfi + c->cfi_len, ops, n);
+	c->cfi_len += n;
+}
+
+/* From here on in the code, the frame is as ops (DWARF call frame instructions) say. */
+static void cfi_rule(struct code *c, unsigned code_align, const uint8_t *ops, size_t n)
+{
+	size_t delta = (c->len - c->cfi_at) / code_align;
+	if (delta < 0x40) {
+		cfi_put(c, (const uint8_t[]){ (uint8_t)(0x40 | delta) }, 1); /* DW_CFA_advance_loc */
+	} else {
+		uint16_t d16 = (uint16_t)delta;
+		cfi_put(c, (const uint8_t[]){ 0x03 }, 1); /* DW_CFA_advance_loc2 */
+		cfi_put(c, (const uint8_t *)&d16, 2);
+	}
+	cfi_put(c, ops, n);
+	c->cfi_at = c->len;
+}
+#define CFI(c, ...) \
+	cfi_rule(c, CODE_ALIGN, (const uint8_t[]){ __VA_ARGS__ }, sizeof((const uint8_t[]){ __VA_ARGS__ }))
 
 static void put(struct code *c, const void *bytes, size_t len)
 {
@@ -47,9 +76,15 @@ static void put_u64(struct code *c, uint64_t v)
 	put(c, &v, sizeof(v));
 }
 
+#endif
+
 #if defined(__x86_64__)
 
 #define THUNK_REACH ((size_t)INT32_MAX - THUNK_MAX) /* a rel32 jump from near reaches every byte */
+
+/* DWARF: code alignment, data alignment, return address column, the CFA at entry (rsp + 8). */
+enum { CODE_ALIGN = 1, DATA_ALIGN = -8, RA_COLUMN = 16 };
+static const uint8_t cfi_at_entry[] = { 0x0c, 0x07, 0x08, 0x90, 0x01 }; /* def_cfa rsp+8; rip at cfa-8 */
 
 /* rdx:rax = TSC, then rax = the 64-bit count. */
 static void x86_read_tsc(struct code *c)
@@ -80,10 +115,11 @@ static void x86_load_r11(struct code *c, const void *address)
 static void generate(struct code *c, struct trace_counters *counters)
 {
 	enum { FRAME = TRACE_STACK_ARG_BYTES + 32 };
+	static const uint8_t push_frame[] = {
+		0xf3, 0x0f, 0x1e, 0xfa, /* endbr64 */
+		0x55,                   /* push rbp */
+	};
 	static const uint8_t prologue[] = {
-		0xf3, 0x0f, 0x1e, 0xfa,                   /* endbr64 */
-		0x55,                                     /* push rbp */
-		0x48, 0x89, 0xe5,                         /* mov rbp, rsp */
 		0x48, 0x81, 0xec, FRAME & 0xff, FRAME >> 8, 0, 0, /* sub rsp, FRAME */
 		0x48, 0x89, 0x45, 0xf0,                   /* mov [rbp-16], rax */
 		0x48, 0x89, 0x55, 0xe8,                   /* mov [rbp-24], rdx */
@@ -104,9 +140,12 @@ static void generate(struct code *c, struct trace_counters *counters)
 		0x48, 0x8b, 0x45, 0xf0,       /* mov rax, [rbp-16] */
 		0x48, 0x8b, 0x55, 0xe8,       /* mov rdx, [rbp-24] */
 		0xc9,                         /* leave */
-		0xc3,                         /* ret */
 	};
 
+	put(c, push_frame, sizeof(push_frame));
+	CFI(c, 0x0e, 0x10, 0x86, 0x02);                     /* cfa = rsp+16; rbp at cfa-16 */
+	put(c, (const uint8_t[]){ 0x48, 0x89, 0xe5 }, 3);    /* mov rbp, rsp */
+	CFI(c, 0x0d, 0x06);                                 /* cfa = rbp+16 */
 	put(c, prologue, sizeof(prologue));
 	x86_read_tsc(c);
 	put(c, keep_entry_time, sizeof(keep_entry_time));
@@ -121,6 +160,8 @@ static void generate(struct code *c, struct trace_counters *counters)
 	x86_read_tsc(c);
 	x86_load_r11(c, counters);
 	put(c, count_and_return, sizeof(count_and_return));
+	CFI(c, 0x0c, 0x07, 0x08, 0xc6);                     /* cfa = rsp+8; rbp restored */
+	put(c, (const uint8_t[]){ 0xc3 }, 1);                /* ret */
 }
 
 uint64_t trace_ticks(void)
@@ -135,6 +176,10 @@ uint64_t trace_ticks(void)
 #define THUNK_REACH ((size_t)128 << 20) /* a B from near reaches every byte */
 
 enum { X9 = 9, X10, X11, X12, X13, X14, X16 = 16, FP = 29, LR = 30, SP = 31 };
+
+/* DWARF: code alignment, data alignment, return address column, the CFA at entry (sp). */
+enum { CODE_ALIGN = 4, DATA_ALIGN = -8, RA_COLUMN = 30 };
+static const uint8_t cfi_at_entry[] = { 0x0c, 0x1f, 0x00 }; /* def_cfa sp+0 */
 
 static uint32_t a64_add_imm(unsigned rd, unsigned rn, unsigned imm)
 {
@@ -178,8 +223,11 @@ static void generate(struct code *c, struct trace_counters *counters)
 
 	put_u32(c, 0xd503245fu);                             /* bti c */
 	put_u32(c, 0xd1000000u | FRAME << 10 | SP << 5 | SP); /* sub sp, sp, FRAME */
+	CFI(c, 0x0e, (FRAME & 0x7f) | 0x80, FRAME >> 7);              /* cfa = sp+FRAME */
 	put_u32(c, a64_pair(false, FP, LR, SP, FRAME - 16));
+	CFI(c, 0x80 | FP, 2, 0x80 | LR, 1);                  /* x29 at cfa-16, x30 at cfa-8 */
 	put_u32(c, a64_add_imm(FP, SP, FRAME - 16));
+	CFI(c, 0x0c, FP, 16);                                /* cfa = x29+16 */
 	put_u32(c, mrs_x9_cntvct);
 	put_u32(c, 0xf8000000u | 0x1f8u << 12 | FP << 5 | X9); /* stur x9, [x29, -8] */
 	for (int off = 0; off < TRACE_STACK_ARG_BYTES; off += 16) {
@@ -198,7 +246,9 @@ static void generate(struct code *c, struct trace_counters *counters)
 	a64_atomic_add(c, offsetof(struct trace_counters, ticks), X9);
 	a64_atomic_add(c, offsetof(struct trace_counters, calls), 0);
 	put_u32(c, a64_pair(true, FP, LR, SP, FRAME - 16));
+	CFI(c, 0x0c, SP, (FRAME & 0x7f) | 0x80, FRAME >> 7, 0xc0 | FP, 0xc0 | LR); /* cfa = sp+FRAME; restored */
 	put_u32(c, a64_add_imm(SP, SP, FRAME));
+	CFI(c, 0x0e, 0);                                     /* cfa = sp */
 	put_u32(c, 0xd65f03c0u);                             /* ret */
 	if (c->len % 8)
 		put_u32(c, 0xd503201fu);                     /* nop: the literal is 8-aligned */
@@ -220,25 +270,110 @@ uint64_t trace_ticks(void)
 
 #if defined(__x86_64__) || defined(__aarch64__)
 
+/*
+ * The .eh_frame table of a thunk, written after its code: one CIE, one FDE
+ * for [start, start + code_len), the terminator.  Registered, it lets C++
+ * exceptions, backtrace() and pthread_cancel() cross a thunk.
+ */
+struct eh_frame {
+	uint8_t bytes[160];
+	size_t len;
+};
+
+static void eh_put(struct eh_frame *eh, const void *bytes, size_t len)
+{
+	memcpy(eh->bytes + eh->len, bytes, len);
+	eh->len += len;
+}
+
+/* Pad the entry that starts at start with DW_CFA_nop to a multiple of 8, then set its length. */
+static void eh_close_entry(struct eh_frame *eh, size_t start)
+{
+	while ((eh->len - start) % 8)
+		eh_put(eh, (const uint8_t[]){ 0 }, 1);
+	uint32_t length = (uint32_t)(eh->len - start - 4);
+	memcpy(eh->bytes + start, &length, 4);
+}
+
+static void eh_frame_build(struct eh_frame *eh, const struct code *c, uintptr_t start)
+{
+	static const uint8_t cie_head[] = {
+		0, 0, 0, 0,           /* length, set by eh_close_entry */
+		0, 0, 0, 0,           /* CIE id */
+		1,                    /* version */
+		'z', 'R', 0,          /* augmentation: data length, FDE pointer encoding */
+		CODE_ALIGN,           /* uleb128 */
+		DATA_ALIGN & 0x7f,    /* sleb128 */
+		RA_COLUMN,            /* uleb128 */
+		1,                    /* augmentation data length */
+		0x00,                 /* DW_EH_PE_absptr */
+	};
+	uint64_t range = c->len, location = start;
+
+	eh->len = 0;
+	eh_put(eh, cie_head, sizeof(cie_head));
+	eh_put(eh, cfi_at_entry, sizeof(cfi_at_entry));
+	eh_close_entry(eh, 0);
+	size_t fde = eh->len;
+	uint32_t cie_pointer = (uint32_t)(fde + 4);
+	eh_put(eh, (const uint8_t[]){ 0, 0, 0, 0 }, 4);
+	eh_put(eh, &cie_pointer, 4);
+	eh_put(eh, &location, 8);
+	eh_put(eh, &range, 8);
+	eh_put(eh, (const uint8_t[]){ 0 }, 1); /* augmentation data length */
+	eh_put(eh, c->cfi, c->cfi_len);
+	eh_close_entry(eh, fde);
+	eh_put(eh, (const uint8_t[]){ 0, 0, 0, 0 }, 4);
+}
+
+/* Where the table starts in a thunk: after the code, 8-aligned. */
+static size_t eh_frame_offset(const struct code *c)
+{
+	return (c->len + 7) & ~(size_t)7;
+}
+
 void *trace_thunk_create(struct trace_counters *counters, const void *near)
 {
 	struct code c = { .len = 0 };
+	struct eh_frame eh;
+	uint8_t image[THUNK_MAX + sizeof(eh.bytes)] = { 0 };
 	void *thunk = NULL;
 
 	generate(&c, counters);
+	size_t size = eh_frame_offset(&c) + sizeof(eh.bytes);
 	if (near)
-		thunk = execmem_alloc_near(EXECMEM_CODE, c.len, near, THUNK_REACH);
+		thunk = execmem_alloc_near(EXECMEM_CODE, size, near, THUNK_REACH);
 	if (!thunk && (!near || errno == ENOMEM))
-		thunk = execmem_alloc(EXECMEM_CODE, c.len);
+		thunk = execmem_alloc(EXECMEM_CODE, size);
 	if (!thunk)
 		return NULL;
-	int rc = execmem_write(thunk, c.bytes, c.len);
+	eh_frame_build(&eh, &c, (uintptr_t)thunk);
+	memcpy(image, c.bytes, c.len);
+	memcpy(image + eh_frame_offset(&c), eh.bytes, eh.len);
+	int rc = execmem_write(thunk, image, eh_frame_offset(&c) + eh.len);
+	if (!rc) {
+		/* A C program without libgcc_s has no unwinder to tell: nothing is lost. */
+		rc = execmem_unwind_register((uint8_t *)thunk + eh_frame_offset(&c), eh.len);
+		rc = rc == -ENOTSUP ? 0 : rc;
+	}
 	if (rc) {
 		execmem_free(thunk);
 		errno = -rc;
 		return NULL;
 	}
 	return thunk;
+}
+
+int trace_thunk_destroy(void *thunk)
+{
+	static struct trace_counters any; /* every thunk has the same length */
+	struct code c = { .len = 0 };
+
+	generate(&c, &any);
+	int rc = execmem_unwind_unregister((uint8_t *)thunk + eh_frame_offset(&c));
+	if (rc && rc != -ENOENT)
+		return rc;
+	return execmem_free(thunk);
 }
 
 #else
@@ -256,12 +391,12 @@ uint64_t trace_ticks(void)
 	return 0;
 }
 
-#endif
-
 int trace_thunk_destroy(void *thunk)
 {
 	return execmem_free(thunk);
 }
+
+#endif
 
 static uint64_t monotonic_ns(void)
 {

@@ -3,10 +3,12 @@
  * directly (no hook): each runs an ordinary function through its slot, and
  * every argument, result and count must come out as without the thunk.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unwind.h>
 
 #include "../test_util.h"
 #include "trace_thunk.h"
@@ -87,6 +89,21 @@ static long (*fib_entry)(long);
 NOINLINE static long fib(long n)
 {
 	return n < 2 ? n : fib_entry(n - 1) + fib_entry(n - 2);
+}
+
+/* The unwinder crosses a thunk: its frame is one more, and the walk goes on to main(). */
+static _Unwind_Reason_Code count_frame(struct _Unwind_Context *context, void *arg)
+{
+	(void)context;
+	++*(int *)arg;
+	return _URC_NO_REASON;
+}
+
+NOINLINE static int frames_above(void)
+{
+	int frames = 0;
+	_Unwind_Backtrace(count_frame, &frames);
+	return frames;
 }
 
 static struct trace_counters *counters_new(void *function)
@@ -204,6 +221,17 @@ static void test_threads(void)
 	CHECK_EQ(calls_of(c), (uint64_t)THREADS * CALLS_PER_THREAD);
 }
 
+static void test_unwind(void)
+{
+	struct trace_counters *c = counters_new((void *)frames_above);
+	int (*through)(void) = thunk_for(c);
+	int direct = frames_above();
+
+	CHECK(direct > 2);
+	CHECK_EQ(through(), direct + 1);
+	CHECK_EQ(trace_thunk_destroy((void *)through), 0);
+}
+
 static void test_clock(void)
 {
 	struct trace_clock clock;
@@ -215,10 +243,18 @@ static void test_clock(void)
 
 int main(void)
 {
+#if !defined(__x86_64__) && !defined(__aarch64__)
+	/* No thunk generator for this CPU: refused, not faked. */
+	struct trace_counters c = { .original = (void *)fib };
+	errno = 0;
+	CHECK(trace_thunk_create(&c, NULL) == NULL && errno == ENOTSUP);
+	return tu_finish("test_trace_thunk");
+#endif
 	test_arguments();
 	test_results();
 	test_recursion();
 	test_threads();
+	test_unwind();
 	test_clock();
 	return tu_finish("test_trace_thunk");
 }
