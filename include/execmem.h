@@ -257,6 +257,8 @@ enum execmem_os_call {
 	EXECMEM_OS_MEMBARRIER,
 	EXECMEM_OS_FLUSH_ICACHE,
 	EXECMEM_OS_OTHER,      /* close, pwrite, sigaction, ... */
+	EXECMEM_OS_SIGNAL,     /* signals sent to threads of the process (live patching) */
+	EXECMEM_OS_THREADS,    /* listings of the process's threads (live patching) */
 	EXECMEM_OS_CALL_MAX
 };
 

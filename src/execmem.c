@@ -5,7 +5,6 @@
 #include "internal.h"
 #include "observe/observe.h"
 
-#include <linux/membarrier.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -309,16 +308,7 @@ size_t execmem_usable_size(const void *addr)
 
 int execmem_sync_cores(void)
 {
-	static atomic_int registered;
-	if (!em_arch.needs_sync_cores)
-		return 0;
-	if (!atomic_load(&registered)) {
-		int rc = em_os_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE);
-		if (rc)
-			return rc;
-		atomic_store(&registered, 1);
-	}
-	return em_os_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE);
+	return em_arch.needs_sync_cores ? em_os_sync_core() : 0;
 }
 
 /* ------------------------------------------------------ arenas and stats */

@@ -236,6 +236,9 @@ static inline bool em_chunk_shared(struct em_chunk *c)
 
 /* toggle_guard.c */
 int em_toggle_guard_install(void);
+/* The interrupted context of the fault this thread waits in the guard
+ * for, else NULL: live patching asks where such a thread will resume. */
+extern _Thread_local void *volatile em_guard_parked_context;
 void em_toggle_guard_lock(void);
 void em_toggle_guard_unlock(void);
 

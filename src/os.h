@@ -7,6 +7,7 @@
 #ifndef EXECMEM_OS_H
 #define EXECMEM_OS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <signal.h>
@@ -60,9 +61,33 @@ EM_HIDDEN int em_os_unmap(void *addr, size_t len);
 EM_HIDDEN int em_os_protect(void *addr, size_t len, int prot);
 EM_HIDDEN int em_os_advise(void *addr, size_t len, int advice);
 EM_HIDDEN int em_os_membarrier(int cmd);
+/* Makes every thread of the process execute a core-serialising instruction
+ * before it next runs user code (membarrier PRIVATE_EXPEDITED_SYNC_CORE,
+ * registered at the first call that succeeds).  -EINVAL, -ENOSYS or
+ * -EPERM where the kernel or a filter refuses it.  Counted as MEMBARRIER. */
+EM_HIDDEN int em_os_sync_core(void);
 EM_HIDDEN int em_os_flush_icache(void *start, void *end);
 EM_HIDDEN int em_os_install_fault_handler(void (*handler)(int, siginfo_t *, void *),
 					 struct sigaction *previous);
+/* The same for any signal sig (SA_SIGINFO | SA_RESTART | SA_ONSTACK). */
+EM_HIDDEN int em_os_install_handler(int sig, void (*handler)(int, siginfo_t *, void *),
+				    struct sigaction *previous);
+/* Sends sig to thread tid of this process, value in si_value.sival_ptr and
+ * si_code SI_QUEUE (rt_tgsigqueueinfo); sig 0 only asks whether the thread
+ * still exists.  -ESRCH once it has exited.  Counted as SIGNAL. */
+EM_HIDDEN int em_os_signal_thread(pid_t tid, int sig, uintptr_t value);
+/* The ids of the process's threads (/proc/self/task), up to cap of them
+ * into tids; returns how many there are (more than cap: call again with
+ * room for them) or a negative errno.  Counted as THREADS. */
+EM_HIDDEN int em_os_list_threads(pid_t *tids, size_t cap);
+/* The calling thread's id. */
+EM_HIDDEN pid_t em_os_thread_id(void);
+/* The mapping that holds addr: its bounds and PROT_* bits (*shared: a
+ * MAP_SHARED mapping).  -ENOMEM when nothing is mapped there.  One
+ * PROCMAP_QUERY ioctl (Linux 6.11), else a read of /proc/self/maps;
+ * counted as OTHER. */
+EM_HIDDEN int em_os_mapping_at(uintptr_t addr, uintptr_t *start, uintptr_t *end, int *prot,
+			       bool *shared);
 /* Block in the calling thread every signal but those its own faults raise
  * (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS); *saved receives the
  * mask to give back to em_os_restore_signals().  Counted, cannot fail. */

@@ -5,7 +5,9 @@
  */
 #include "os.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <linux/membarrier.h>
 #include <pthread.h>
@@ -255,6 +257,18 @@ int em_os_membarrier(int cmd)
 	return rc ? rc : result(syscall(__NR_membarrier, cmd, 0, 0));
 }
 
+int em_os_sync_core(void)
+{
+	static atomic_bool registered;
+	if (!atomic_load_explicit(&registered, memory_order_acquire)) {
+		int rc = em_os_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE);
+		if (rc)
+			return rc;
+		atomic_store_explicit(&registered, true, memory_order_release);
+	}
+	return em_os_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE);
+}
+
 int em_os_flush_icache(void *start, void *end)
 {
 	int rc = enter(EXECMEM_OS_FLUSH_ICACHE);
@@ -269,8 +283,8 @@ int em_os_flush_icache(void *start, void *end)
 #endif
 }
 
-int em_os_install_fault_handler(void (*handler)(int, siginfo_t *, void *),
-				struct sigaction *previous)
+int em_os_install_handler(int sig, void (*handler)(int, siginfo_t *, void *),
+			  struct sigaction *previous)
 {
 	int rc = enter(EXECMEM_OS_OTHER);
 	if (rc)
@@ -279,7 +293,54 @@ int em_os_install_fault_handler(void (*handler)(int, siginfo_t *, void *),
 	sa.sa_sigaction = handler;
 	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
 	sigemptyset(&sa.sa_mask);
-	return result(sigaction(SIGSEGV, &sa, previous));
+	return result(sigaction(sig, &sa, previous));
+}
+
+int em_os_install_fault_handler(void (*handler)(int, siginfo_t *, void *),
+				struct sigaction *previous)
+{
+	return em_os_install_handler(SIGSEGV, handler, previous);
+}
+
+int em_os_signal_thread(pid_t tid, int sig, uintptr_t value)
+{
+	int rc = enter(EXECMEM_OS_SIGNAL);
+	if (rc)
+		return rc;
+	siginfo_t info;
+	memset(&info, 0, sizeof info);
+	info.si_signo = sig;
+	info.si_code = SI_QUEUE;
+	info.si_pid = getpid();
+	info.si_uid = getuid();
+	info.si_value.sival_ptr = (void *)value;
+	return result(syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, sig, &info));
+}
+
+int em_os_list_threads(pid_t *tids, size_t cap)
+{
+	int rc = enter(EXECMEM_OS_THREADS);
+	if (rc)
+		return rc;
+	DIR *dir = opendir("/proc/self/task");
+	if (!dir)
+		return -errno;
+	size_t count = 0;
+	for (struct dirent *e; (e = readdir(dir));) {
+		long tid = strtol(e->d_name, NULL, 10);
+		if (tid <= 0)
+			continue;
+		if (count < cap)
+			tids[count] = (pid_t)tid;
+		count++;
+	}
+	closedir(dir);
+	return count > INT_MAX ? -EOVERFLOW : (int)count;
+}
+
+pid_t em_os_thread_id(void)
+{
+	return (pid_t)syscall(SYS_gettid);
 }
 
 /* A fault of the thread's own (a bad source of a copy, a system call that
@@ -496,4 +557,61 @@ int em_os_find_wx(const uintptr_t (*ranges)[2], int n)
 		found = rc = read_wx(fd, ranges, n);
 	close(fd);
 	return rc < 0 ? rc : found;
+}
+
+#define EM_QUERY_VMA_READABLE 0x01
+#define EM_QUERY_VMA_SHARED 0x08
+
+/* The mapping holding addr by the query: 0, or -ENOENT when nothing is. */
+static int query_mapping(int fd, uintptr_t addr, uintptr_t *start, uintptr_t *end, int *prot,
+			 bool *shared)
+{
+	struct em_procmap_query q = { .size = sizeof q, .query_addr = addr };
+	if (ioctl(fd, EM_PROCMAP_QUERY, &q) != 0)
+		return -errno;
+	*start = (uintptr_t)q.vma_start;
+	*end = (uintptr_t)q.vma_end;
+	*prot = (q.vma_flags & EM_QUERY_VMA_READABLE ? PROT_READ : 0) |
+		(q.vma_flags & EM_QUERY_WRITABLE ? PROT_WRITE : 0) |
+		(q.vma_flags & EM_QUERY_EXECUTABLE ? PROT_EXEC : 0);
+	*shared = q.vma_flags & EM_QUERY_VMA_SHARED;
+	return 0;
+}
+
+/* The same from the text of the file: 0, or -ENOENT. */
+static int read_mapping(int fd, uintptr_t addr, uintptr_t *start, uintptr_t *end, int *prot,
+			bool *shared)
+{
+	struct maps_reader r = { .fd = fd };
+	char line[256];
+	int rc;
+	while ((rc = next_line(&r, line, sizeof line)) > 0) {
+		char *text;
+		uintptr_t lo = (uintptr_t)strtoull(line, &text, 16);
+		uintptr_t hi = (uintptr_t)strtoull(text + 1, &text, 16);
+		if (addr < lo || addr >= hi || strlen(text) < 5)
+			continue;
+		*start = lo;
+		*end = hi;
+		*prot = (text[1] == 'r' ? PROT_READ : 0) | (text[2] == 'w' ? PROT_WRITE : 0) |
+			(text[3] == 'x' ? PROT_EXEC : 0);
+		*shared = text[4] == 's';
+		return 0;
+	}
+	return rc < 0 ? rc : -ENOENT;
+}
+
+int em_os_mapping_at(uintptr_t addr, uintptr_t *start, uintptr_t *end, int *prot, bool *shared)
+{
+	int rc = enter(EXECMEM_OS_OTHER);
+	if (rc)
+		return rc;
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = query_mapping(fd, addr, start, end, prot, shared);
+	if (rc && rc != -ENOENT) /* no query to be had: the text says it too */
+		rc = read_mapping(fd, addr, start, end, prot, shared);
+	close(fd);
+	return rc == -ENOENT ? -ENOMEM : rc;
 }

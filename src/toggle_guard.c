@@ -14,6 +14,8 @@
 #include <string.h>
 
 static struct sigaction previous;
+
+_Thread_local void *volatile em_guard_parked_context;
 static struct em_lock install_lock;
 static bool installed;
 
@@ -45,7 +47,7 @@ static void repair(struct em_chunk *c, uintptr_t addr)
 	em_unlock(lock);
 }
 
-static bool ours_and_transient(siginfo_t *si)
+static bool ours_and_transient(siginfo_t *si, void *context)
 {
 	uintptr_t addr = (uintptr_t)si->si_addr;
 	struct em_chunk *c = em_addrmap_get(si->si_addr);
@@ -53,8 +55,10 @@ static bool ours_and_transient(siginfo_t *si)
 	    addr < c->base || addr >= c->base + c->size)
 		return false;
 	if (page_in_flux(c, addr)) {
+		em_guard_parked_context = context;
 		while (page_in_flux(c, addr))
 			sched_yield();
+		em_guard_parked_context = NULL;
 		return true;
 	}
 	/* Settled: the page may have been restored between the fault and now,
@@ -80,7 +84,7 @@ static bool ours_and_transient(siginfo_t *si)
 
 static void guard(int sig, siginfo_t *si, void *context)
 {
-	if (ours_and_transient(si))
+	if (ours_and_transient(si, context))
 		return;
 	if (previous.sa_flags & SA_SIGINFO) {
 		previous.sa_sigaction(sig, si, context);

@@ -10,6 +10,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
+
 unsigned long rt_checks, rt_failures;
 
 int rt_finish(const char *test_name)
@@ -147,6 +153,11 @@ bool rt_under_tsan(void)
 #else
 	return false;
 #endif
+}
+
+bool rt_under_valgrind(void)
+{
+	return RUNNING_ON_VALGRIND;
 }
 
 bool rt_can_run_rewritten_code(enum execmem_mode mode)

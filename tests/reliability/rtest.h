@@ -64,6 +64,9 @@ bool rt_fork_isolation_unsupported(enum execmem_mode mode);
 bool rt_under_tsan(void);
 /* True in an AddressSanitizer build. */
 bool rt_under_asan(void);
+/* True when the test runs under valgrind (scripts/ci-valgrind.sh), where a
+ * fork costs about a hundred times what it costs natively. */
+bool rt_under_valgrind(void);
 /* Why a child of a threaded process cannot start threads here, or NULL. */
 const char *rt_no_threads_after_fork(void);
 /*

@@ -27,7 +27,7 @@ static enum execmem_mode mode;
 
 static const char *const call_names[EXECMEM_OS_CALL_MAX] = {
 	"memfd", "ftruncate", "fcntl", "mmap", "munmap", "mprotect",
-	"madvise", "membarrier", "flush_icache", "other",
+	"madvise", "membarrier", "flush_icache", "other", "signal", "threads",
 };
 
 enum { MAX_LIVE = 16 };

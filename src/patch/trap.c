@@ -1,0 +1,159 @@
+/*
+ * trap.c - the temporary traps of live patching.  While a batch is under
+ * way its sites are listed here, and a thread that executes the trap on a
+ * site's first bytes lands in this SIGTRAP handler: it waits until the
+ * batch is done, then goes back to the site's start and executes whatever
+ * is there by then (the new bytes, or the old ones if the batch gave up).
+ * A trap of a batch that has ended is one whose bytes are gone: executed
+ * again too.  Every other trap (the program's own, a debugger's) goes to
+ * the handler installed before.
+ *
+ * The list is read by the handler under a sequence count: odd while a
+ * batch is listed; the writer changes the list only while it is even.
+ * Lists are never freed (a handler may still be reading one), only kept
+ * for reuse and, when a larger one is needed, kept on a list of their own.
+ */
+#include "poke_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static struct sigaction previous;
+static struct em_lock install_lock;
+static atomic_bool installed;
+
+static atomic_uint batch_seq;
+
+/* A list, and the lists it replaced (kept, never freed); changed under
+ * the caller's lock (em_poke_batch()). */
+struct site_list {
+	struct site_list *older;
+	size_t cap;
+	atomic_size_t count;
+	uintptr_t sites[];
+};
+static struct site_list *store;
+static struct site_list *_Atomic listed;
+
+static bool is_listed(uintptr_t site)
+{
+	const struct site_list *list = atomic_load_explicit(&listed, memory_order_acquire);
+	if (!list)
+		return false;
+	size_t lo = 0, hi = atomic_load_explicit(&list->count, memory_order_relaxed);
+	if (hi > list->cap)
+		hi = list->cap;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		uintptr_t at = __atomic_load_n(&list->sites[mid], __ATOMIC_RELAXED);
+		if (at == site)
+			return true;
+		if (at < site)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+static bool trap_at(uintptr_t site)
+{
+	return memcmp((const void *)site, em_poke_arch.trap, em_poke_arch.trap_len) == 0;
+}
+
+/* Whether the trap at site is one of live patching's, having waited for
+ * its batch to end when it is listed. */
+static bool ours_waited(uintptr_t site)
+{
+	for (;;) {
+		unsigned seq = atomic_load_explicit(&batch_seq, memory_order_acquire);
+		bool in_batch = (seq & 1) && is_listed(site);
+		bool gone = !in_batch && !trap_at(site);
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&batch_seq, memory_order_relaxed) != seq)
+			continue; /* the list changed while it was read */
+		if (in_batch)
+			while (atomic_load_explicit(&batch_seq, memory_order_acquire) == seq)
+				sched_yield();
+		return in_batch || gone;
+	}
+}
+
+static void on_trap(int sig, siginfo_t *si, void *ucontext)
+{
+	int saved_errno = errno;
+	uintptr_t site = em_poke_arch.context_pc(ucontext) - em_poke_arch.trap_pc_offset;
+	if (ours_waited(site)) {
+		em_poke_arch.serialise();
+		em_poke_arch.set_context_pc(ucontext, site);
+	} else {
+		em_chain_signal(&previous, sig, si, ucontext, true);
+	}
+	errno = saved_errno;
+}
+
+static int install(void)
+{
+	if (atomic_load_explicit(&installed, memory_order_acquire))
+		return 0;
+	em_lock(&install_lock);
+	int rc = installed ? 0 : em_os_install_handler(SIGTRAP, on_trap, &previous);
+	if (!rc)
+		atomic_store_explicit(&installed, true, memory_order_release);
+	em_unlock(&install_lock);
+	return rc;
+}
+
+static int reserve(size_t n)
+{
+	if (store && store->cap >= n)
+		return 0;
+	size_t cap = store ? store->cap : 64;
+	while (cap < n)
+		cap *= 2;
+	struct site_list *grown = malloc(sizeof *grown + cap * sizeof grown->sites[0]);
+	if (!grown)
+		return -ENOMEM;
+	grown->older = store;
+	grown->cap = cap;
+	atomic_init(&grown->count, 0);
+	store = grown;
+	return 0;
+}
+
+int em_traps_begin(const uintptr_t *sites, size_t n)
+{
+	int rc = install();
+	if (!rc)
+		rc = reserve(n);
+	if (rc)
+		return rc;
+	/* A handler of the last batch may still read the list: it rereads
+	 * the count afterwards and sees these stores as a change. */
+	atomic_thread_fence(memory_order_seq_cst);
+	for (size_t i = 0; i < n; i++)
+		__atomic_store_n(&store->sites[i], sites[i], __ATOMIC_RELAXED);
+	atomic_store_explicit(&store->count, n, memory_order_relaxed);
+	atomic_store_explicit(&listed, store, memory_order_release);
+	atomic_fetch_add_explicit(&batch_seq, 1, memory_order_acq_rel);
+	return 0;
+}
+
+void em_traps_end(void)
+{
+	atomic_fetch_add_explicit(&batch_seq, 1, memory_order_acq_rel);
+}
+
+void em_chain_signal(const struct sigaction *prev, int sig, siginfo_t *si, void *ucontext,
+		     bool synchronous)
+{
+	if (prev->sa_flags & SA_SIGINFO) {
+		prev->sa_sigaction(sig, si, ucontext);
+	} else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
+		prev->sa_handler(sig);
+	} else if (prev->sa_handler == SIG_DFL) {
+		signal(sig, SIG_DFL);
+		if (!synchronous)
+			raise(sig);
+	}
+}
