@@ -556,6 +556,15 @@ void *em_chunk_writable(struct em_chunk *c, uintptr_t addr)
 static void move_bytes(struct em_chunk *c, uint8_t *to, const uint8_t *src, size_t len)
 {
 	uintptr_t from = (uintptr_t)src, view_end = c->base + c->size;
+	if (len == sizeof(uint32_t) && (uintptr_t)to % sizeof(uint32_t) == 0) {
+		/* One store: live patching swaps single aarch64 instructions
+		 * that other cores may be executing, and they must see the
+		 * old word or the new one. */
+		uint32_t word;
+		memcpy(&word, src, sizeof word);
+		__atomic_store_n((uint32_t *)(void *)to, word, __ATOMIC_RELAXED);
+		return;
+	}
 	if (!c->alias || from >= view_end || (from < c->base && c->base - from >= len)) {
 		memmove(to, src, len);
 		return;

@@ -55,6 +55,11 @@ EM_HIDDEN int em_os_close(const struct em_fd *f);
  * otherwise, nothing left mapped). */
 EM_HIDDEN int em_os_map(void **out, void *hint, size_t len, int prot, int flags,
 			const struct em_fd *f);
+/* Maps len bytes of f at addr, read + execute and private, over what is
+ * there (MAP_FIXED), by the system call itself: a sanitizer's mmap()
+ * resets its shadow of the range, which it may not have for the program's
+ * text.  Counted as MMAP. */
+EM_HIDDEN int em_os_map_text_over(void *addr, size_t len, const struct em_fd *f);
 /* Moves the mapping at from over to, replacing what is there (same length). */
 EM_HIDDEN int em_os_move(void *from, void *to, size_t len);
 EM_HIDDEN int em_os_unmap(void *addr, size_t len);
@@ -80,6 +85,10 @@ EM_HIDDEN int em_os_signal_thread(pid_t tid, int sig, uintptr_t value);
  * into tids; returns how many there are (more than cap: call again with
  * room for them) or a negative errno.  Counted as THREADS. */
 EM_HIDDEN int em_os_list_threads(pid_t *tids, size_t cap);
+/* Where thread tid of this process waits in the kernel (in a system call,
+ * or for a page fault): the user program counter it resumes at, from
+ * /proc/self/task/TID/syscall.  -EAGAIN while it runs.  Counted as THREADS. */
+EM_HIDDEN int em_os_thread_blocked_pc(pid_t tid, uintptr_t *pc);
 /* The calling thread's id. */
 EM_HIDDEN pid_t em_os_thread_id(void);
 /* The mapping that holds addr: its bounds and PROT_* bits (*shared: a

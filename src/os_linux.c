@@ -225,6 +225,16 @@ int em_os_map(void **out, void *hint, size_t len, int prot, int flags, const str
 	return 0;
 }
 
+int em_os_map_text_over(void *addr, size_t len, const struct em_fd *f)
+{
+	int rc = enter(EXECMEM_OS_MMAP);
+	int fd = rc ? rc : owned(f);
+	if (fd < 0)
+		return fd;
+	long p = syscall(SYS_mmap, addr, len, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_FIXED, fd, 0);
+	return p == -1 ? -errno : 0;
+}
+
 int em_os_move(void *from, void *to, size_t len)
 {
 	int rc = enter(EXECMEM_OS_MMAP);
@@ -336,6 +346,30 @@ int em_os_list_threads(pid_t *tids, size_t cap)
 	}
 	closedir(dir);
 	return count > INT_MAX ? -EOVERFLOW : (int)count;
+}
+
+int em_os_thread_blocked_pc(pid_t tid, uintptr_t *pc)
+{
+	int rc = enter(EXECMEM_OS_THREADS);
+	if (rc)
+		return rc;
+	char path[64], text[256];
+	snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, text, sizeof text - 1);
+	rc = n < 0 ? -errno : 0;
+	close(fd);
+	if (rc)
+		return rc;
+	text[n] = '\0';
+	/* "running", or "NR ARGS... SP PC" / "-1 SP PC": the last field. */
+	const char *last = strrchr(text, ' ');
+	if (!strncmp(text, "running", 7) || !last)
+		return -EAGAIN;
+	*pc = (uintptr_t)strtoull(last + 1, NULL, 16);
+	return 0;
 }
 
 pid_t em_os_thread_id(void)

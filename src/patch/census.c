@@ -13,6 +13,12 @@
  * runs the handler after the bytes were written (it was signalled after
  * they were) and before it runs any code again.
  *
+ * A thread that does not answer within 20 ms and is asleep in the kernel
+ * (it blocks the signal) is taken where the kernel says it will resume; it
+ * has not serialised, but it enters user mode again only through the
+ * kernel's return path, after the writes.  One that neither answers nor
+ * sleeps for 2 s makes the census fail (-ETIMEDOUT).
+ *
  * Threads are counted once, from /proc/self/task; a thread started later
  * was started after the caller's writes, which its creation follows.
  */
@@ -27,8 +33,9 @@
 /* si_value of a census signal: this mark, the round and the thread's slot. */
 #define CENSUS_MARK ((uintptr_t)0xe5ce << 48)
 #define FIELD_MASK ((uintptr_t)0xffffff)
-/* How long a thread may take to answer before the census gives up. */
-enum { ANSWER_TIMEOUT_MS = 2000 };
+/* How long a thread may take to answer before the census looks at it
+ * from outside, and before it gives up. */
+enum { SILENT_AFTER_MS = 20, ANSWER_TIMEOUT_MS = 2000 };
 
 static pthread_mutex_t census_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sigaction previous;
@@ -124,7 +131,26 @@ static long elapsed_ms(const struct timespec *since)
 	return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
 }
 
-/* Waits for every thread signalled to answer or be gone. */
+/*
+ * A thread that has not answered: waiting in the trap handler (it will
+ * resume at a site's start), gone (it exited with the signal pending), or
+ * asleep in the kernel with the signal blocked (a thread that
+ * waits for signals with sigwait(), or an emulator's own helper thread):
+ * then the kernel says where it will resume.
+ */
+static void look_at_silent(pid_t tid, int slot)
+{
+	uintptr_t pc;
+	if (em_trap_parked(tid) || em_os_signal_thread(tid, 0, 0) == -ESRCH) {
+		atomic_store(&census.answered[slot], 1);
+	} else if (em_os_thread_blocked_pc(tid, &pc) == 0) {
+		if (inside(pc))
+			atomic_store(&census.inside, true);
+		atomic_store(&census.answered[slot], 1);
+	}
+}
+
+/* Waits for every thread signalled to answer, be gone or be seen asleep. */
 static int await_answers(const pid_t *tids, int n)
 {
 	struct timespec start;
@@ -136,12 +162,11 @@ static int await_answers(const pid_t *tids, int n)
 		if (!missing)
 			return 0;
 		if (spin % 64 == 63) {
-			/* A thread may have exited with the signal pending. */
-			for (int i = 0; i < n; i++)
-				if (!atomic_load(&census.answered[i]) &&
-				    em_os_signal_thread(tids[i], 0, 0) == -ESRCH)
-					atomic_store(&census.answered[i], 1);
-			if (elapsed_ms(&start) > ANSWER_TIMEOUT_MS)
+			long waited = elapsed_ms(&start);
+			for (int i = 0; i < n && waited >= SILENT_AFTER_MS; i++)
+				if (!atomic_load(&census.answered[i]))
+					look_at_silent(tids[i], i);
+			if (waited > ANSWER_TIMEOUT_MS)
 				return -ETIMEDOUT;
 		}
 		sched_yield();
@@ -203,6 +228,16 @@ int em_threads_outside(const struct em_pc_range *ranges, size_t n)
 		rc = run_round(ranges, n);
 	pthread_mutex_unlock(&census_lock);
 	return rc;
+}
+
+void em_census_lock(void)
+{
+	pthread_mutex_lock(&census_lock);
+}
+
+void em_census_unlock(void)
+{
+	pthread_mutex_unlock(&census_lock);
 }
 
 int em_census_sync(void)

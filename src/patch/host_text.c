@@ -41,11 +41,9 @@ static int replace_page(uintptr_t page, const uint8_t *content, size_t size)
 	int rc = em_os_memfd("execmem:text", &f);
 	if (rc)
 		return rc;
-	void *mapped;
 	if (!(rc = em_os_ftruncate(&f, size)) && !(rc = em_os_write_file(&f, content, size)) &&
 	    !(rc = em_os_seal_size(&f)) && !(rc = em_os_seal_writes(&f)))
-		rc = em_os_map(&mapped, (void *)page, size, PROT_READ | PROT_EXEC,
-			       MAP_PRIVATE | MAP_FIXED, &f);
+		rc = em_os_map_text_over((void *)page, size, &f);
 	em_os_close(&f);
 	return rc;
 }

@@ -45,6 +45,26 @@ struct site_plan {
 };
 
 static pthread_mutex_t poke_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+/* fork() waits for the batch under way: a child would inherit its traps
+ * with no thread of its own to take them out, and the locks held. */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&poke_lock);
+	em_census_lock();
+}
+
+static void fork_done(void)
+{
+	em_census_unlock();
+	pthread_mutex_unlock(&poke_lock);
+}
+
+static void watch_forks(void)
+{
+	pthread_atfork(fork_prepare, fork_done, fork_done);
+}
 
 static int by_address(const void *a, const void *b)
 {
@@ -194,10 +214,11 @@ static int trap_and_fill(struct site_plan *plan, size_t n, struct em_piece *piec
 	if (!rc && !(rc = write_step(plan, n, STEP_TAIL, pieces)))
 		rc = sync_cores();
 	if (rc) {
-		/* Best effort: the old bytes back.  Should this fail as well, the
-		 * traps left behind are no longer listed and their bytes stay,
-		 * which trap.c passes on to the program's handler. */
-		if (!write_step(plan, n, STEP_RETREAT, pieces))
+		/* The old bytes back, tried twice.  Should both fail, the traps
+		 * left behind are no longer listed and their bytes stay, which
+		 * trap.c passes on to the program's SIGTRAP action. */
+		if (!write_step(plan, n, STEP_RETREAT, pieces) ||
+		    !write_step(plan, n, STEP_RETREAT, pieces))
 			sync_cores();
 	}
 	return rc;
@@ -250,6 +271,7 @@ int em_poke_batch(const struct em_poke_site *sites, size_t n)
 		return -ENOMEM;
 	int rc = plan_sites(sites, n, plan);
 	if (!rc) {
+		pthread_once(&fork_once, watch_forks);
 		pthread_mutex_lock(&poke_lock);
 		rc = apply(plan, n, read_old(plan, n));
 		pthread_mutex_unlock(&poke_lock);

@@ -52,10 +52,15 @@ int em_host_text_write(const struct em_piece *pieces, size_t n);
  * em_traps_end(), then executes the site again. */
 int em_traps_begin(const uintptr_t *sites, size_t n);
 void em_traps_end(void);
+/* Whether thread tid waits in the trap handler now. */
+bool em_trap_parked(pid_t tid);
 
 /* census.c: the census signal also serves as the fallback of
  * em_os_sync_core(), for its handler serialises each thread it interrupts. */
 int em_census_sync(void);
+/* The census's lock, held across fork() (poke.c). */
+void em_census_lock(void);
+void em_census_unlock(void);
 
 /* Hands a signal execmem does not recognise to the action installed before
  * its own handler.  A trap (synchronous) with the default action restores

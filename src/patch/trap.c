@@ -10,6 +10,7 @@
  *
  * The list is read by the handler under a sequence count: odd while a
  * batch is listed; the writer changes the list only while it is even.
+ * Every access to it is sequentially consistent (a few per trap).
  * Lists are never freed (a handler may still be reading one), only kept
  * for reuse and, when a larger one is needed, kept on a list of their own.
  */
@@ -37,15 +38,15 @@ static struct site_list *_Atomic listed;
 
 static bool is_listed(uintptr_t site)
 {
-	const struct site_list *list = atomic_load_explicit(&listed, memory_order_acquire);
+	const struct site_list *list = atomic_load(&listed);
 	if (!list)
 		return false;
-	size_t lo = 0, hi = atomic_load_explicit(&list->count, memory_order_relaxed);
+	size_t lo = 0, hi = atomic_load(&list->count);
 	if (hi > list->cap)
 		hi = list->cap;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		uintptr_t at = __atomic_load_n(&list->sites[mid], __ATOMIC_RELAXED);
+		uintptr_t at = __atomic_load_n(&list->sites[mid], __ATOMIC_SEQ_CST);
 		if (at == site)
 			return true;
 		if (at < site)
@@ -66,24 +67,55 @@ static bool trap_at(uintptr_t site)
 static bool ours_waited(uintptr_t site)
 {
 	for (;;) {
-		unsigned seq = atomic_load_explicit(&batch_seq, memory_order_acquire);
+		unsigned seq = atomic_load(&batch_seq);
 		bool in_batch = (seq & 1) && is_listed(site);
 		bool gone = !in_batch && !trap_at(site);
-		atomic_thread_fence(memory_order_acquire);
-		if (atomic_load_explicit(&batch_seq, memory_order_relaxed) != seq)
+		if (atomic_load(&batch_seq) != seq)
 			continue; /* the list changed while it was read */
 		if (in_batch)
-			while (atomic_load_explicit(&batch_seq, memory_order_acquire) == seq)
+			while (atomic_load(&batch_seq) == seq)
 				sched_yield();
 		return in_batch || gone;
 	}
+}
+
+/*
+ * The threads waiting here, by id, for the census: they resume at a
+ * site's start, and they may not answer its signal while they wait (a
+ * ThreadSanitizer build holds it back until they return).  A thread that
+ * finds no free slot is asked as any other.
+ */
+enum { PARKED_SLOTS = 64 };
+static atomic_int parked[PARKED_SLOTS];
+
+bool em_trap_parked(pid_t tid)
+{
+	for (int i = 0; i < PARKED_SLOTS; i++)
+		if (atomic_load(&parked[i]) == tid)
+			return true;
+	return false;
+}
+
+static atomic_int *park(void)
+{
+	int tid = (int)em_os_thread_id();
+	for (int i = 0; i < PARKED_SLOTS; i++) {
+		int free_slot = 0;
+		if (atomic_compare_exchange_strong(&parked[i], &free_slot, tid))
+			return &parked[i];
+	}
+	return NULL;
 }
 
 static void on_trap(int sig, siginfo_t *si, void *ucontext)
 {
 	int saved_errno = errno;
 	uintptr_t site = em_poke_arch.context_pc(ucontext) - em_poke_arch.trap_pc_offset;
-	if (ours_waited(site)) {
+	atomic_int *slot = park();
+	bool ours = ours_waited(site);
+	if (slot)
+		atomic_store(slot, 0);
+	if (ours) {
 		em_poke_arch.serialise();
 		em_poke_arch.set_context_pc(ucontext, site);
 	} else {
@@ -128,20 +160,20 @@ int em_traps_begin(const uintptr_t *sites, size_t n)
 		rc = reserve(n);
 	if (rc)
 		return rc;
-	/* A handler of the last batch may still read the list: it rereads
-	 * the count afterwards and sees these stores as a change. */
-	atomic_thread_fence(memory_order_seq_cst);
+	/* A handler of the last batch may still read the list: all these
+	 * accesses are sequentially consistent, so one that reads a store
+	 * made here then rereads a changed count and tries again. */
 	for (size_t i = 0; i < n; i++)
-		__atomic_store_n(&store->sites[i], sites[i], __ATOMIC_RELAXED);
-	atomic_store_explicit(&store->count, n, memory_order_relaxed);
-	atomic_store_explicit(&listed, store, memory_order_release);
-	atomic_fetch_add_explicit(&batch_seq, 1, memory_order_acq_rel);
+		__atomic_store_n(&store->sites[i], sites[i], __ATOMIC_SEQ_CST);
+	atomic_store(&store->count, n);
+	atomic_store(&listed, store);
+	atomic_fetch_add(&batch_seq, 1);
 	return 0;
 }
 
 void em_traps_end(void)
 {
-	atomic_fetch_add_explicit(&batch_seq, 1, memory_order_acq_rel);
+	atomic_fetch_add(&batch_seq, 1);
 }
 
 void em_chain_signal(const struct sigaction *prev, int sig, siginfo_t *si, void *ucontext,
