@@ -35,6 +35,7 @@ ALLOWED_TO_SKIP=(
 	patch_multi_dual
 	patch_busy_dual
 	patch_batch_dual
+	patch_fork_dual
 )
 ARCHES=("$@")
 ((${#ARCHES[@]})) || ARCHES=(aarch64 riscv64)

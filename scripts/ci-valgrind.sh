@@ -17,13 +17,16 @@
 #     installer, where valgrind would check python3, sh, gdb or cmake
 #     rather than execmem (cli_audit, cli_bad_usage_*, cli_bench_quick_json,
 #     gdb_breakpoints, install_check);
-#   - the stress tests (reliability race, forkstress, stress) and the fault
-#     injection (reliability faults): they run for seconds natively by
-#     design, and for many minutes under valgrind;
+#   - the stress tests (reliability race, forkstress, stress; the live
+#     patching parts stress, multi, batch, host and fork, whose 8 threads
+#     valgrind runs one at a time, and whose forked children take longer
+#     than the part waits for) and the fault injection (reliability
+#     faults): they run for seconds natively by design, and for many
+#     minutes under valgrind;
 #   - the tests of what valgrind changes itself: reliability rlimit (its
 #     limits on address space and descriptors bind valgrind too) and
-#     reliability sandbox (MDWE forbids the W+X memory valgrind runs its
-#     translations from); both, and faults, also expect an "auto" arena to
+#     reliability sandbox and patch mdwe (MDWE forbids the W+X memory
+#     valgrind runs its translations from); both, and faults, also expect an "auto" arena to
 #     start in dual mode, which under valgrind starts in mprotect mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +34,7 @@ cd "$(dirname "$0")/.."
 source scripts/ci-lib.sh
 # Tests allowed not to run, each with its reason: none.
 ALLOWED_TO_SKIP=()
-EXCLUDED='^(cli_audit|cli_demo.*|cli_bad_usage_.*|cli_bench_quick_json|gdb_breakpoints|install_check|reliability_(race|forkstress|stress|faults|rlimit|sandbox)_.*)$'
+EXCLUDED='^(cli_audit|cli_demo.*|cli_bad_usage_.*|cli_bench_quick_json|gdb_breakpoints|install_check|reliability_(race|forkstress|stress|faults|rlimit|sandbox)_.*|patch_(stress|multi|batch|host|fork|mdwe)_.*)$'
 
 dir=${1:-build-ci-valgrind}
 command -v valgrind >/dev/null || { echo "ci-valgrind: valgrind is not installed" >&2; exit 1; }

@@ -132,16 +132,15 @@ static long elapsed_ms(const struct timespec *since)
 }
 
 /*
- * A thread that has not answered: waiting in the trap handler (it will
- * resume at a site's start), gone (it exited with the signal pending), or
- * asleep in the kernel with the signal blocked (a thread that
+ * A thread that has not answered for a while: gone (it exited with the
+ * signal pending), or asleep in the kernel with the signal blocked (a thread that
  * waits for signals with sigwait(), or an emulator's own helper thread):
  * then the kernel says where it will resume.
  */
 static void look_at_silent(pid_t tid, int slot)
 {
 	uintptr_t pc;
-	if (em_trap_parked(tid) || em_os_signal_thread(tid, 0, 0) == -ESRCH) {
+	if (em_os_signal_thread(tid, 0, 0) == -ESRCH) {
 		atomic_store(&census.answered[slot], 1);
 	} else if (em_os_thread_blocked_pc(tid, &pc) == 0) {
 		if (inside(pc))
@@ -156,9 +155,12 @@ static int await_answers(const pid_t *tids, int n)
 	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (unsigned spin = 0;; spin++) {
+		/* A thread waiting in the trap handler resumes at a site's
+		 * start: outside, answered or not. */
 		int missing = 0;
 		for (int i = 0; i < n; i++)
-			missing += !atomic_load_explicit(&census.answered[i], memory_order_acquire);
+			missing += !atomic_load_explicit(&census.answered[i], memory_order_acquire) &&
+				   !em_trap_parked(tids[i]);
 		if (!missing)
 			return 0;
 		if (spin % 64 == 63) {

@@ -11,6 +11,7 @@
  */
 #include "poke_int.h"
 
+#include <signal.h>
 #include <ucontext.h>
 
 #define BRK_POKE (0xd4200000u | 0xe5u << 5)
@@ -32,6 +33,11 @@ static bool live_swappable(uint32_t insn)
 static bool a64_direct(const uint8_t *old, const uint8_t *new_bytes, size_t len)
 {
 	return len == 4 && live_swappable(word_at(old)) && live_swappable(word_at(new_bytes));
+}
+
+static bool a64_is_trap(uintptr_t site)
+{
+	return (*(const volatile uint32_t *)site & 0xffe0001fu) == 0xd4200000u; /* BRK #any */
 }
 
 static uintptr_t a64_context_pc(const void *ucontext)
@@ -56,6 +62,8 @@ const struct em_poke_arch em_poke_arch = {
 	.trap = { BRK_POKE & 0xff, BRK_POKE >> 8 & 0xff, BRK_POKE >> 16 & 0xff, BRK_POKE >> 24 },
 	.direct = a64_direct,
 	.trap_pc_offset = 0,
+	.trap_si_code = TRAP_BRKPT,
+	.is_trap = a64_is_trap,
 	.context_pc = a64_context_pc,
 	.set_context_pc = a64_set_context_pc,
 	.serialise = a64_serialise,

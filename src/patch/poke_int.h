@@ -22,6 +22,10 @@ struct em_poke_arch {
 	bool (*direct)(const uint8_t *old, const uint8_t *new_bytes, size_t len);
 	/* Where a site's trap leaves the program counter, from the site. */
 	uintptr_t trap_pc_offset;
+	/* The si_code of SIGTRAP that trap raises. */
+	int trap_si_code;
+	/* Whether the instruction at site is a trap of that kind, whoever's. */
+	bool (*is_trap)(uintptr_t site);
 	uintptr_t (*context_pc)(const void *ucontext);
 	void (*set_context_pc)(void *ucontext, uintptr_t pc);
 	/* A context-synchronising (serialising) instruction. */

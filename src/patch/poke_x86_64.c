@@ -9,12 +9,18 @@
 #include "poke_int.h"
 
 #include <cpuid.h>
+#include <signal.h>
 #include <string.h>
 #include <ucontext.h>
 
 static bool x86_direct(const uint8_t *old, const uint8_t *new_bytes, size_t len)
 {
 	return memcmp(old + 1, new_bytes + 1, len - 1) == 0;
+}
+
+static bool x86_is_trap(uintptr_t site)
+{
+	return *(const volatile uint8_t *)site == 0xcc;
 }
 
 static uintptr_t x86_context_pc(const void *ucontext)
@@ -43,6 +49,8 @@ const struct em_poke_arch em_poke_arch = {
 	.trap = { 0xcc },
 	.direct = x86_direct,
 	.trap_pc_offset = 1,
+	.trap_si_code = SI_KERNEL, /* INT3 (#BP); single steps and INT1 raise TRAP_* */
+	.is_trap = x86_is_trap,
 	.context_pc = x86_context_pc,
 	.set_context_pc = x86_set_context_pc,
 	.serialise = x86_serialise,

@@ -17,7 +17,6 @@
 #include "poke_int.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 static struct sigaction previous;
 static struct em_lock install_lock;
@@ -57,19 +56,18 @@ static bool is_listed(uintptr_t site)
 	return false;
 }
 
-static bool trap_at(uintptr_t site)
-{
-	return memcmp((const void *)site, em_poke_arch.trap, em_poke_arch.trap_len) == 0;
-}
-
 /* Whether the trap at site is one of live patching's, having waited for
- * its batch to end when it is listed. */
-static bool ours_waited(uintptr_t site)
+ * its batch to end when it is listed.  One not listed is a trap of a batch
+ * that has ended if it was the kind of trap the protocol puts in and no
+ * trap is there any more; any other (the program's own BRK or INT3 that
+ * are still there, a single step, INT1) is not. */
+static bool ours_waited(uintptr_t site, const siginfo_t *si)
 {
 	for (;;) {
 		unsigned seq = atomic_load(&batch_seq);
 		bool in_batch = (seq & 1) && is_listed(site);
-		bool gone = !in_batch && !trap_at(site);
+		bool gone = !in_batch && si->si_code == em_poke_arch.trap_si_code &&
+			    !em_poke_arch.is_trap(site);
 		if (atomic_load(&batch_seq) != seq)
 			continue; /* the list changed while it was read */
 		if (in_batch)
@@ -112,7 +110,7 @@ static void on_trap(int sig, siginfo_t *si, void *ucontext)
 	int saved_errno = errno;
 	uintptr_t site = em_poke_arch.context_pc(ucontext) - em_poke_arch.trap_pc_offset;
 	atomic_int *slot = park();
-	bool ours = ours_waited(site);
+	bool ours = ours_waited(site, si);
 	if (slot)
 		atomic_store(slot, 0);
 	if (ours) {

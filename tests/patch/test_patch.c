@@ -11,6 +11,7 @@
  *   faults    failures of the OS calls the protocol makes
  *   mdwe      host text under prctl(PR_SET_MDWE), where nothing may gain exec
  *   fork      children forked while another thread patches
+ *   chain     the program's own traps and signals reach its own handlers
  * Every caller checks each result is the old or the new one; an auditor
  * thread checks the process never has a writable and executable mapping.
  */
@@ -19,9 +20,11 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "execmem/patch.h"
@@ -95,6 +98,16 @@ static struct fn_code spin_release(size_t *offset)
 	*offset = 1;
 	return (struct fn_code){ { 0xc3, 0xfe }, 2, 2 };
 }
+/* A trap of the program's own before `mov eax, 7; ret`: INT1 (icebp),
+ * which raises SIGTRAP as INT3 does, and leaves the PC after itself. */
+static struct fn_code foreign_trap_code(void)
+{
+	return (struct fn_code){ { 0xf1, 0xb8, 7, 0, 0, 0, 0xc3 }, 7, 1 };
+}
+static void skip_foreign_trap(ucontext_t *uc)
+{
+	(void)uc; /* the PC is past it already */
+}
 #define HOST_TARGET_BODY "mov $1, %eax\n ret\n"
 /* Page replacements of a patch of its first instruction: trap, tail, first byte. */
 #define HOST_STEPS 3
@@ -145,6 +158,19 @@ static struct fn_code spin_release(size_t *offset)
 	*offset = 4;
 	return c;
 }
+/* A trap of the program's own: brk #0; movz w0, #7; ret. */
+static struct fn_code foreign_trap_code(void)
+{
+	struct fn_code c = { { 0 }, 12, 4 };
+	put32(c.bytes, 0xd4200000u);
+	put32(c.bytes + 4, 0x52800000u | 7u << 5);
+	put32(c.bytes + 8, 0xd65f03c0u);
+	return c;
+}
+static void skip_foreign_trap(ucontext_t *uc)
+{
+	uc->uc_mcontext.pc += 4;
+}
 #define HOST_TARGET_BODY "mov w0, #1\n ret\n"
 /* Page replacements of a patch of its first instruction: trap, new word. */
 #define HOST_STEPS 2
@@ -174,15 +200,18 @@ static void *new_function(const struct fn_code *c)
 	return code;
 }
 
-/* n, or less where each patch costs far more (under an emulator, user or
+/* n, or less where each patch costs more (under an emulator, user or
  * system: scripts/ci-qemu-system.sh's machine sets EXECMEM_TEST_QEMU_SYSTEM;
  * in a ThreadSanitizer build, whose callers answer the census only when
- * they next call the C library), to stay within a few seconds. */
+ * they next call the C library; in an AddressSanitizer build), to stay
+ * within a few seconds. */
 static unsigned iterations(unsigned n)
 {
-	if (rt_under_tsan())
+	if (rt_under_tsan() || rt_under_qemu_user())
 		return n / 40;
-	return rt_under_qemu_user() || getenv("EXECMEM_TEST_QEMU_SYSTEM") ? n / 10 : n;
+	if (getenv("EXECMEM_TEST_QEMU_SYSTEM"))
+		return n / 10;
+	return rt_under_asan() ? n / 4 : n;
 }
 
 /* ------------------------------------------------- callers and auditor */
@@ -492,6 +521,62 @@ static void part_refusals(void)
 	printf("refusals: each bad request refused with its error, nothing changed\n");
 }
 
+/* A thread that only sleeps, for the census to have someone to ask. */
+static atomic_bool sleeper_stop;
+static void *sleeper(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&sleeper_stop))
+		usleep(1000);
+	return NULL;
+}
+
+/* The program's own handlers, installed before execmem's. */
+static atomic_int own_traps, own_census_signals;
+
+static void own_trap_handler(int sig, siginfo_t *si, void *ucontext)
+{
+	(void)sig;
+	(void)si;
+	atomic_fetch_add(&own_traps, 1);
+	skip_foreign_trap(ucontext);
+}
+
+static void own_rt_handler(int sig)
+{
+	(void)sig;
+	atomic_fetch_add(&own_census_signals, 1);
+}
+
+/* Traps and census-numbered signals that are not execmem's reach the
+ * actions the program installed before, after a patch installed its own. */
+static void part_chain(void)
+{
+	struct sigaction trap = { .sa_sigaction = own_trap_handler, .sa_flags = SA_SIGINFO };
+	struct sigaction rt = { .sa_handler = own_rt_handler };
+	sigaction(SIGTRAP, &trap, NULL);
+	sigaction(SIGRTMAX - 2, &rt, NULL);
+	struct fn_code a = sum_code(10, 1), b = sum_code(20, 2), foreign = foreign_trap_code();
+	void *code = new_function(&a), *trapping = new_function(&foreign);
+	RT_CHECK(code && trapping, "alloc: %s", strerror(errno));
+	if (!code || !trapping)
+		return;
+	pthread_t thread;
+	pthread_create(&thread, NULL, sleeper, NULL); /* so that a census is sent */
+	RT_CHECK(execmem_patch(code, b.bytes, b.site_len) == 0, "the patch that installs the handlers");
+	RT_CHECK(call(trapping) == 7, "the code past the program's own trap did not run");
+	RT_CHECK(atomic_load(&own_traps) == 1, "the program's trap reached its handler %d times",
+		 atomic_load(&own_traps));
+	raise(SIGRTMAX - 2);
+	RT_CHECK(atomic_load(&own_census_signals) == 1, "a foreign SIGRTMAX-2 reached its handler %d times",
+		 atomic_load(&own_census_signals));
+	atomic_store(&sleeper_stop, true);
+	pthread_join(thread, NULL);
+	execmem_free(trapping);
+	execmem_free(code);
+	printf("chain: the program's own trap and signal go to its handlers\n");
+}
+
 /* The patching thread of part_fork. */
 struct patcher {
 	void *code;
@@ -532,7 +617,7 @@ static void part_fork(void)
 		return;
 	pthread_t thread;
 	pthread_create(&thread, NULL, patch_loop, &p);
-	unsigned forks = iterations(100), bad = 0;
+	unsigned forks = iterations(40), bad = 0;
 	for (unsigned i = 0; i < forks; i++) {
 		pid_t pid = fork();
 		if (pid == 0)
@@ -585,16 +670,6 @@ static void part_mdwe(void)
 		 "host text under PR_SET_MDWE: child status %#x (exit 1 patch failed, 2 MDWE not in force,"
 		 " 3 no MDWE)", status);
 	printf("mdwe: host text patched where no mapping may gain execute permission\n");
-}
-
-/* A thread that only sleeps, for the census to have someone to ask. */
-static atomic_bool sleeper_stop;
-static void *sleeper(void *arg)
-{
-	(void)arg;
-	while (!atomic_load(&sleeper_stop))
-		usleep(1000);
-	return NULL;
 }
 
 /* One injected failure of call (the nth from now): the patch fails with
@@ -682,7 +757,7 @@ int main(int argc, char **argv)
 		{ "busy", part_busy, true },       { "batch", part_batch, true },
 		{ "host", part_host, false },      { "refusals", part_refusals, false },
 		{ "faults", part_faults, false },   { "mdwe", part_mdwe, false },
-		{ "fork", part_fork, true },
+		{ "fork", part_fork, true },       { "chain", part_chain, false },
 	};
 	mode = rt_mode_under_test();
 	for (size_t i = 0; argc == 2 && i < sizeof parts / sizeof parts[0]; i++) {
@@ -693,7 +768,7 @@ int main(int argc, char **argv)
 		parts[i].run();
 		return rt_finish(parts[i].name);
 	}
-	fprintf(stderr, "usage: test_patch stress|multi|busy|batch|host|refusals|faults|mdwe|fork\n");
+	fprintf(stderr, "usage: test_patch stress|multi|busy|batch|host|refusals|faults|mdwe|fork|chain\n");
 	return 2;
 }
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #if __has_include(<valgrind/valgrind.h>)
@@ -325,15 +326,20 @@ static void print_stacks_of_hung(pid_t pid)
 int rt_wait_child(pid_t pid, int seconds)
 {
 	/* The parent keeps the clock: a hung child may not get its own alarm
-	 * (ThreadSanitizer defers signals while a thread spins in a handler). */
+	 * (ThreadSanitizer defers signals while a thread spins in a handler).
+	 * A clock, not a count of sleeps: a signal (live patching's census)
+	 * ends a sleep early. */
 	int status = 0;
-	for (long waited_ms = 0;; waited_ms += 10) {
+	struct timespec start, now;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
 		pid_t got = waitpid(pid, &status, WNOHANG);
 		if (got == pid)
 			return status;
-		if (got < 0)
+		if (got < 0 && errno != EINTR)
 			return -1;
-		if (waited_ms >= seconds * 1000L) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - start.tv_sec >= seconds) {
 			print_stacks_of_hung(pid);
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
