@@ -1,18 +1,21 @@
 /*
- * bench_patch.c - P1 of `execmem bench`: live patches.
+ * bench_patch.c - P1 of `execmem bench`: hooks and live patches.
  *
  * Two peers, measured in one process, their repetitions interleaved:
- *   execmem-patch  execmem_patch() / execmem_patch_batch() of execmem
- *                  code: 1 site, and 1,000 sites one call each or in one
- *                  batch;
+ *   execmem-patch  execmem_hook()/execmem_unhook() on a function of this
+ *                  program, a call through the hook against a direct call,
+ *                  and execmem_patch() / execmem_patch_batch() of
+ *                  execmem code: 1 site, and 1,000 sites one call each or
+ *                  in one batch;
  *   mprotect-rwx   the same patches made the way hooking libraries make
  *                  them: mprotect(RWX) over the site's pages, memcpy,
  *                  mprotect(RX), instruction cache flush; a batch makes one
  *                  mprotect pair over the whole range.  W+X while it
  *                  patches, and nothing keeps other threads from running
  *                  half-written instructions.
- * The two clocks an `execmem trace` thunk could read are timed too: the tick
- * counter it reads and clock_gettime(CLOCK_MONOTONIC).
+ * The hooks also run a function through an `execmem trace` thunk, and the
+ * two clocks a thunk could read are timed: the tick counter it reads and
+ * clock_gettime(CLOCK_MONOTONIC).
  * Each site is a small function `return imm` 64 bytes from the next; a
  * patch changes imm, and every function is called after each round to
  * check that it returns the new value (wrong results are reported).
@@ -257,11 +260,65 @@ static void patch_round(struct patcher *p, struct patch_figures *f, unsigned rep
 	f->wrong += wrong_sites(p->code, round + 2, SITES);
 }
 
-/* ---- clocks --------------------------------------------------------------------- */
+/* ---- hooks ------------------------------------------------------------------------ */
+
+static long (*target_original)(long);
+static long (*volatile call_target)(long);
+
+/* Long enough to be hooked; the loop keeps the compiler from folding it. */
+__attribute__((noinline)) static long hook_target(long x)
+{
+	long acc = x;
+	for (int i = 0; i < 3; i++)
+		acc = acc * 33 + i;
+	return acc;
+}
+
+__attribute__((noinline)) static long hook_replacement(long x)
+{
+	return target_original(x) + 1;
+}
+
+struct hook_figures {
+	struct samples install_remove_us, direct_ns, hooked_ns, traced_ns;
+	size_t wrong;
+	int error;
+	char why[192]; /* execmem_last_error() of the failure */
+};
 
 struct clock_figures {
 	struct samples ticks_ns, gettime_ns;
 };
+
+static double ns_per_call(long calls, long *sum)
+{
+	uint64_t t0 = now_ns();
+	for (long i = 0; i < calls; i++)
+		*sum += call_target(i);
+	return (double)(now_ns() - t0) / (double)calls;
+}
+
+/* A call through a trace thunk hooked on the target: what `execmem trace` adds to a call. */
+static int traced_round(struct hook_figures *f, long calls, long direct_sum)
+{
+	static struct trace_counters counters;
+	long traced_sum = 0;
+	void *thunk = trace_thunk_create(&counters, (void *)hook_target);
+
+	if (!thunk)
+		return -errno;
+	int rc = execmem_hook((void *)hook_target, thunk, &counters.original);
+	if (!rc) {
+		uint64_t before = __atomic_load_n(&counters.calls, __ATOMIC_RELAXED);
+		add(&f->traced_ns, ns_per_call(calls, &traced_sum));
+		rc = execmem_unhook((void *)hook_target);
+		f->wrong += traced_sum != direct_sum;
+		f->wrong += __atomic_load_n(&counters.calls, __ATOMIC_RELAXED) - before != (uint64_t)calls;
+	}
+	/* Only this thread calls the target: after execmem_unhook() nothing runs the thunk. */
+	trace_thunk_destroy(thunk);
+	return rc;
+}
 
 /* The two clocks a thunk could read, per reading. */
 static void clock_round(struct clock_figures *f, long reads)
@@ -282,7 +339,45 @@ static void clock_round(struct clock_figures *f, long reads)
 	(void)sink;
 }
 
+static void hook_round(struct hook_figures *f, int pairs, long calls)
+{
+	long direct_sum = 0, hooked_sum = 0;
+	uint64_t t0 = now_ns();
+
+	call_target = hook_target;
+	for (int k = 0; k < pairs && !f->error; k++) {
+		f->error = execmem_hook((void *)hook_target, (void *)hook_replacement,
+					(void **)&target_original);
+		if (!f->error)
+			f->error = execmem_unhook((void *)hook_target);
+	}
+	add(&f->install_remove_us, (double)(now_ns() - t0) / pairs / 1e3);
+	if (f->error)
+		return;
+	add(&f->direct_ns, ns_per_call(calls, &direct_sum));
+	f->error = execmem_hook((void *)hook_target, (void *)hook_replacement, (void **)&target_original);
+	if (f->error)
+		return;
+	add(&f->hooked_ns, ns_per_call(calls, &hooked_sum));
+	f->error = execmem_unhook((void *)hook_target);
+	f->wrong += hooked_sum != direct_sum + calls; /* every hooked call adds one */
+	if (!f->error)
+		f->error = traced_round(f, calls, direct_sum);
+	f->wrong += hook_target(5) != (((5 * 33) * 33 + 1) * 33 + 2);
+	if (f->error) {
+		const char *why = execmem_last_error();
+		snprintf(f->why, sizeof(f->why), "%s", why && *why ? why : strerror(-f->error));
+	}
+}
+
 /* ---- the child ------------------------------------------------------------------------ */
+
+/* "; " prefix text at the end of config. */
+static void append(char *config, size_t size, const char *prefix, const char *text)
+{
+	size_t len = strlen(config);
+	snprintf(config + len, size - len, "; %s%s", prefix, text);
+}
 
 static void print_peer(const char *name, size_t wrong, const char *config, int wx)
 {
@@ -296,12 +391,13 @@ int bench_patch(int repeats, bool quick)
 		{ .name = "mprotect-rwx", .patch_one = mprotect_one, .patch_all = mprotect_all },
 	};
 	static struct patch_figures figures[2];
+	static struct hook_figures hooks;
 	static struct clock_figures clocks;
 	char why[2][192] = { "", "" };
 	bool ok[2];
 	struct execmem_stats st;
-	int single = quick ? 20 : 100;
-	long reads = quick ? 100000 : 1000000;
+	int single = quick ? 20 : 100, pairs = quick ? 10 : 100;
+	long calls = quick ? 100000 : 1000000;
 
 	repeats = repeats < 5 ? 5 : repeats > MAX_REPEATS ? MAX_REPEATS : repeats;
 	for (int p = 0; p < 2; p++)
@@ -312,13 +408,15 @@ int bench_patch(int repeats, bool quick)
 		for (int p = 0; p < 2; p++)
 			if (ok[p] && !figures[p].error)
 				patch_round(&peers[p], &figures[p], (unsigned)r, single);
-		clock_round(&clocks, reads);
+		if (ok[0] && !hooks.error)
+			hook_round(&hooks, pairs, calls);
+		clock_round(&clocks, calls);
 	}
 
-	char config[2][320];
+	char config[2][448];
 	snprintf(config[0], sizeof(config[0]),
 		 "mode %s; execmem_patch of %d-byte sites %d B apart in one execmem allocation, "
-		 "execmem_patch_batch of all %d",
+		 "execmem_patch_batch of all %d; hooks on a function of the command",
 		 execmem_stats(&st) ? "?" : execmem_mode_name(st.mode), SITE_PATCH_LEN, SITE_STRIDE,
 		 SITES);
 	snprintf(config[1], sizeof(config[1]),
@@ -326,22 +424,33 @@ int bench_patch(int repeats, bool quick)
 		 "batch: one mprotect pair over all %d sites; W+X while patching, no thread protocol",
 		 SITES);
 	for (int p = 0; p < 2; p++) {
-		if (!ok[p] || figures[p].error) {
-			if (ok[p])
-				snprintf(why[p], sizeof(why[p]), "failed: %s", strerror(-figures[p].error));
-			snprintf(config[p] + strlen(config[p]), sizeof(config[p]) - strlen(config[p]),
-				 "; %s", why[p]);
-		}
-		print_peer(peers[p].name, figures[p].wrong, config[p], p == 1);
+		if (!ok[p])
+			append(config[p], sizeof(config[p]), "", why[p]);
+		else if (figures[p].error)
+			append(config[p], sizeof(config[p]), "patching failed: ", strerror(-figures[p].error));
+	}
+	if (ok[0] && hooks.error)
+		append(config[0], sizeof(config[0]), "hooks failed: ", hooks.why);
+	for (int p = 0; p < 2; p++) {
+		print_peer(peers[p].name, figures[p].wrong + (p == 0 ? hooks.wrong : 0), config[p],
+			   p == 1);
 		if (!ok[p] || figures[p].error)
 			continue;
 		report(peers[p].name, "patch_1_site_us", "us", &figures[p].one_us);
 		report(peers[p].name, "patch_1000_sites_each_ms", "ms", &figures[p].each_ms);
 		report(peers[p].name, "patch_1000_sites_batch_ms", "ms", &figures[p].batch_ms);
 	}
+	if (ok[0] && !hooks.error) {
+		report(peers[0].name, "hook_install_remove_us", "us", &hooks.install_remove_us);
+		report(peers[0].name, "call_direct_ns", "ns", &hooks.direct_ns);
+		report(peers[0].name, "call_hooked_ns", "ns", &hooks.hooked_ns);
+		report(peers[0].name, "call_traced_ns", "ns", &hooks.traced_ns);
+	}
 	report(peers[0].name, "clock_ticks_ns", "ns", &clocks.ticks_ns);
 	report(peers[0].name, "clock_gettime_ns", "ns", &clocks.gettime_ns);
-	return figures[0].wrong || figures[1].wrong ? EXIT_CHECK_FAILED : EXIT_OK;
+	if (figures[0].wrong || figures[1].wrong || hooks.wrong)
+		return EXIT_CHECK_FAILED;
+	return ok[0] && !figures[0].error && !hooks.error ? EXIT_OK : EXIT_SYSTEM;
 }
 
 #else

@@ -1,6 +1,7 @@
 /*
- * bench_patch.h - P1 of `execmem bench`: live patches of 1 and 1,000
- * sites, against an mprotect(RWX) patcher (bench_patch.c).
+ * bench_patch.h - P1 of `execmem bench`: hook install and remove, calls
+ * through a hook and a trace thunk, and live patches of 1 and 1,000 sites
+ * against an mprotect(RWX) patcher (bench_patch.c).
  */
 #ifndef EXECMEM_TOOLS_BENCH_PATCH_H
 #define EXECMEM_TOOLS_BENCH_PATCH_H
