@@ -754,6 +754,8 @@ static const struct goal goals[] = {
 	{ "S2 16 threads / 1 thread", "S2", "throughput_vs_1t_16t", "execmem", NULL, 1, true },
 	{ "M1 module load / dlopen+text", "M1", "ratio_to_dlopen+text", "execmem-module", NULL, 1.5, false },
 	{ "M2 module load / dlopen+text", "M2", "ratio_to_dlopen+text", "execmem-module", NULL, 1.5, false },
+	{ "M1 the same in CPU time", "M1", "cpu_ratio_to_dlopen+text", "execmem-module", NULL, 1.5, false },
+	{ "M2 the same in CPU time", "M2", "cpu_ratio_to_dlopen+text", "execmem-module", NULL, 1.5, false },
 };
 
 /* The goal's value in this run into *value; false when it was not measured. */

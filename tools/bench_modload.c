@@ -23,7 +23,9 @@
  * segment, which is what a program running the code pays and what the
  * loader's copy already did.  Runs alternate between the three, the first
  * of each is a warm-up (page cache, first-touch faults), and the loader's
- * own stage times (execmem_module_load_times()) are reported too.
+ * own stage times (execmem_module_load_times()) are reported too.  Each is
+ * timed by the wall clock and by the process's CPU time, the figure that
+ * other processes on a busy machine disturb least.
  *
  * Nothing is printed on stdout: `execmem bench` reads its children's stdout.
  */
@@ -68,11 +70,24 @@ static void say(char *why, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
-static double now_ms(void)
+static double clock_ms(clockid_t clock)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clock, &ts);
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static double now_ms(void)
+{
+	return clock_ms(CLOCK_MONOTONIC);
+}
+
+/* The process's CPU time (user and system: mappings and page faults
+ * count), which other processes on a busy machine disturb far less than
+ * the wall clock. */
+static double cpu_ms(void)
+{
+	return clock_ms(CLOCK_PROCESS_CPUTIME_ID);
 }
 
 /*
@@ -260,6 +275,7 @@ typedef long (*check_fn)(void);
 /* What one load of each variant measured. */
 struct sample {
 	double execmem_ms, dlopen_ms, touch_ms;
+	double execmem_cpu_ms, dlopen_cpu_ms, touch_cpu_ms;
 	double stage_ms[EXECMEM_MODULE_STAGES];
 	size_t module_code, so_code;
 };
@@ -280,7 +296,7 @@ static int time_execmem(const struct bench_module *bm, struct sample *s, char *w
 {
 	struct execmem_module *m;
 	struct execmem_module_stats st;
-	double t0 = now_ms();
+	double t0 = now_ms(), c0 = cpu_ms();
 	int err = load_module(bm, &m);
 	if (err) {
 		say(why, whylen, "module load: %s", execmem_module_last_error());
@@ -289,6 +305,7 @@ static int time_execmem(const struct bench_module *bm, struct sample *s, char *w
 	check_fn check = (check_fn)execmem_module_symbol(m, "bm_check");
 	long value = check ? check() : -1;
 	s->execmem_ms = now_ms() - t0;
+	s->execmem_cpu_ms = cpu_ms() - c0;
 	uint64_t ns[EXECMEM_MODULE_STAGES] = { 0 };
 	execmem_module_stats(m, &st);
 	execmem_module_load_times(m, ns, EXECMEM_MODULE_STAGES);
@@ -331,11 +348,11 @@ static int read_text_pages(struct dl_phdr_info *info, size_t size, void *context
 	return 1;
 }
 
-static int time_dlopen(const struct bench_module *bm, int touch, double *ms, size_t *code,
-		       char *why, size_t whylen)
+static int time_dlopen(const struct bench_module *bm, int touch, double *ms, double *cpu,
+		       size_t *code, char *why, size_t whylen)
 {
 	struct text_walk walk = { bm->so, 0, 0 };
-	double t0 = now_ms();
+	double t0 = now_ms(), c0 = cpu_ms();
 	void *h = dlopen(bm->so, RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
 		say(why, whylen, "dlopen: %s", dlerror());
@@ -346,6 +363,7 @@ static int time_dlopen(const struct bench_module *bm, int touch, double *ms, siz
 	check_fn check = (check_fn)dlsym(h, "bm_check");
 	long value = check ? check() : -1;
 	*ms = now_ms() - t0;
+	*cpu = cpu_ms() - c0;
 	dlclose(h);
 	if (touch)
 		*code = walk.bytes;
@@ -365,9 +383,9 @@ static int one_round(const struct bench_module *bm, struct sample *s, char *why,
 {
 	int err = time_execmem(bm, s, why, whylen);
 	if (!err)
-		err = time_dlopen(bm, 0, &s->dlopen_ms, &s->so_code, why, whylen);
+		err = time_dlopen(bm, 0, &s->dlopen_ms, &s->dlopen_cpu_ms, &s->so_code, why, whylen);
 	if (!err)
-		err = time_dlopen(bm, 1, &s->touch_ms, &s->so_code, why, whylen);
+		err = time_dlopen(bm, 1, &s->touch_ms, &s->touch_cpu_ms, &s->so_code, why, whylen);
 	return err;
 }
 
@@ -397,6 +415,7 @@ static void report_field(const struct sample *s, int n, size_t offset, long over
 static const char *const stage_names[EXECMEM_MODULE_STAGES] = {
 	"stage_read_ms", "stage_parse_ms", "stage_select_ms", "stage_layout_ms",
 	"stage_resolve_ms", "stage_place_ms", "stage_relocate_ms", "stage_publish_ms",
+	"stage_copy_ms",
 };
 
 #define FIELD(f) offsetof(struct sample, f)
@@ -411,6 +430,15 @@ static void report_all(const struct bench_module *bm, const struct sample *s, in
 		     "ratio_to_dlopen+text", "x", report);
 	report_field(s, n, FIELD(execmem_ms), (long)FIELD(dlopen_ms), bm, "execmem-module",
 		     "ratio_to_dlopen", "x", report);
+	report_field(s, n, FIELD(execmem_cpu_ms), -1, bm, "execmem-module", "cpu_ms_per_load", "ms",
+		     report);
+	report_field(s, n, FIELD(dlopen_cpu_ms), -1, bm, "dlopen", "cpu_ms_per_load", "ms", report);
+	report_field(s, n, FIELD(touch_cpu_ms), -1, bm, "dlopen+text", "cpu_ms_per_load", "ms",
+		     report);
+	report_field(s, n, FIELD(execmem_cpu_ms), (long)FIELD(touch_cpu_ms), bm, "execmem-module",
+		     "cpu_ratio_to_dlopen+text", "x", report);
+	report_field(s, n, FIELD(execmem_cpu_ms), (long)FIELD(dlopen_cpu_ms), bm, "execmem-module",
+		     "cpu_ratio_to_dlopen", "x", report);
 	for (int k = 0; k < EXECMEM_MODULE_STAGES; k++)
 		report_field(s, n, FIELD(stage_ms) + (size_t)k * sizeof(double), -1, bm,
 			     "execmem-module", stage_names[k], "ms", report);

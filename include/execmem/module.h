@@ -328,7 +328,8 @@ EXECMEM_API int execmem_module_foreach_section(const struct execmem_module *modu
 							 void *context),
 					       void *context);
 
-/* The stages of a load, in the order they run, for execmem_module_load_times(). */
+/* The stages of a load, in the order they run (copy, added later, runs
+ * inside relocate, whose time leaves it out), for execmem_module_load_times(). */
 enum execmem_module_stage {
 	EXECMEM_MODULE_STAGE_READ,     /* map or read the inputs, and unmap them at the end */
 	EXECMEM_MODULE_STAGE_PARSE,    /* parse and check each object linked */
@@ -336,8 +337,9 @@ enum execmem_module_stage {
 	EXECMEM_MODULE_STAGE_LAYOUT,   /* sections into blocks, symbols, relocation scan */
 	EXECMEM_MODULE_STAGE_RESOLVE,  /* look the imports up */
 	EXECMEM_MODULE_STAGE_PLACE,    /* allocate the blocks within reach */
-	EXECMEM_MODULE_STAGE_RELOCATE, /* copy the sections in and relocate them */
+	EXECMEM_MODULE_STAGE_RELOCATE, /* relocate the sections (their copying aside) */
 	EXECMEM_MODULE_STAGE_PUBLISH,  /* close the windows, constructors, seal, tools */
+	EXECMEM_MODULE_STAGE_COPY,     /* copy the sections' bytes into the module */
 	EXECMEM_MODULE_STAGES
 };
 
@@ -362,7 +364,7 @@ EXECMEM_API int execmem_module_stats(const struct execmem_module *module,
  * execmem_module_stage (a count above EXECMEM_MODULE_STAGES is cut to it;
  * the stages of a later version beyond count are left out).  Measured with
  * one clock read at the end of each stage and two around the parsing of each
- * object.  Returns the number of stages filled, or -EINVAL (NULL module, or
+ * object and the copying of each section.  Returns the number of stages filled, or -EINVAL (NULL module, or
  * NULL ns with a non-zero count).
  * Thread-safety: safe while the module is loaded.
  */

@@ -193,7 +193,8 @@ EXECMEM_API int execmem_hook(void *target, void *replacement, void **original);
  *   copies of *original a replacement holds.
  *
  *   Returns 0, or -EINVAL (target is NULL), -ENOENT (target is not
- *   hooked), or an error of execmem_patch_batch() (the hook stays).
+ *   hooked; a probe is removed with execmem_unprobe()), or an error of
+ *   execmem_patch_batch() (the hook stays).
  *
  *   Thread-safety: as execmem_hook().
  */
@@ -252,8 +253,9 @@ EXECMEM_API int execmem_probe(void *addr, execmem_probe_handler handler, void *c
  * execmem_unprobe - remove the probe at addr.  Its trampoline is freed as
  * execmem_unhook()'s, once no thread is inside it nor inside a call of its
  * handler (the trampoline counts those calls).
- * Returns 0, or -EINVAL (addr NULL), -ENOENT (no probe or hook there), or
- * an error of execmem_patch_batch().  Thread-safety: as execmem_hook().
+ * Returns 0, or -EINVAL (addr NULL), -ENOENT (no probe there; a hook is
+ * removed with execmem_unhook()), or an error of execmem_patch_batch().
+ * Thread-safety: as execmem_hook().
  */
 EXECMEM_API int execmem_unprobe(void *addr);
 

@@ -145,6 +145,22 @@ static struct file_range *sort_ranges(struct file_range *ranges, struct file_ran
 	return ranges;
 }
 
+/* Below this many ranges an insertion sort beats the radix sort, whose
+ * counting passes over 256 digits cost more than a small object's whole
+ * parse; its quadratic worst case stays bounded by the square of this. */
+#define FEW_RANGES 64
+
+static void insertion_sort_ranges(struct file_range *ranges, uint32_t n)
+{
+	for (uint32_t i = 1; i < n; i++) {
+		struct file_range r = ranges[i];
+		uint32_t at = i;
+		for (; at && ranges[at - 1].start > r.start; at--)
+			ranges[at] = ranges[at - 1];
+		ranges[at] = r;
+	}
+}
+
 /* Two sections whose contents overlap in the file are malformed (and would
  * let one section's relocation rewrite another's bytes).  In start order,
  * any overlap shows between neighbours. */
@@ -161,8 +177,11 @@ static int check_overlaps(struct mod_object *obj)
 		if (sec->data && sec->size)      /* inside the file: no overflow */
 			ranges[n++] = (struct file_range){ sec->offset, sec->offset + sec->size };
 	}
-	const struct file_range *order = sort_ranges(ranges, ranges + obj->nsections, n,
-						     obj->image_size);
+	const struct file_range *order = ranges;
+	if (n <= FEW_RANGES)
+		insertion_sort_ranges(ranges, n);
+	else
+		order = sort_ranges(ranges, ranges + obj->nsections, n, obj->image_size);
 	for (uint32_t i = 1; i < n && !err; i++)
 		if (order[i - 1].end > order[i].start)
 			err = bad(obj->name, "sections overlap in the file");

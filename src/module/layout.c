@@ -155,11 +155,6 @@ int load_classify_sections(struct load *ld)
 /* 3. symbols                                                          */
 /* ------------------------------------------------------------------ */
 
-static int is_global(const struct mod_symbol *sym)
-{
-	return sym->bind == STB_GLOBAL || sym->bind == STB_WEAK || sym->bind == STB_GNU_UNIQUE;
-}
-
 static void define_entry(struct mod_entry *e, uint32_t o, uint32_t i, const struct mod_symbol *sym)
 {
 	e->state = ENTRY_DEFINED;
@@ -208,29 +203,18 @@ static int merge_common(struct load *ld, struct mod_entry *e, uint32_t o, uint32
 	return 0;
 }
 
+/* Merge one symbol into its entry, which selection made (select.c). */
 static int merge_symbol(struct load *ld, uint32_t o, uint32_t i)
 {
 	struct mod_object *obj = &ld->objects[o];
 	const struct mod_symbol *sym = &obj->symbols[i];
-	int created;
 
-	obj->entry[i] = -1;
 	if (sym->type == STT_GNU_IFUNC && sym->shndx != SHN_UNDEF)
 		return mod_error(ENOTSUP, "%s: symbol '%s': IFUNC symbols are not supported",
 				 obj->name, sym->name);
-	if (!is_global(sym) || sym->name[0] == '\0')
+	if (obj->entry[i] < 0)
 		return 0;
-	int32_t index = mod_symtab_intern_hashed(&ld->globals, sym->name, sym->hash, &created);
-	if (index < 0)
-		return mod_error(ENOMEM, "%s: out of memory for symbols", ld->name);
-	obj->entry[i] = index;
-	struct mod_entry *e = &ld->globals.entries[index];
-	if (created) {
-		e->state = ENTRY_UNDEFINED;
-		e->weak = 1;
-		e->object = o;
-		e->symbol = i;
-	}
+	struct mod_entry *e = &ld->globals.entries[obj->entry[i]];
 	if (sym->shndx == SHN_UNDEF) {
 		if (sym->bind != STB_WEAK && e->state == ENTRY_UNDEFINED)
 			e->weak = 0;
@@ -261,33 +245,15 @@ static void give_dso_handle(struct load *ld)
 	ld->dso_handle_entry = i + 1;
 }
 
-/* How many global symbols with a name the objects have: at least as many
- * as the table will hold, so it is sized once and never grows.  Objects
- * have more local than global symbols (sections, statics, string labels),
- * and the table's entries are large. */
-static uint32_t count_global_names(const struct load *ld)
-{
-	uint64_t n = 0;
-	for (uint32_t o = 0; o < ld->nobjects; o++)
-		for (uint32_t i = 1; i < ld->objects[o].nsymbols; i++) {
-			const struct mod_symbol *sym = &ld->objects[o].symbols[i];
-			n += is_global(sym) && sym->name[0] != '\0';
-		}
-	return n < MOD_MAX_SYMBOLS ? (uint32_t)n : MOD_MAX_SYMBOLS;   /* the table's limit */
-}
-
+/* Every global symbol has its entry already, in ld->globals; the merge
+ * decides what each entry is. */
 int load_build_symbols(struct load *ld)
 {
-	if (mod_symtab_init(&ld->globals, count_global_names(ld) + 16))
-		return mod_error(ENOMEM, "%s: out of memory for symbols", ld->name);
 	for (uint32_t o = 0; o < ld->nobjects; o++) {
 		struct mod_object *obj = &ld->objects[o];
-		uint32_t n = obj->nsymbols ? obj->nsymbols : 1;
-		obj->entry = malloc(n * sizeof(*obj->entry));
-		obj->address = calloc(n, sizeof(*obj->address));
-		if (!obj->entry || !obj->address)
+		obj->address = calloc(obj->nsymbols ? obj->nsymbols : 1, sizeof(*obj->address));
+		if (!obj->address)
 			return mod_error(ENOMEM, "%s: out of memory for symbols", ld->name);
-		obj->entry[0] = -1;
 		for (uint32_t i = 1; i < obj->nsymbols; i++) {
 			int err = merge_symbol(ld, o, i);
 			if (err)

@@ -63,13 +63,15 @@ static void attach_dso_handle(struct load *ld)
 	mod_crt_attach(ld->module);
 }
 
-/* The time since *t goes to stage (selection's own time excludes the
- * parsing it counted already); *t moves on. */
+/* The time since *t goes to stage (selection's and relocation's own times
+ * exclude the parsing and the copying they counted already); *t moves on. */
 static void stage_done(struct load *ld, enum execmem_module_stage stage, uint64_t *t)
 {
 	uint64_t now = mod_now_ns(), spent = now - *t;
 	if (stage == EXECMEM_MODULE_STAGE_SELECT)
 		spent -= ld->stage_ns[EXECMEM_MODULE_STAGE_PARSE];
+	if (stage == EXECMEM_MODULE_STAGE_RELOCATE)
+		spent -= ld->stage_ns[EXECMEM_MODULE_STAGE_COPY];
 	ld->stage_ns[stage] += spent;
 	*t = now;
 }

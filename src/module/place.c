@@ -105,28 +105,25 @@ static int window_is_everything(const struct mod_window *w)
 	return w->lo == 0 && w->hi == UINT64_MAX;
 }
 
+/* Every execmem allocation is aligned to the arena's granularity, which is
+ * at least this. */
+#define MIN_GRANULARITY 16
+
 /* Allocate size bytes of type whose start is aligned to align, inside w.
- * Execmem aligns to its granularity; a larger alignment costs a second try
- * with room to slide. */
+ * A larger alignment than every allocation has is had by asking for room
+ * to slide: an allocation tried without it and freed when misaligned cost
+ * the trap fill of the whole block on the free. */
 static void *alloc_aligned(const struct load *ld, enum execmem_type type, uint64_t size,
 			   uint64_t align, const struct mod_window *w, uintptr_t *base)
 {
 	uintptr_t center = (uintptr_t)(w->lo + (w->hi - w->lo) / 2);
 	size_t reach = (size_t)((w->hi - w->lo) / 2);
-	for (int attempt = 0; attempt < 2; attempt++) {
-		uint64_t total = size + (attempt ? align - 1 : 0);
-		void *p = window_is_everything(w) ? alloc_anywhere(ld, type, total)
-		        : reach >= total ? alloc_near(ld, type, total, center, reach) : NULL;
-		if (!p)
-			return NULL;
-		uintptr_t aligned = (uintptr_t)mod_align_up((uintptr_t)p, align);
-		if (aligned == (uintptr_t)p || attempt) {
-			*base = aligned;
-			return p;
-		}
-		execmem_free(p);
-	}
-	return NULL;
+	uint64_t total = size + (align > MIN_GRANULARITY ? align - 1 : 0);
+	void *p = window_is_everything(w) ? alloc_anywhere(ld, type, total)
+		: reach >= total ? alloc_near(ld, type, total, center, reach) : NULL;
+	if (p)
+		*base = (uintptr_t)mod_align_up((uintptr_t)p, align);
+	return p;
 }
 
 /* "'stdin' (R_X86_64_PC32 from x.o)" or what bounds the window at the start. */

@@ -175,7 +175,7 @@ static void describe_exports(struct load *ld, char **cursor)
 		x->type = (uint8_t)export_type(ld, e);
 		x->is_function = sym->type == STT_FUNC;
 		x->is_exported = (uint8_t)e->exported;
-		uint32_t s = mod_hash_name(x->name) & m->export_mask;
+		uint32_t s = e->hash & m->export_mask;   /* mod_hash_name(e->name) */
 		while (m->export_slots[s])
 			s = (s + 1) & m->export_mask;
 		m->export_slots[s] = m->nexports;

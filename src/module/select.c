@@ -54,19 +54,35 @@ static int is_global_name(const struct mod_symbol *sym)
 	       sym->name[0] != '\0';
 }
 
-/* Note what obj defines and references.  ENTRY_UNDEFINED entries with weak
- * set are referenced only weakly. */
-static int note_symbols(struct selection *sel, const struct mod_object *obj)
+/*
+ * Note what object o defines and references.  ENTRY_UNDEFINED entries with
+ * weak set are referenced only weakly.  Each global symbol's entry index
+ * goes to obj->entry (-1 for the others), and each entry remembers the
+ * first object symbol naming it (symbol 0: only required, named by none),
+ * so that the module's table is made from this one without a lookup.
+ */
+static int note_symbols(struct selection *sel, uint32_t o)
 {
+	struct mod_object *obj = &sel->ld->objects[o];
+	obj->entry = malloc((obj->nsymbols ? obj->nsymbols : 1) * sizeof(*obj->entry));
+	if (!obj->entry)
+		return mod_error(ENOMEM, "%s: out of memory for symbols", sel->ld->name);
+	obj->entry[0] = -1;
 	for (uint32_t i = 1; i < obj->nsymbols; i++) {
 		const struct mod_symbol *sym = &obj->symbols[i];
 		int created;
+		obj->entry[i] = -1;
 		if (!is_global_name(sym))
 			continue;
 		int32_t index = mod_symtab_intern_hashed(&sel->names, sym->name, sym->hash, &created);
 		if (index < 0)
 			return mod_error(ENOMEM, "%s: out of memory for symbols", sel->ld->name);
+		obj->entry[i] = index;
 		struct mod_entry *e = &sel->names.entries[index];
+		if (!e->symbol) {
+			e->object = o;
+			e->symbol = i;
+		}
 		if (sym->shndx != SHN_UNDEF)
 			e->state = ENTRY_DEFINED;
 		else if (created)
@@ -102,8 +118,8 @@ static int link_object(struct selection *sel, const struct mod_object *obj)
 		return err;
 	}
 	ld->objects = n;
-	ld->objects[ld->nobjects++] = *obj;
-	return note_symbols(sel, obj);
+	ld->objects[ld->nobjects] = *obj;
+	return note_symbols(sel, ld->nobjects++);
 }
 
 static int timed_parse(struct selection *sel, struct mod_object *obj, const uint8_t *image,
@@ -132,9 +148,17 @@ static const char *member_name(struct selection *sel, const struct archive *a, u
 	if (!n)
 		return NULL;
 	ld->object_names = n;
-	if (asprintf(&n[ld->nobject_names], "%s(%s)", a->name, a->members[m].name) < 0)
+	/* Put together by hand: printf's machinery cost more than the rest of
+	 * taking a small member. */
+	size_t archive = strlen(a->name), member = strlen(a->members[m].name);
+	char *name = malloc(archive + member + 3);
+	if (!name)
 		return NULL;
-	return n[ld->nobject_names++];
+	memcpy(name, a->name, archive);
+	name[archive] = '(';
+	memcpy(name + archive + 1, a->members[m].name, member);
+	memcpy(name + archive + 1 + member, ")", 2);
+	return n[ld->nobject_names++] = name;
 }
 
 static int take_member(struct selection *sel, struct archive *a, uint32_t m)
@@ -366,17 +390,66 @@ static int select_all(struct selection *sel, const struct mod_input *inputs, siz
 	return err ? err : check_machines(sel->ld);
 }
 
+/* A first size for the table of names: objects have about one global
+ * name per 512 bytes of file (libcrypto.a's members one per 450), and
+ * growing the table from a few dozen entries moved it a dozen times. */
+static uint32_t expected_names(const struct mod_input *inputs, size_t ninputs)
+{
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < ninputs; i++)
+		bytes += inputs[i].size;
+	return bytes / 512 < MOD_MAX_SYMBOLS / 2 ? (uint32_t)(bytes / 512) : MOD_MAX_SYMBOLS / 2;
+}
+
+/*
+ * The module's table of global names: selection's, in the same order
+ * (first named first, object by object), without the names that only
+ * `require` asked for.  Each entry starts undefined, weak until a strong
+ * reference or definition says otherwise (load_build_symbols()), with the
+ * first object symbol naming it; the objects' entry indices are renumbered.
+ */
+static int make_globals(struct selection *sel)
+{
+	struct load *ld = sel->ld;
+	int32_t *renumbered = malloc((sel->names.count ? sel->names.count : 1) * sizeof(*renumbered));
+	if (!renumbered || mod_symtab_init(&ld->globals, sel->names.count + 16)) {
+		free(renumbered);
+		return mod_error(ENOMEM, "%s: out of memory for symbols", ld->name);
+	}
+	for (uint32_t i = 0; i < sel->names.count; i++) {
+		const struct mod_entry *from = &sel->names.entries[i];
+		renumbered[i] = -1;
+		if (!from->symbol)
+			continue;
+		/* Sized to hold them all: appending never grows the table. */
+		renumbered[i] = mod_symtab_append(&ld->globals, from->name, from->hash);
+		struct mod_entry *e = &ld->globals.entries[renumbered[i]];
+		e->state = ENTRY_UNDEFINED;
+		e->weak = 1;
+		e->object = from->object;
+		e->symbol = from->symbol;
+	}
+	for (uint32_t o = 0; o < ld->nobjects; o++)
+		for (uint32_t i = 1; i < ld->objects[o].nsymbols; i++)
+			if (ld->objects[o].entry[i] >= 0)
+				ld->objects[o].entry[i] = renumbered[ld->objects[o].entry[i]];
+	free(renumbered);
+	return 0;
+}
+
 int load_select_objects(struct load *ld, const struct mod_input *inputs, size_t ninputs)
 {
 	struct selection sel = { .ld = ld };
 
 	/* One more archive than inputs: the C runtime's. */
 	sel.archives = calloc(ninputs + 1, sizeof(*sel.archives));
-	if (!sel.archives || mod_symtab_init(&sel.names, 64)) {
+	if (!sel.archives || mod_symtab_init(&sel.names, expected_names(inputs, ninputs))) {
 		free(sel.archives);
 		return mod_error(ENOMEM, "%s: out of memory", ld->name);
 	}
 	int err = select_all(&sel, inputs, ninputs);
+	if (!err)
+		err = make_globals(&sel);
 	for (size_t i = 0; i < ninputs + 1; i++)
 		release_archive(&sel.archives[i]);
 	free(sel.archives);

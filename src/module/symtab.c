@@ -12,12 +12,43 @@
 #include <string.h>
 #include "symtab.h"
 
+/*
+ * Eight bytes a step (a byte-wise hash was a tenth of a load: a module's
+ * names are long and each is hashed when its object is parsed): each word
+ * is mixed in by a multiplication, whose high bits the final steps fold
+ * into the low bits that index the slots.  Reads only the name's bytes.
+ */
+/* The last len (< 8) bytes at p as one word: two 4-byte loads that may
+ * overlap, or single bytes (a copy of variable length is a call). */
+static uint64_t tail_word(const char *p, size_t len)
+{
+	uint32_t a, b;
+	if (len >= 4) {
+		memcpy(&a, p, 4);
+		memcpy(&b, p + len - 4, 4);
+		return (uint64_t)a << 32 | b;
+	}
+	uint64_t v = 0;
+	for (size_t i = 0; i < len; i++)
+		v = v << 8 | (unsigned char)p[i];
+	return v;
+}
+
 uint32_t mod_hash_name(const char *name)
 {
-	uint32_t h = 2166136261u;          /* FNV-1a */
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-		h = (h ^ *p) * 16777619u;
-	return h;
+	const uint64_t k = 0x9e3779b97f4a7c15ull;
+	size_t len = strlen(name);
+	uint64_t h = len * k;
+	for (; len >= 8; len -= 8, name += 8) {
+		uint64_t w;
+		memcpy(&w, name, 8);
+		h = (h ^ w) * k;
+		h ^= h >> 29;
+	}
+	h = (h ^ tail_word(name, len)) * k;
+	h ^= h >> 32;
+	h *= 0xff51afd7ed558ccdull;
+	return (uint32_t)(h ^ h >> 29);
 }
 
 static void put_slot(struct mod_symtab_slot *slots, uint32_t mask, uint32_t hash,
@@ -91,9 +122,12 @@ int32_t mod_symtab_intern_hashed(struct mod_symtab *table, const char *name, uin
 {
 	int32_t found = mod_symtab_find_hashed(table, name, hash);
 
-	*created = 0;
-	if (found >= 0)
-		return found;
+	*created = found < 0;
+	return found >= 0 ? found : mod_symtab_append(table, name, hash);
+}
+
+int32_t mod_symtab_append(struct mod_symtab *table, const char *name, uint32_t hash)
+{
 	if (table->count == table->capacity && grow(table))
 		return -1;
 	uint32_t index = table->count++;
@@ -104,7 +138,6 @@ int32_t mod_symtab_intern_hashed(struct mod_symtab *table, const char *name, uin
 	e->plt_slot = -1;
 	e->got_slot = -1;
 	put_slot(table->slots, table->mask, hash, index);
-	*created = 1;
 	return (int32_t)index;
 }
 

@@ -52,6 +52,9 @@ MOD_HIDDEN int32_t mod_symtab_find_hashed(const struct mod_symtab *table, const 
 MOD_HIDDEN int32_t mod_symtab_intern(struct mod_symtab *table, const char *name, int *created);
 MOD_HIDDEN int32_t mod_symtab_intern_hashed(struct mod_symtab *table, const char *name,
 					    uint32_t hash, int *created);
+/* Add name, which the table does not hold, with its hash: no string is
+ * compared.  The entry index, or -1 when out of memory. */
+MOD_HIDDEN int32_t mod_symtab_append(struct mod_symtab *table, const char *name, uint32_t hash);
 MOD_HIDDEN void mod_symtab_release(struct mod_symtab *table);
 
 #endif

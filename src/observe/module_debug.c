@@ -4,7 +4,8 @@
  * copy of its file in which every loaded section's sh_addr is its load
  * address: the debugger relocates the debug sections of a relocatable file
  * itself, against those addresses, so symbols, line tables and call frame
- * information all point at the loaded code.  Functions are named for the
+ * information all point at the loaded code.  The copy leaves out the bytes
+ * of the loaded code and data, which the debugger reads from the process.  Functions are named for the
  * perf outputs; the names die with the module's memory.
  */
 #include <stdlib.h>
@@ -18,24 +19,92 @@ struct mod_debug {
 	struct em_gdb_entry *entries[];
 };
 
-static void *placed_copy(const struct load *ld, const struct mod_object *obj, size_t *size)
+/*
+ * Whether the debugger's copy of obj holds section s's bytes.  Loaded
+ * sections other than .eh_frame, and the relocations of those, are left
+ * out: the debugger reads the code and data from the process, and they
+ * are most of an object's bytes.  Symbols, strings, groups, debug sections
+ * and their relocations, and the unwind tables it relocates itself, stay.
+ */
+static int bytes_needed(const struct mod_section *sec)
 {
-	uint8_t *copy = malloc(obj->image_size);
+	if (sec->type == SHT_NOBITS || sec->type == SHT_RELA || sec->type == SHT_REL || !sec->data)
+		return 0;
+	return !(sec->flags & SHF_ALLOC) || is_eh_frame(sec);
+}
+
+static int debugger_needs(const struct mod_object *obj, uint32_t s)
+{
+	const struct mod_section *sec = &obj->sections[s];
+	if (sec->type == SHT_RELA || sec->type == SHT_REL)   /* info: checked by the parser */
+		return sec->data && bytes_needed(&obj->sections[sec->info]);
+	return bytes_needed(sec);
+}
+
+/* The header of section s in the copy: its load address, and for a section
+ * whose bytes are left out, no bytes: SHT_NOBITS, or for a relocation
+ * section no entries (it stays a relocation section: a COMDAT group may
+ * list it, and a group naming an inactive section is malformed). */
+static Elf64_Shdr placed_header(const struct load *ld, const struct mod_object *obj,
+				const Elf64_Ehdr *eh, uint32_t s, int needed, uint64_t *offset)
+{
+	const struct mod_section *sec = &obj->sections[s];
+	Elf64_Shdr sh;
+	memcpy(&sh, obj->image + eh->e_shoff + (size_t)s * sizeof sh, sizeof sh);
+	if (sec->region != REGION_NONE)
+		sh.sh_addr = section_address(ld, sec);
+	if (needed) {
+		*offset = mod_align_up(*offset, sec->align < 8 ? sec->align : 8);
+		sh.sh_offset = *offset;
+		*offset += sec->size;
+	} else if (sec->type == SHT_RELA || sec->type == SHT_REL) {
+		sh.sh_offset = 0;
+		sh.sh_size = 0;
+	} else if (s) {
+		sh.sh_type = SHT_NOBITS;
+		sh.sh_offset = 0;
+	}
+	return sh;
+}
+
+/* A copy of obj for the debugger: its ELF header, the bytes of the sections
+ * debugger_needs() (flagged in needed[], one per section), then the
+ * section headers with the load addresses. */
+static void *placed_copy(const struct load *ld, const struct mod_object *obj, uint8_t *needed,
+			 size_t *size)
+{
+	Elf64_Ehdr eh;
+	memcpy(&eh, obj->image, sizeof eh);
+	uint64_t end = sizeof eh;
+	for (uint32_t s = 0; s < obj->nsections; s++) {
+		needed[s] = s && debugger_needs(obj, s);
+		if (needed[s])
+			end = mod_align_up(end, 8) + obj->sections[s].size;
+	}
+	uint64_t shoff = mod_align_up(end, 8);
+	*size = shoff + (size_t)obj->nsections * sizeof(Elf64_Shdr);
+	uint8_t *copy = malloc(*size);
 	if (!copy)
 		return NULL;
-	memcpy(copy, obj->image, obj->image_size);
-	Elf64_Ehdr eh;
-	memcpy(&eh, copy, sizeof eh);
-	for (uint32_t s = 1; s < obj->nsections; s++) {
-		const struct mod_section *sec = &obj->sections[s];
-		if (sec->region == REGION_NONE)
-			continue;
-		Elf64_Addr addr = section_address(ld, sec);
-		memcpy(copy + eh.e_shoff + (size_t)s * eh.e_shentsize + offsetof(Elf64_Shdr, sh_addr),
-		       &addr, sizeof addr);
+	uint64_t offset = sizeof eh;
+	for (uint32_t s = 0; s < obj->nsections; s++) {
+		Elf64_Shdr sh = placed_header(ld, obj, &eh, s, needed[s], &offset);
+		if (needed[s])
+			memcpy(copy + sh.sh_offset, obj->sections[s].data, obj->sections[s].size);
+		memcpy(copy + shoff + (size_t)s * sizeof sh, &sh, sizeof sh);
 	}
-	*size = obj->image_size;
+	eh.e_shoff = shoff;
+	memcpy(copy, &eh, sizeof eh);
 	return copy;
+}
+
+/* The most sections an object of the load has. */
+static uint32_t most_sections(const struct load *ld)
+{
+	uint32_t n = 1;
+	for (uint32_t o = 0; o < ld->nobjects; o++)
+		n = ld->objects[o].nsections > n ? ld->objects[o].nsections : n;
+	return n;
 }
 
 static size_t count_functions(const struct load *ld)
@@ -93,13 +162,14 @@ void mod_observe_publish(struct load *ld)
 	struct mod_debug *d = calloc(1, sizeof *d + ld->nobjects * sizeof d->entries[0]);
 	if (!d)
 		return; /* tools miss this module; it runs all the same */
-	for (uint32_t o = 0; o < ld->nobjects; o++) {
-		const struct mod_object *obj = &ld->objects[o];
+	uint8_t *needed = malloc(most_sections(ld));
+	for (uint32_t o = 0; needed && o < ld->nobjects; o++) {
 		size_t size;
-		void *copy = placed_copy(ld, obj, &size);
+		void *copy = placed_copy(ld, &ld->objects[o], needed, &size);
 		if (copy)
 			d->entries[d->count++] = em_gdb_register(copy, size);
 	}
+	free(needed);
 	ld->module->debug = d;
 	name_functions(ld);
 }

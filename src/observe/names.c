@@ -124,12 +124,22 @@ static void set_gdb(bool on)
 
 /* --------------------------------------------------------------- table */
 
+/* The names of one em_names_for_perf() batch, in one allocation that the
+ * last of them frees (a module names thousands of functions at once). */
+struct em_name_block {
+	size_t refs;              /* names of the table in it */
+	char bytes[];
+};
+
 static void drop_name(void *item)
 {
 	struct em_name *n = item;
 	if (n->batch)
 		batch_remove(n);
-	free(n->name);
+	if (!n->block)
+		free(n->name);
+	else if (--n->block->refs == 0)
+		free(n->block);
 }
 
 static size_t drop_overlapping(uintptr_t lo, uintptr_t hi)
@@ -145,7 +155,7 @@ static int insert_name(size_t at, uintptr_t start, size_t len, const char *name)
 		free(copy);
 		return -ENOMEM;
 	}
-	*n = (struct em_name){ { start, start + len }, copy, NULL, false };
+	*n = (struct em_name){ { start, start + len }, copy, NULL, NULL, false };
 	em_perf_named(n);
 	if (gdb_on)
 		batch_add(n);
@@ -239,16 +249,21 @@ static int sort_by_start(struct em_symbol *syms, size_t count)
 	struct em_symbol *tmp = count > 1 ? malloc(count * sizeof *tmp) : NULL;
 	if (count > 1 && !tmp)
 		return -ENOMEM;
+	struct em_symbol *from = syms, *to = tmp;
 	for (unsigned shift = 0; count > 1 && shift < 64 && (hi - lo) >> shift; shift += 8) {
 		size_t at[257] = { 0 };
 		for (size_t i = 0; i < count; i++)
-			at[((syms[i].start - lo) >> shift & 0xff) + 1]++;
+			at[((from[i].start - lo) >> shift & 0xff) + 1]++;
 		for (int d = 0; d < 256; d++)
 			at[d + 1] += at[d];
 		for (size_t i = 0; i < count; i++)
-			tmp[at[(syms[i].start - lo) >> shift & 0xff]++] = syms[i];
-		memcpy(syms, tmp, count * sizeof *syms);
+			to[at[(from[i].start - lo) >> shift & 0xff]++] = from[i];
+		struct em_symbol *sorted = to;   /* the next pass sorts back */
+		to = from;
+		from = sorted;
 	}
+	if (from != syms)
+		memcpy(syms, from, count * sizeof *syms);
 	free(tmp);
 	return 0;
 }
@@ -278,36 +293,55 @@ static int check_owners(const struct em_range *owners, size_t nowners)
 	return 0;
 }
 
+static int has_name(const struct em_symbol *s)
+{
+	return s->name && *s->name && s->size;
+}
+
+/* Room for the names of syms, or NULL when out of memory. */
+static struct em_name_block *name_block(const struct em_symbol *syms, size_t count)
+{
+	size_t bytes = 0;
+	for (size_t i = 0; i < count; i++)
+		bytes += has_name(&syms[i]) ? strlen(syms[i].name) + 1 : 0;
+	struct em_name_block *b = malloc(sizeof *b + bytes);
+	if (b)
+		b->refs = 0;
+	return b;
+}
+
 /* The names to insert, each overlapping no other and inside an owner:
- * *kept of them. */
-static int make_names(const struct em_symbol *syms, size_t count, const struct em_range *owners,
-		      size_t nowners, struct em_name *out, size_t *kept)
+ * *kept of them, their strings in block. */
+static void make_names(const struct em_symbol *syms, size_t count, const struct em_range *owners,
+		       size_t nowners, struct em_name_block *block, struct em_name *out,
+		       size_t *kept)
 {
 	size_t o = 0;
 	uintptr_t end = 0;
+	char *cursor = block->bytes;
 	*kept = 0;
 	for (size_t i = 0; i < count; i++) {
 		const struct em_symbol *s = &syms[i];
-		if (!s->name || !*s->name || !s->size || owned(owners, nowners, &o, s) ||
-		    (*kept && s->start < end))
+		if (!has_name(s) || owned(owners, nowners, &o, s) || (*kept && s->start < end))
 			continue;
-		char *copy = strdup(s->name);
-		if (!copy)
-			return -ENOMEM;
+		size_t len = strlen(s->name) + 1;
+		char *copy = memcpy(cursor, s->name, len);
+		cursor += len;
 		end = s->start + s->size;
-		out[(*kept)++] = (struct em_name){ { s->start, end }, copy, NULL, true };
+		out[(*kept)++] = (struct em_name){ { s->start, end }, copy, block, NULL, true };
 	}
-	return 0;
+	block->refs = *kept;
 }
 
 int em_names_for_perf(struct em_symbol *syms, size_t count, const struct em_range *owners,
 		      size_t nowners)
 {
 	struct em_name *made = malloc((count ? count : 1) * sizeof *made);
+	struct em_name_block *block = made ? name_block(syms, count) : NULL;
 	size_t kept = 0;
-	int rc = made ? sort_by_start(syms, count) : -ENOMEM;
+	int rc = block ? sort_by_start(syms, count) : -ENOMEM;
 	if (!rc)
-		rc = make_names(syms, count, owners, nowners, made, &kept);
+		make_names(syms, count, owners, nowners, block, made, &kept);
 	lock_names();
 	if (!rc)
 		rc = check_owners(owners, nowners);
@@ -322,8 +356,8 @@ int em_names_for_perf(struct em_symbol *syms, size_t count, const struct em_rang
 		atomic_store(&em_observe_armed, true);
 	}
 	pthread_mutex_unlock(&names_lock);
-	for (size_t i = 0; rc && i < kept; i++)
-		free(made[i].name);
+	if (rc || !kept)
+		free(block);    /* no name of the table is in it */
 	free(made);
 	return rc;
 }

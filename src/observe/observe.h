@@ -134,9 +134,11 @@ EM_OBS_HIDDEN void *em_range_insert(struct em_range_table *t, size_t at);
 EM_OBS_HIDDEN int em_range_merge(struct em_range_table *t, const void *items, size_t n);
 
 /* One name of names.c's table. */
+struct em_name_block;
 struct em_name {
 	struct em_range range;
-	char *name;
+	char *name;                  /* its own allocation, or inside block */
+	struct em_name_block *block; /* the strings of its em_names_for_perf() batch, or NULL */
 	struct em_name_batch *batch; /* its debugger batch, or NULL */
 	bool perf_only;
 };

@@ -53,6 +53,7 @@ struct hook {
 	struct trampoline *tramp;
 	uint8_t saved[EM_RELOC_MAX_JUMP]; /* the bytes the entry jump replaced */
 	size_t patched;
+	bool is_probe;
 	struct hook *next;
 };
 
@@ -162,11 +163,11 @@ static struct hook *overlapping(uintptr_t addr, size_t len)
 }
 
 /* ---- building a trampoline ---- */
-static struct trampoline *alloc_trampoline(uintptr_t target, const char *op)
+static int alloc_trampoline(uintptr_t target, const char *op, struct trampoline **out)
 {
 	struct trampoline *t = calloc(1, sizeof *t);
 	if (!t)
-		return NULL;
+		return -ENOMEM;
 	t->size = TRAMP_MAX;
 	t->alloc = execmem_alloc_near(EXECMEM_CODE, t->size, (void *)target, TRAMP_REACH);
 #if defined(__x86_64__)
@@ -179,16 +180,18 @@ static struct trampoline *alloc_trampoline(uintptr_t target, const char *op)
 	}
 #endif
 	if (!t->alloc) {
+		int rc = errno == ENOMEM ? -ERANGE : -errno;
 		em_set_error("%s: no trampoline memory within reach of %#lx", op,
 			     (unsigned long)target);
 		free(t);
-		return NULL;
+		return rc;
 	}
 	uintptr_t relay = (uintptr_t)t->alloc;
 	if (t->size > TRAMP_MAX)
 		relay = (relay + TRAMP_PAGE - 1) & ~(uintptr_t)(TRAMP_PAGE - 1);
 	t->relay = (uint8_t *)relay;
-	return t;
+	*out = t;
+	return 0;
 }
 
 static void fill_traps(uint8_t *p, size_t n)
@@ -278,8 +281,8 @@ static int install(uintptr_t target, const struct em_relay *relay, void **origin
 	if (!h)
 		return -ENOMEM;
 	h->target = target;
-	h->tramp = alloc_trampoline(target, relay->op);
-	int rc = h->tramp ? 0 : -ERANGE;
+	h->is_probe = relay->is_probe;
+	int rc = alloc_trampoline(target, relay->op, &h->tramp);
 	void *orig = NULL;
 	if (rc == 0) {
 		h->tramp->counts = relay->is_probe;
@@ -326,7 +329,7 @@ int em_hook_install(void *target, const struct em_relay *relay, void **original)
 	return rc;
 }
 
-int em_hook_remove(void *target, const char *op)
+int em_hook_remove(void *target, bool is_probe, const char *op)
 {
 	if (!target) {
 		em_set_error("%s: NULL target", op);
@@ -336,9 +339,10 @@ int em_hook_remove(void *target, const char *op)
 	struct hook **link = find_hook((uintptr_t)target);
 	struct hook *h = *link;
 	int rc;
-	if (!h) {
-		em_set_error("%s: %p is not patched", op, target);
+	if (!h || h->is_probe != is_probe) {
+		em_set_error("%s: %p is not %s", op, target, is_probe ? "probed" : "hooked");
 		rc = -ENOENT;
+		h = NULL;
 	} else {
 		struct em_poke_site site = { target, h->saved, h->patched };
 		rc = em_poke_batch(&site, 1);
@@ -378,5 +382,5 @@ int execmem_hook(void *target, void *replacement, void **original)
 
 int execmem_unhook(void *target)
 {
-	return em_hook_remove(target, "execmem_unhook");
+	return em_hook_remove(target, false, "execmem_unhook");
 }

@@ -32,7 +32,8 @@ struct em_relay {
  * receives the relocated instructions' address.  Errors as execmem_hook(). */
 int em_hook_install(void *target, const struct em_relay *relay, void **original);
 
-/* Restores target's bytes; errors as execmem_unhook().  op names the caller. */
-int em_hook_remove(void *target, const char *op);
+/* Restores the bytes of target, hooked (is_probe false) or probed; errors
+ * as execmem_unhook().  op names the caller. */
+int em_hook_remove(void *target, bool is_probe, const char *op);
 
 #endif

@@ -278,5 +278,5 @@ int execmem_probe(void *addr, execmem_probe_handler handler, void *ctx)
 
 int execmem_unprobe(void *addr)
 {
-	return em_hook_remove(addr, "execmem_unprobe");
+	return em_hook_remove(addr, true, "execmem_unprobe");
 }

@@ -51,4 +51,8 @@ size_t em_reloc_jump(uintptr_t from, uintptr_t to, uint8_t *out);
 /* The length of the jump em_reloc_jump() would emit from from to to. */
 size_t em_reloc_jump_len(uintptr_t from, uintptr_t to);
 
+/* em_reloc_window()'s refusal of a function that ends (or pads with traps)
+ * after end bytes, before the need bytes of the jump: -ENOEXEC, and why. */
+int em_reloc_too_short(uintptr_t target, size_t end, size_t need);
+
 #endif

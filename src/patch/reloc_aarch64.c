@@ -332,13 +332,6 @@ static int relocate_one(struct emitter *e, enum kind k, const struct insn *in, b
 	}
 }
 
-static int too_short(uintptr_t target, size_t end, size_t need)
-{
-	em_set_error("execmem_hook: the function at %#lx ends after %zu bytes, before the %zu "
-		     "bytes the jump needs: too short to hook", (unsigned long)target, end, need);
-	return -ENOEXEC;
-}
-
 int em_reloc_window(const uint8_t *code, size_t avail, uintptr_t target, size_t need,
 		    uintptr_t tramp, uint8_t *out, size_t cap, struct em_reloc_result *res)
 {
@@ -353,13 +346,13 @@ int em_reloc_window(const uint8_t *code, size_t avail, uintptr_t target, size_t 
 	bool flow_ends = false;
 	for (; at < need; at += 4) {
 		if (at + 4 > avail)
-			return too_short(target, at, need);
+			return em_reloc_too_short(target, at, need);
 		struct insn in = { .pc = target + at, .at = at };
 		memcpy(&in.word, code + at, 4);
 		enum kind k = classify(in.word);
 		bool last = at + 4 >= need;
 		if (ends_flow(k, in.word) && !last)
-			return too_short(target, at + 4, need);
+			return em_reloc_too_short(target, at + 4, need);
 		int rc = relocate_one(&e, k, &in, last);
 		if (rc)
 			return rc;

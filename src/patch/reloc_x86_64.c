@@ -293,13 +293,6 @@ static bool record_ref(const struct insn *in, struct ref *ref)
 	return true;
 }
 
-static int too_short(uintptr_t target, size_t end, size_t need)
-{
-	em_set_error("execmem_hook: the function at %#lx ends after %zu bytes, before the %zu "
-		     "bytes the jump needs: too short to hook", (unsigned long)target, end, need);
-	return -ENOEXEC;
-}
-
 int em_reloc_window(const uint8_t *code, size_t avail, uintptr_t target, size_t need,
 		    uintptr_t tramp, uint8_t *out, size_t cap, struct em_reloc_result *res)
 {
@@ -316,13 +309,13 @@ int em_reloc_window(const uint8_t *code, size_t avail, uintptr_t target, size_t 
 	while (at < need) {
 		struct insn in;
 		if (at >= avail)
-			return too_short(target, at, need);
+			return em_reloc_too_short(target, at, need);
 		int rc = decode(&dec, code, avail, target, at, &in);
 		if (rc)
 			return rc;
 		bool last = at + in.d.length >= need;
 		if (ends_flow(&in) && !last)
-			return too_short(target, at + in.d.length, need);
+			return em_reloc_too_short(target, at + in.d.length, need);
 		rc = relocate_one(&e, &in, last);
 		if (rc)
 			return rc;

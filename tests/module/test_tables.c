@@ -80,7 +80,8 @@ static struct em_range range_of(const void *p, size_t size)
 }
 
 /* A batch: unsorted over more than one radix digit, overlaps, a name
- * that was there before, names outside the batch's owners kept. */
+ * that was there before, names outside the batch's owners kept, one name
+ * of a batch replaced while the others stay. */
 static void test_names_batch(void)
 {
 	enum { SIZE = 1 << 16 };
@@ -106,6 +107,10 @@ static void test_names_batch(void)
 	CHECK(named(lo + 0x100, "first_at") && named(lo + 0x200, "mid") &&
 	      named(lo + 0x8010, "high"), "sorted and kept");
 	CHECK(named(lo + 0x3000, NULL), "the owner's old name dropped");
+	/* The batch's names share their strings: replacing one keeps the rest. */
+	CHECK(execmem_set_name(lo + 0x200, 4, "replaced") == 0 && named(lo + 0x200, "replaced") &&
+	      named(lo + 0x10, "low") && named(lo + 0x8010, "high"),
+	      "the other names of a batch outlive one replaced");
 	CHECK(named(hi, "other"), "a name outside the owners kept");
 
 	struct em_symbol odd[] = { { (uintptr_t)lo + 0x400, 8, "fine" },

@@ -141,9 +141,10 @@ static void test_libc(void)
 	struct timespec ts = { 0, 0 };
 	RT_CHECK(clock_fn(CLOCK_MONOTONIC, &ts) == 0 && ts.tv_sec + ts.tv_nsec > 0 &&
 			 clock_calls > calls, "clock_gettime hooked");
+	/* valgrind runs its own strlen in place of libc's, whatever its bytes */
 	long strlen_before = strlen_calls;
-	RT_CHECK(strlen_fn("hooked strlen") == 13 && strlen_calls > strlen_before,
-		 "strlen hooked");
+	RT_CHECK(strlen_fn("hooked strlen") == 13 &&
+			 (strlen_calls > strlen_before || rt_under_valgrind()), "strlen hooked");
 	RT_CHECK(execmem_unhook((void *)strlen_fn) == 0, "%s", execmem_last_error());
 	RT_CHECK(execmem_unhook((void *)clock_fn) == 0, "%s", execmem_last_error());
 	RT_CHECK(execmem_unhook((void *)pid_fn) == 0, "%s", execmem_last_error());
@@ -220,7 +221,7 @@ static void test_refusals(void)
 	RT_CHECK(execmem_hook((void *)s->fn, NULL, &orig) == -EINVAL, "NULL replacement");
 	RT_CHECK(execmem_unhook(NULL) == -EINVAL, "unhook NULL");
 	RT_CHECK(execmem_unhook((void *)s->fn) == -ENOENT, "unhook what is not hooked");
-	RT_CHECK(strstr(execmem_last_error(), "not patched") != NULL, "%s", execmem_last_error());
+	RT_CHECK(strstr(execmem_last_error(), "not hooked") != NULL, "%s", execmem_last_error());
 	printf("refused: %s\n", execmem_last_error());
 
 	RT_CHECK(execmem_hook((void *)s->fn, (void *)subject_replacement,
@@ -261,6 +262,30 @@ static void test_refusals(void)
 	printf("refused: %s\n", execmem_last_error());
 }
 
+/* ---- trampolines are freed ---- */
+static size_t live_allocations(void)
+{
+	struct execmem_stats st;
+	RT_CHECK(execmem_stats(&st) == 0, "stats");
+	return st.live_allocations;
+}
+
+/* With no other thread, every census is clear: retired trampolines go in
+ * batches of 16, so at most that many are left waiting. */
+static void test_trampolines_freed(void)
+{
+	const struct hook_subject *s = &builds[2].subjects[0];
+	size_t before = live_allocations();
+	for (int i = 0; i < 48; i++) {
+		int rc = execmem_hook((void *)s->fn, (void *)subject_replacement,
+				      (void **)&subject_original);
+		RT_CHECK(rc == 0 && execmem_unhook((void *)s->fn) == 0, "cycle %d: %s", i,
+			 execmem_last_error());
+	}
+	size_t after = live_allocations();
+	RT_CHECK(after <= before + 16, "%zu trampolines left after 48 cycles", after - before);
+}
+
 /* ---- fork ---- */
 static void test_fork(void)
 {
@@ -293,6 +318,7 @@ int main(void)
 	test_module();
 	test_execmem_code();
 	test_refusals();
+	test_trampolines_freed();
 	test_fork();
 	RT_CHECK(rt_count_wx_mappings() == 0, "W+X mappings at the end");
 	return rt_finish("test_hook");

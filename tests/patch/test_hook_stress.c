@@ -102,7 +102,7 @@ static unsigned long cycles(void)
 {
 	if (rt_under_qemu_user())
 		return 500;
-	if (rt_under_tsan() || rt_under_asan())
+	if (rt_under_tsan() || rt_under_asan() || rt_under_valgrind())
 		return 5000;
 	return 100000;
 }

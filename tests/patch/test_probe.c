@@ -202,6 +202,8 @@ static void test_refusals(void)
 	void *orig;
 	RT_CHECK(execmem_hook((void *)arith, (void *)hooked_replacement, &orig) == -EEXIST,
 		 "hooked where a probe is");
+	RT_CHECK(execmem_unhook((void *)arith) == -ENOENT, "a probe removed as a hook");
+	printf("refused: %s\n", execmem_last_error());
 	RT_CHECK(execmem_unprobe((void *)arith) == 0, "%s", execmem_last_error());
 	/* a trap: padding, or a breakpoint */
 #if defined(__x86_64__)

@@ -4,18 +4,14 @@
  * the code (fields re-aimed) and more than 4 GiB away (longer forms); and
  * each refusal with its reason.
  */
-#include "patch/reloc.h"
-#include "rtest.h"
+#include "reloc_test.h"
 
 #include <errno.h>
 #include <string.h>
 
-#define GiB ((uintptr_t)1 << 30)
 #define RET 0xd65f03c0u
 #define NOP 0xd503201fu
 #define MOV_X0(imm) (0xd2800000u | ((uint32_t)(imm) << 5))
-
-enum placement { NEAR, FAR };
 
 static void *return_address_seen;
 static volatile long adrp_data = 5150;
@@ -46,32 +42,10 @@ static uint32_t branch26(uint32_t op, const void *from, const void *to)
 	return op | (uint32_t)((((intptr_t)to - (intptr_t)from) >> 2) & 0x3ffffff);
 }
 
-struct moved {
-	uint8_t *tramp;
-	struct em_reloc_result res;
-	uint8_t out[EM_RELOC_MAX_OUT];
-	int rc;
-};
-
+/* Relocates need bytes of code into a trampoline near it or > 4 GiB away. */
 static struct moved move(const uint8_t *code, size_t need, enum placement where)
 {
-	struct moved m = { 0 };
-	const void *hint = where == NEAR ? code : (const void *)((uintptr_t)code + 16 * GiB);
-	m.tramp = execmem_alloc_near(EXECMEM_CODE, EM_RELOC_MAX_OUT, hint, GiB);
-	RT_CHECK(m.tramp != NULL, "no trampoline: %s", execmem_last_error());
-	if (!m.tramp) {
-		m.rc = -ENOMEM;
-		return m;
-	}
-	uintptr_t distance = (uintptr_t)m.tramp > (uintptr_t)code ? (uintptr_t)m.tramp - (uintptr_t)code
-								    : (uintptr_t)code - (uintptr_t)m.tramp;
-	RT_CHECK(where == NEAR || distance > 4 * GiB, "far trampoline only %#lx away",
-		 (unsigned long)distance);
-	m.rc = em_reloc_window(code, 64, (uintptr_t)code, need, (uintptr_t)m.tramp, m.out,
-			       sizeof m.out, &m.res);
-	if (m.rc == 0)
-		RT_CHECK(execmem_write(m.tramp, m.out, m.res.len) == 0, "%s", execmem_last_error());
-	return m;
+	return move_window(code, 64, need, where);
 }
 
 static long call_long(const struct moved *m, long arg)

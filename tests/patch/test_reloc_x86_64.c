@@ -4,18 +4,13 @@
  * more than 4 GiB away from it; each refusal with its reason; and libc's
  * own functions (getpid, time and IFUNC-resolved strlen and memcpy).
  */
-#include "patch/reloc.h"
-#include "rtest.h"
+#include "reloc_test.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-#define GiB ((uintptr_t)1 << 30)
-
-enum placement { NEAR, FAR };
 
 static void *return_address_seen;
 
@@ -49,33 +44,10 @@ static void fix_rel32(uint8_t *bytes, size_t at, const uint8_t *code, const void
 	memcpy(bytes + at, &rel, 4);
 }
 
-struct moved {
-	uint8_t *tramp;
-	struct em_reloc_result res;
-	uint8_t out[EM_RELOC_MAX_OUT];
-	int rc;
-};
-
 /* Relocates need bytes of code into a trampoline near it or > 4 GiB away. */
 static struct moved move(const uint8_t *code, size_t need, enum placement where)
 {
-	struct moved m = { 0 };
-	const void *hint = where == NEAR ? code : (const void *)((uintptr_t)code + 16 * GiB);
-	m.tramp = execmem_alloc_near(EXECMEM_CODE, EM_RELOC_MAX_OUT, hint, GiB);
-	RT_CHECK(m.tramp != NULL, "no trampoline: %s", execmem_last_error());
-	if (!m.tramp) {
-		m.rc = -ENOMEM;
-		return m;
-	}
-	uintptr_t distance = (uintptr_t)m.tramp > (uintptr_t)code ? (uintptr_t)m.tramp - (uintptr_t)code
-								    : (uintptr_t)code - (uintptr_t)m.tramp;
-	RT_CHECK(where == NEAR || distance > 4 * GiB, "far trampoline only %#lx away",
-		 (unsigned long)distance);
-	m.rc = em_reloc_window(code, EM_RELOC_MAX_WINDOW, (uintptr_t)code, need,
-			       (uintptr_t)m.tramp, m.out, sizeof m.out, &m.res);
-	if (m.rc == 0)
-		RT_CHECK(execmem_write(m.tramp, m.out, m.res.len) == 0, "%s", execmem_last_error());
-	return m;
+	return move_window(code, EM_RELOC_MAX_WINDOW, need, where);
 }
 
 static int call_int(const struct moved *m, int arg)

@@ -4,7 +4,8 @@
 # info symbol are right.  Software breakpoints in mprotect mode; in dual
 # mode the code's view is read-only shared memory, so hbreak.  And a trap
 # in a module built without frame pointers: the backtrace goes through its
-# frames by their call frame information, in both modes.
+# frames by their call frame information, in both modes (that module also
+# has a COMDAT group with a relocation section, as C++ objects do).
 # usage: gdb_module.sh GDB EXECMEM_CLI PLUGIN_O PLUGIN_CRASH_O
 set -u
 gdb=$1 cli=$2 plugin=$3 crash=$4

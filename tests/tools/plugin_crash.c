@@ -16,3 +16,16 @@ int f(int x)
 	b[1] = g(x);
 	return b[1] + 1;
 }
+
+/* A COMDAT group holding a relocation section, as C++ inline functions and
+ * templates have: the debugger's copy of the object must stay an object
+ * gdb reads, or the backtrace above loses its frames' names and lines. */
+#if defined(__x86_64__)
+__asm__(".section .text.plugin_crash_grouped,\"axG\",@progbits,plugin_crash_grouped,comdat\n"
+	".globl plugin_crash_grouped\n"
+	".type plugin_crash_grouped, @function\n"
+	"plugin_crash_grouped:\n"
+	"\tjmp f\n"
+	".size plugin_crash_grouped, .-plugin_crash_grouped\n"
+	".previous\n");
+#endif
