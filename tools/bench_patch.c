@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "bench_patch.h"
 #include "cli.h"
 #include "execmem/patch.h"
