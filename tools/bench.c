@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "bench_patch.h"
 #include "cli.h"
 
 #ifdef EXECMEM_HAVE_MODLOAD
@@ -29,9 +30,19 @@ enum { REPEATS = 5 };
 
 #define MODLOAD_CHILD "modload" /* pseudo-allocator of the child that runs M1 and M2 */
 #define LLVM_CHILD "llvm"       /* pseudo-allocator of the child that runs L1 */
+#define PATCH_CHILD "patch"     /* pseudo-allocator of the child that runs P1 */
 
-/* The two memory managers of L1, each reported as an allocator of its own. */
-static const char *const llvm_peers[] = { "orc-default", "orc-execmem" };
+/* Children that measure two peers, each reported as an allocator of its own. */
+struct peer_pair {
+	const char *child, *workload;
+	const char *peers[2];
+	const char *ours; /* the peer whose W+X mappings fail the run */
+};
+static const struct peer_pair peer_pairs[] = {
+	{ LLVM_CHILD, "L1", { "orc-default", "orc-execmem" }, "orc-execmem" },
+	{ PATCH_CHILD, "P1", { "execmem-patch", "mprotect-rwx" }, "execmem-patch" },
+};
+#define NPAIRS (sizeof(peer_pairs) / sizeof(peer_pairs[0]))
 
 void usage_bench(FILE *out)
 {
@@ -56,6 +67,11 @@ void usage_bench(FILE *out)
 		"  L1 LLVM     (when built with LLVM) JIT 1,000 one-function modules with ORC:\n"
 		"              time and Pss of their code, ORC's own memory manager against\n"
 		"              execmem's (orc-default, orc-execmem); 100 with --quick\n"
+		"  P1 patching hook install + remove, a call through a hook, a trace\n"
+		"              thunk and directly; execmem_patch of 1 site, of 1,000 one\n"
+		"              call each and in one execmem_patch_batch, against\n"
+		"              mprotect(RWX) + memcpy + mprotect(RX) (execmem-patch,\n"
+		"              mprotect-rwx)\n"
 		"  M1 modules  load a generated 2.5 MiB object; M2 the libcrypto.a members a\n"
 		"              SHA/EVP driver needs: against dlopen() of the same code as a\n"
 		"              .so, alone and followed by reading each page of its text\n"
@@ -205,17 +221,19 @@ static bool have_alloc_info(const struct results *res, const char *name)
 	return false;
 }
 
-/* P name wx wrong config: one of the LLVM pair, reported as an allocator
- * (once: plan_and_run() made room for two). */
-static void take_llvm_peer(struct results *res, char **f)
+/* P name wx wrong config: one of a pair of peers, reported as an allocator
+ * (once: plan_and_run() made room for two per pair). */
+static void take_peer(struct results *res, char **f)
 {
-	for (size_t p = 0; p < sizeof(llvm_peers) / sizeof(llvm_peers[0]); p++) {
-		if (strcmp(f[1], llvm_peers[p]) || have_alloc_info(res, llvm_peers[p]))
+	for (size_t p = 0; p < 2 * NPAIRS; p++) {
+		const struct peer_pair *pair = &peer_pairs[p / 2];
+		const char *name = pair->peers[p % 2];
+		if (strcmp(f[1], name) || have_alloc_info(res, name))
 			continue;
 		struct alloc_info *ai = &res->allocs[res->nallocs++];
 		memset(ai, 0, sizeof(*ai));
-		ai->name = llvm_peers[p];
-		ai->peer = strcmp(ai->name, "orc-execmem") != 0;
+		ai->name = name;
+		ai->peer = strcmp(name, pair->ours) != 0;
 		ai->wx = atoi(f[2]);
 		ai->wrong = strtoul(f[3], NULL, 10);
 		snprintf(ai->mode, sizeof(ai->mode), "%s", f[4]);
@@ -245,7 +263,7 @@ static void take_record(struct results *res, struct alloc_info *ai, char *line)
 		snprintf(ai->first_wx, sizeof(ai->first_wx), "%s", f[4]);
 		ai->audited = true;
 	} else if (n == 5 && !strcmp(f[0], "P")) {
-		take_llvm_peer(res, f);
+		take_peer(res, f);
 	} else if (n == 2 && !strcmp(f[0], "C")) {
 		snprintf(ai->config, sizeof(ai->config), "%s", f[1]);
 	} else if (n == 2 && !strcmp(f[0], "U")) {
@@ -307,8 +325,10 @@ static void note_failure(struct results *res, struct alloc_info *ai, const char 
 static bool run_child(struct results *res, struct alloc_info *ai, const char *workload, int repeats,
 		      bool quick)
 {
-	const char *child_alloc = !strcmp(workload, "M1") ? MODLOAD_CHILD
-				  : !strcmp(workload, "L1") ? LLVM_CHILD : ai->name;
+	const char *child_alloc = !strcmp(workload, "M1") ? MODLOAD_CHILD : ai->name;
+	for (size_t p = 0; p < NPAIRS; p++)
+		if (!strcmp(workload, peer_pairs[p].workload))
+			child_alloc = peer_pairs[p].child;
 	char *line = NULL;
 	size_t cap = 0;
 	int fd, status = 0;
@@ -448,13 +468,31 @@ static void run_allocator(struct results *res, struct alloc_info *ai, const stru
 			run_workload(res, ai, all_workloads[w], quick);
 }
 
+/* Does the --only list name a peer of the pair that runs workload? */
+static bool pair_selected(const char *only, const char *workload)
+{
+	for (size_t p = 0; p < NPAIRS; p++)
+		if (!strcmp(peer_pairs[p].workload, workload))
+			return !only || selected(only, peer_pairs[p].peers[0]) ||
+			       selected(only, peer_pairs[p].peers[1]);
+	return false;
+}
+
+static bool names_peer(const char *name)
+{
+	for (size_t p = 0; p < 2 * NPAIRS; p++)
+		if (!strcmp(peer_pairs[p / 2].peers[p % 2], name))
+			return true;
+	return false;
+}
+
 static int plan_and_run(struct results *res, const char *only, const char *workloads, bool quick)
 {
 	size_t n = 0;
 	while (bench_allocator_list[n])
 		n++;
-	/* Besides the allocators: the M1 child, the L1 child and its two peers. */
-	res->allocs = calloc(n + 4, sizeof(*res->allocs));
+	/* Besides the allocators: the M1 child, and each pair's child and its two peers. */
+	res->allocs = calloc(n + 1 + 3 * NPAIRS, sizeof(*res->allocs));
 	if (!res->allocs)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
@@ -476,13 +514,19 @@ static int plan_and_run(struct results *res, const char *only, const char *workl
 	}
 #endif
 #ifdef EXECMEM_HAVE_LLVM_PAIR
-	if (!only || selected(only, llvm_peers[0]) || selected(only, llvm_peers[1])) {
+	if (pair_selected(only, "L1")) {
 		struct alloc_info *ai = &res->allocs[res->nallocs++];
 		ai->name = LLVM_CHILD;
 		show_running("LLVM ORC", "L1");
 		run_child(res, ai, "L1", REPEATS, quick);
 	}
 #endif
+	if (pair_selected(only, "P1") && (!workloads || selected(workloads, "P1"))) {
+		struct alloc_info *ai = &res->allocs[res->nallocs++];
+		ai->name = PATCH_CHILD;
+		show_running("patching", "P1");
+		run_child(res, ai, "P1", REPEATS, quick);
+	}
 	if (isatty(STDERR_FILENO))
 		fprintf(stderr, "\r%50s\r", "");
 	for (size_t i = 0; i < res->nrows; i++)
@@ -545,7 +589,10 @@ static void json_row(FILE *out, const struct row *r)
 /* A child that measures a pair of peers; its peers carry the results. */
 static bool pair_child(const struct alloc_info *ai)
 {
-	return !strcmp(ai->name, MODLOAD_CHILD) || !strcmp(ai->name, LLVM_CHILD);
+	for (size_t p = 0; p < NPAIRS; p++)
+		if (!strcmp(ai->name, peer_pairs[p].child))
+			return true;
+	return !strcmp(ai->name, MODLOAD_CHILD);
 }
 
 static bool row_of(const struct row *r, const struct alloc_info *ai)
@@ -805,13 +852,13 @@ int cmd_bench(int argc, char **argv)
 	char name[64];
 	for (const char *p = only; next_name(&p, name, sizeof(name));) {
 		if (!bench_allocator_find(name) && strcmp(name, "execmem-module") && strcmp(name, "dlopen") &&
-		    strcmp(name, llvm_peers[0]) && strcmp(name, llvm_peers[1])) {
+		    !names_peer(name)) {
 			fprintf(stderr, "execmem bench: --only: unknown allocator '%s'\n", name);
 			return EXIT_USAGE;
 		}
 	}
 	for (const char *p = workloads; next_name(&p, name, sizeof(name));) {
-		if (!workload_known(name) && strcmp(name, "M1")) {
+		if (!workload_known(name) && strcmp(name, "M1") && strcmp(name, "P1")) {
 			fprintf(stderr, "execmem bench: --workload: unknown workload '%s'\n", name);
 			return EXIT_USAGE;
 		}
@@ -904,6 +951,8 @@ int cmd_bench_child(int argc, char **argv)
 	if (!strcmp(argv[1], LLVM_CHILD))
 		return run_llvm_pair((int)repeats, quick);
 #endif
+	if (!strcmp(argv[1], PATCH_CHILD))
+		return bench_patch((int)repeats, quick);
 	const struct bench_allocator *a = bench_allocator_find(argv[1]);
 	if (!a) {
 		fprintf(stderr, "execmem bench: unknown allocator %s\n", argv[1]);

@@ -25,11 +25,14 @@ int cmd_load(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 /* `execmem audit [--json] [PID]` (tools/cmd_audit.c; argv[0] = "audit"). */
 int cmd_audit(int argc, char **argv);
+/* `execmem trace -f FUNCTION... -- PROGRAM ARGS...` (tools/cmd_trace.c; argv[0] = "trace"). */
+int cmd_trace(int argc, char **argv);
 /* Runs one workload of one allocator; started by cmd_bench in a fresh process. */
 int cmd_bench_child(int argc, char **argv);
 void usage_demo(FILE *out);
 void usage_bench(FILE *out);
 void usage_audit(FILE *out);
+void usage_trace(FILE *out);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t now_ns(void);

@@ -18,6 +18,9 @@ static void usage(FILE *out)
 		"            file pages, patched text, MDWE); exit 1 on W+X\n"
 		"  bench     compare execmem with a page per program, an mprotect pool and\n"
 		"            asmjit's JitAllocator on this machine\n"
+		"  trace -f FUNCTION... -- PROGRAM [ARGS...]\n"
+		"            run a program and count the calls of its functions and their\n"
+		"            mean time, through hooks (see execmem help trace)\n"
 #ifdef EXECMEM_HAVE_LOAD
 		"  load      load a relocatable object with execmem's module loader\n"
 #endif
@@ -52,6 +55,10 @@ static int help_for(const char *command)
 		usage_audit(stdout);
 		return EXIT_OK;
 	}
+	if (!strcmp(command, "trace")) {
+		usage_trace(stdout);
+		return EXIT_OK;
+	}
 #ifdef EXECMEM_HAVE_LOAD
 	if (!strcmp(command, "load")) {
 		char *argv[] = { "load", "--help", NULL };
@@ -76,6 +83,8 @@ int main(int argc, char **argv)
 		return cmd_bench(argc - 1, argv + 1);
 	if (!strcmp(command, "audit"))
 		return cmd_audit(argc - 1, argv + 1);
+	if (!strcmp(command, "trace"))
+		return cmd_trace(argc - 1, argv + 1);
 	if (!strcmp(command, "__bench-child"))
 		return cmd_bench_child(argc - 1, argv + 1);
 #ifdef EXECMEM_HAVE_LOAD
