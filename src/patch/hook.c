@@ -53,6 +53,7 @@ struct hook {
 	struct trampoline *tramp;
 	uint8_t saved[EM_RELOC_MAX_JUMP]; /* the bytes the entry jump replaced */
 	size_t patched;
+	void *displaced; /* the trampoline's copy of them, relocated: *original */
 	bool is_probe;
 	struct hook *next;
 };
@@ -266,7 +267,10 @@ static int patch_entry(struct hook *h, void **original, void *orig, const char *
 	/* callable before the first call can reach the replacement */
 	void *previous = *original;
 	*original = orig;
-	struct em_poke_site site = { (void *)h->target, jump, h->patched };
+	h->displaced = orig;
+	/* a thread that meets the trap meanwhile, maybe this one in the
+	 * batch's own calls, runs the displaced instructions instead */
+	struct em_poke_site site = { (void *)h->target, jump, h->patched, orig };
 	int rc = em_poke_batch(&site, 1);
 	if (rc) {
 		*original = previous;
@@ -344,7 +348,7 @@ int em_hook_remove(void *target, bool is_probe, const char *op)
 		rc = -ENOENT;
 		h = NULL;
 	} else {
-		struct em_poke_site site = { target, h->saved, h->patched };
+		struct em_poke_site site = { target, h->saved, h->patched, h->displaced };
 		rc = em_poke_batch(&site, 1);
 		if (rc)
 			explain_poke_failure(h->target, rc, op);

@@ -31,7 +31,7 @@ int execmem_patch_batch(const struct execmem_patch_site *sites, size_t n)
 	int rc = 0;
 	for (size_t i = 0; i < n && !rc; i++) {
 		rc = check_site(&sites[i]);
-		pokes[i] = (struct em_poke_site){ sites[i].addr, sites[i].bytes, sites[i].len };
+		pokes[i] = (struct em_poke_site){ sites[i].addr, sites[i].bytes, sites[i].len, NULL };
 	}
 	if (!rc)
 		rc = em_poke_batch(pokes, n);

@@ -39,6 +39,7 @@ struct site_plan {
 	uintptr_t addr;
 	const uint8_t *bytes;
 	size_t len;
+	uintptr_t detour; /* see em_poke_site */
 	bool host;       /* host text, else execmem code */
 	bool trapped;    /* takes the trap protocol, else one direct store */
 	uint8_t old[16];
@@ -108,7 +109,7 @@ static int plan_sites(const struct em_poke_site *sites, size_t n, struct site_pl
 		if (!shape_ok(&sites[i]))
 			return -EINVAL;
 		plan[i] = (struct site_plan){ .addr = (uintptr_t)sites[i].addr, .bytes = sites[i].bytes,
-					     .len = sites[i].len };
+					     .len = sites[i].len, .detour = (uintptr_t)sites[i].detour };
 	}
 	qsort(plan, n, sizeof *plan, by_address);
 	for (size_t i = 0; i < n; i++) {
@@ -248,12 +249,12 @@ static int apply(struct site_plan *plan, size_t n, size_t trapped)
 {
 	struct em_piece *pieces = malloc(n * sizeof *pieces);
 	struct em_pc_range *ranges = malloc(n * sizeof *ranges);
-	uintptr_t *sites = malloc(n * sizeof *sites);
+	struct em_trap_site *sites = malloc(n * sizeof *sites);
 	int rc = pieces && ranges && sites ? 0 : -ENOMEM;
 	size_t listed = 0;
 	for (size_t i = 0; !rc && i < n; i++)
 		if (plan[i].trapped)
-			sites[listed++] = plan[i].addr;
+			sites[listed++] = (struct em_trap_site){ plan[i].addr, plan[i].detour };
 	bool listing = !rc && trapped;
 	if (listing && (rc = em_traps_begin(sites, listed)))
 		listing = false;

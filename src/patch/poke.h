@@ -9,8 +9,12 @@
 #include <stdint.h>
 
 /* One live change: len bytes at addr become bytes (len 1..15 on x86-64, 4 or 8 on aarch64;
- * the range starts at an instruction boundary and lies in one page or two adjacent ones). */
-struct em_poke_site { void *addr; const void *bytes; size_t len; };
+ * the range starts at an instruction boundary and lies in one page or two adjacent ones).
+ * detour, when not NULL, is code that does what the old bytes at addr did and then goes on
+ * past the site (a hook's displaced instructions): a thread that meets the site's temporary
+ * trap continues there at once instead of waiting for the batch, so a site may lie in code
+ * that the batch's own work runs (a hook of malloc or of a system call's wrapper). */
+struct em_poke_site { void *addr; const void *bytes; size_t len; const void *detour; };
 
 /* Changes every site so that each thread executes either the old or the new bytes of a site,
  * never a mix: x86-64: INT3 on each first byte, sync, wait until no other thread's PC is inside

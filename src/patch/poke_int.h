@@ -57,10 +57,14 @@ int em_host_text_check(uintptr_t addr, size_t len);
 int em_host_text_write(const struct em_piece *pieces, size_t n);
 
 /* trap.c: the temporary traps of a batch. */
+/* A listed site, and where a thread that meets its trap continues (0: it
+ * waits until em_traps_end(), then executes the site again). */
+struct em_trap_site {
+	uintptr_t site, detour;
+};
 /* Installs the trap handler (once) and lists the n sites (sorted), whose
- * traps are about to go in; a thread that hits one waits until
- * em_traps_end(), then executes the site again. */
-int em_traps_begin(const uintptr_t *sites, size_t n);
+ * traps are about to go in. */
+int em_traps_begin(const struct em_trap_site *sites, size_t n);
 void em_traps_end(void);
 /* Whether thread tid waits in the trap handler now. */
 bool em_trap_parked(pid_t tid);

@@ -1,9 +1,12 @@
 /*
  * trap.c - the temporary traps of live patching.  While a batch is under
  * way its sites are listed here, and a thread that executes the trap on a
- * site's first bytes lands in this SIGTRAP handler: it waits until the
- * batch is done, then goes back to the site's start and executes whatever
- * is there by then (the new bytes, or the old ones if the batch gave up).
+ * site's first bytes lands in this SIGTRAP handler.  For a site with a
+ * detour (code doing what the old bytes did: a hook's displaced
+ * instructions) it continues there at once, so the thread making the batch
+ * may itself run through the site.  Otherwise it waits until the batch is
+ * done, then goes back to the site's start and executes whatever is there
+ * by then (the new bytes, or the old ones if the batch gave up).
  * A trap of a batch that has ended is one whose bytes are gone: executed
  * again too.  Every other trap (the program's own, a debugger's) goes to
  * the handler installed before.
@@ -30,12 +33,13 @@ struct site_list {
 	struct site_list *older;
 	size_t cap;
 	atomic_size_t count;
-	uintptr_t sites[];
+	struct em_trap_site sites[];
 };
 static struct site_list *store;
 static struct site_list *_Atomic listed;
 
-static bool is_listed(uintptr_t site)
+/* Whether site is listed, and its detour (0 for none) in *detour. */
+static bool is_listed(uintptr_t site, uintptr_t *detour)
 {
 	const struct site_list *list = atomic_load(&listed);
 	if (!list)
@@ -45,9 +49,11 @@ static bool is_listed(uintptr_t site)
 		hi = list->cap;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		uintptr_t at = __atomic_load_n(&list->sites[mid], __ATOMIC_SEQ_CST);
-		if (at == site)
+		uintptr_t at = __atomic_load_n(&list->sites[mid].site, __ATOMIC_SEQ_CST);
+		if (at == site) {
+			*detour = __atomic_load_n(&list->sites[mid].detour, __ATOMIC_SEQ_CST);
 			return true;
+		}
 		if (at < site)
 			lo = mid + 1;
 		else
@@ -56,24 +62,27 @@ static bool is_listed(uintptr_t site)
 	return false;
 }
 
-/* Whether the trap at site is one of live patching's, having waited for
- * its batch to end when it is listed.  One not listed is a trap of a batch
- * that has ended if it was the kind of trap the protocol puts in and no
- * trap is there any more; any other (the program's own BRK or INT3 that
- * are still there, a single step, INT1) is not. */
-static bool ours_waited(uintptr_t site, const siginfo_t *si)
+/* Where a thread that met the trap at site resumes: its listed detour;
+ * the site itself once a listed site without one is done, or when the
+ * trap is of a batch that has ended (the kind of trap the protocol puts
+ * in, and no trap is there any more); 0 for any other trap (the program's
+ * own BRK or INT3 that are still there, a single step, INT1). */
+static uintptr_t resume_at(uintptr_t site, const siginfo_t *si)
 {
 	for (;;) {
 		unsigned seq = atomic_load(&batch_seq);
-		bool in_batch = (seq & 1) && is_listed(site);
+		uintptr_t detour = 0;
+		bool in_batch = (seq & 1) && is_listed(site, &detour);
 		bool gone = !in_batch && si->si_code == em_poke_arch.trap_si_code &&
 			    !em_poke_arch.is_trap(site);
 		if (atomic_load(&batch_seq) != seq)
 			continue; /* the list changed while it was read */
+		if (detour)
+			return detour;
 		if (in_batch)
 			while (atomic_load(&batch_seq) == seq)
 				sched_yield();
-		return in_batch || gone;
+		return in_batch || gone ? site : 0;
 	}
 }
 
@@ -110,12 +119,12 @@ static void on_trap(int sig, siginfo_t *si, void *ucontext)
 	int saved_errno = errno;
 	uintptr_t site = em_poke_arch.context_pc(ucontext) - em_poke_arch.trap_pc_offset;
 	atomic_int *slot = park();
-	bool ours = ours_waited(site, si);
+	uintptr_t resume = resume_at(site, si);
 	if (slot)
 		atomic_store(slot, 0);
-	if (ours) {
+	if (resume) {
 		em_poke_arch.serialise();
-		em_poke_arch.set_context_pc(ucontext, site);
+		em_poke_arch.set_context_pc(ucontext, resume);
 	} else {
 		em_chain_signal(&previous, sig, si, ucontext, true);
 	}
@@ -151,7 +160,7 @@ static int reserve(size_t n)
 	return 0;
 }
 
-int em_traps_begin(const uintptr_t *sites, size_t n)
+int em_traps_begin(const struct em_trap_site *sites, size_t n)
 {
 	int rc = install();
 	if (!rc)
@@ -161,8 +170,10 @@ int em_traps_begin(const uintptr_t *sites, size_t n)
 	/* A handler of the last batch may still read the list: all these
 	 * accesses are sequentially consistent, so one that reads a store
 	 * made here then rereads a changed count and tries again. */
-	for (size_t i = 0; i < n; i++)
-		__atomic_store_n(&store->sites[i], sites[i], __ATOMIC_SEQ_CST);
+	for (size_t i = 0; i < n; i++) {
+		__atomic_store_n(&store->sites[i].site, sites[i].site, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&store->sites[i].detour, sites[i].detour, __ATOMIC_SEQ_CST);
+	}
 	atomic_store(&store->count, n);
 	atomic_store(&listed, store);
 	atomic_fetch_add(&batch_seq, 1);

@@ -11,11 +11,14 @@
 #include "hook_subjects.h"
 #include "rtest.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -286,6 +289,90 @@ static void test_trampolines_freed(void)
 	RT_CHECK(after <= before + 16, "%zu trampolines left after 48 cycles", after - before);
 }
 
+/* ---- functions that hooking itself runs ---- */
+
+/* Installing and removing a hook allocates, lists the threads and maps
+ * pages: with these hooked, the thread doing it meets its own trap. */
+static atomic_long uses_calls;
+static void *(*malloc_original)(size_t);
+static void (*free_original)(void *);
+static DIR *(*opendir_original)(const char *);
+static struct dirent *(*readdir_original)(DIR *);
+static void *(*mmap_original)(void *, size_t, int, int, int, off_t);
+
+static void *malloc_replacement(size_t n)
+{
+	uses_calls++;
+	return malloc_original(n);
+}
+
+static void free_replacement(void *p)
+{
+	uses_calls++;
+	free_original(p);
+}
+
+static DIR *opendir_replacement(const char *path)
+{
+	uses_calls++;
+	return opendir_original(path);
+}
+
+static struct dirent *readdir_replacement(DIR *d)
+{
+	uses_calls++;
+	return readdir_original(d);
+}
+
+static void *mmap_replacement(void *a, size_t n, int prot, int flags, int fd, off_t off)
+{
+	uses_calls++;
+	return mmap_original(a, n, prot, flags, fd, off);
+}
+
+/* Exit status: 0, or 1 + the index of the function that failed. */
+static int hook_what_hooking_uses(void)
+{
+	struct {
+		void *target, *replacement, **original;
+	} uses[] = {
+		{ (void *)malloc, (void *)malloc_replacement, (void **)&malloc_original },
+		{ (void *)free, (void *)free_replacement, (void **)&free_original },
+		{ (void *)opendir, (void *)opendir_replacement, (void **)&opendir_original },
+		{ (void *)readdir, (void *)readdir_replacement, (void **)&readdir_original },
+		{ (void *)mmap, (void *)mmap_replacement, (void **)&mmap_original },
+	};
+	for (size_t i = 0; i < sizeof uses / sizeof uses[0]; i++) {
+		long before = uses_calls;
+		if (execmem_hook(uses[i].target, uses[i].replacement, uses[i].original) != 0)
+			return 1 + (int)i;
+		DIR *d = opendir("/");
+		bool ok = d && readdir(d);
+		free(malloc(64));
+		void *page = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		ok = ok && page != MAP_FAILED && uses_calls > before;
+		if (d)
+			closedir(d);
+		if (page != MAP_FAILED)
+			munmap(page, 4096);
+		if (execmem_unhook(uses[i].target) != 0 || !ok)
+			return 1 + (int)i;
+	}
+	return 0;
+}
+
+static void test_functions_hooking_uses(void)
+{
+	fflush(NULL);
+	pid_t child = fork();
+	if (child == 0)
+		_exit(hook_what_hooking_uses());
+	int status = child > 0 ? rt_wait_child(child, 20) : -1;
+	RT_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		 "hooking malloc, free, opendir, readdir, mmap in turn: status %#x (exit 1..5: that"
+		 " function failed; signal 9: hung, killed)", status);
+}
+
 /* ---- fork ---- */
 static void test_fork(void)
 {
@@ -320,6 +407,7 @@ int main(void)
 	test_refusals();
 	test_trampolines_freed();
 	test_fork();
+	test_functions_hooking_uses();
 	RT_CHECK(rt_count_wx_mappings() == 0, "W+X mappings at the end");
 	return rt_finish("test_hook");
 }

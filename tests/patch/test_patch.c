@@ -39,7 +39,7 @@ int main(void)
 {
 	uint8_t byte = 0;
 	void *code = execmem_alloc(EXECMEM_CODE, 64);
-	struct em_poke_site site = { code, &byte, 1 };
+	struct em_poke_site site = { code, &byte, 1, NULL };
 	RT_CHECK(execmem_patch(code, &byte, 1) == -ENOTSUP, "execmem_patch() is not refused");
 	RT_CHECK(em_poke_batch(&site, 1) == -ENOTSUP, "em_poke_batch() is not refused");
 	void *original = NULL;
@@ -515,7 +515,7 @@ static void part_host(void)
 	unsigned n = iterations(2000), failed = 0;
 	for (unsigned i = 0; i < n; i++) {
 		const struct fn_code *next = i % 2 ? &c : &other;
-		struct em_poke_site site = { (void *)host_target, next->bytes, next->site_len };
+		struct em_poke_site site = { (void *)host_target, next->bytes, next->site_len, NULL };
 		int rc = em_poke_batch(&site, 1);
 		failed += rc != 0;
 		if (rc && failed == 1)
@@ -563,11 +563,11 @@ static void part_refusals(void)
 	RT_CHECK(execmem_patch_batch(NULL, 1) == -EINVAL, "NULL sites accepted");
 	RT_CHECK(execmem_patch_batch(NULL, 0) == 0, "an empty batch failed");
 	/* em_poke_batch() takes host text, but only executable, not writable. */
-	struct em_poke_site not_exec = { heap_like, bytes, c.site_len };
+	struct em_poke_site not_exec = { heap_like, bytes, c.site_len, NULL };
 	RT_CHECK(em_poke_batch(&not_exec, 1) == -EFAULT, "writable data taken as text");
 	void *unmapped = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	munmap(unmapped, 4096);
-	struct em_poke_site gone = { unmapped, bytes, c.site_len };
+	struct em_poke_site gone = { unmapped, bytes, c.site_len, NULL };
 	RT_CHECK(em_poke_batch(&gone, 1) == -EFAULT, "unmapped memory taken as text");
 	RT_CHECK(!memcmp(code, c.bytes, c.len), "a refused patch changed the code");
 	execmem_free(code);
@@ -669,7 +669,7 @@ static void part_fork(void)
 	/* A patch of host text first, before execmem's first allocation, so
 	 * that live patching sets up its fork handling before the core does. */
 	struct fn_code h = ret_code(1);
-	struct em_poke_site host = { (void *)host_target, h.bytes, h.site_len };
+	struct em_poke_site host = { (void *)host_target, h.bytes, h.site_len, NULL };
 	RT_CHECK(em_poke_batch(&host, 1) == 0, "the first patch, of host text");
 	struct fn_code a = sum_code(100, 1);
 	struct patcher p = { .code = new_function(&a) };
@@ -717,7 +717,7 @@ static int mdwe_child(void)
 	    mprotect(scratch, 4096, PROT_READ | PROT_EXEC) == 0)
 		return 2;
 	struct fn_code c = ret_code(42);
-	struct em_poke_site site = { (void *)host_target, c.bytes, c.site_len };
+	struct em_poke_site site = { (void *)host_target, c.bytes, c.site_len, NULL };
 	return em_poke_batch(&site, 1) == 0 && host_target() == 42 ? 0 : 1;
 }
 
@@ -739,7 +739,7 @@ static void inject_one(enum execmem_os_call call, const char *name, uint64_t nth
 		       const struct fn_code *from, const struct fn_code *to, bool host)
 {
 	int fds = rt_count_fds();
-	struct em_poke_site site = { addr, to->bytes, to->site_len };
+	struct em_poke_site site = { addr, to->bytes, to->site_len, NULL };
 	em_os_fail_nth(call, nth, ENOMEM, 0);
 	int rc = host ? em_poke_batch(&site, 1) : execmem_patch(addr, to->bytes, to->site_len);
 	uint64_t injected = em_os_failures();
