@@ -70,8 +70,13 @@ static void prepare(void)
 		t->target = trace_resolve(t->name, t->status, sizeof(t->status));
 		for (size_t j = 0; t->target && j < i; j++)
 			if (traced[j].target == t->target) {
-				snprintf(t->status, sizeof(t->status), "the same function as %s",
+				/* formatted aside: the compiler cannot see that j < i
+				 * keeps the name out of the status it writes */
+				char status[sizeof(t->status)];
+				snprintf(status, sizeof(status), "the same function as %.*s",
+					 (int)(sizeof(status) - sizeof("the same function as ")),
 					 traced[j].name);
+				memcpy(t->status, status, sizeof(status));
 				t->target = NULL;
 			}
 		if (!t->target)

@@ -224,7 +224,7 @@ int em_threads_outside(const struct em_pc_range *ranges, size_t n)
 {
 	if (n && !ranges)
 		return -EINVAL;
-	em_poke_watch_forks();
+	em_census_watch_forks();
 	pthread_mutex_lock(&census_lock);
 	int rc = install();
 	if (!rc)
@@ -233,14 +233,31 @@ int em_threads_outside(const struct em_pc_range *ranges, size_t n)
 	return rc;
 }
 
-void em_census_lock(void)
+/* fork() waits for the census under way, whose lock a child would
+ * inherit held. */
+static void fork_prepare(void)
 {
 	pthread_mutex_lock(&census_lock);
 }
 
-void em_census_unlock(void)
+static void fork_done(void)
 {
 	pthread_mutex_unlock(&census_lock);
+}
+
+/* After execmem's own fork handlers: prepare handlers run in the reverse
+ * order of their registration, so a census ends before the write gate
+ * closes. */
+static void watch_forks(void)
+{
+	em_fork_guard_install();
+	pthread_atfork(fork_prepare, fork_done, fork_done);
+}
+
+void em_census_watch_forks(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, watch_forks);
 }
 
 int em_census_sync(void)

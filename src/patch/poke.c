@@ -53,27 +53,21 @@ static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 static void fork_prepare(void)
 {
 	pthread_mutex_lock(&poke_lock);
-	em_census_lock();
 }
 
 static void fork_done(void)
 {
-	em_census_unlock();
 	pthread_mutex_unlock(&poke_lock);
 }
 
-/* After execmem's own fork handlers, so that fork() waits for a batch
- * (whose writes go through execmem's write gate) before the gate closes:
- * prepare handlers run in the reverse order of their registration. */
+/* After execmem's own fork handlers and the census's, so that fork() waits
+ * for a batch (which takes the census lock, and whose writes go through
+ * execmem's write gate) before either: prepare handlers run in the reverse
+ * order of their registration. */
 static void watch_forks(void)
 {
-	em_fork_guard_install();
+	em_census_watch_forks();
 	pthread_atfork(fork_prepare, fork_done, fork_done);
-}
-
-void em_poke_watch_forks(void)
-{
-	pthread_once(&fork_once, watch_forks);
 }
 
 static int by_address(const void *a, const void *b)
@@ -281,7 +275,7 @@ int em_poke_batch(const struct em_poke_site *sites, size_t n)
 		return -ENOMEM;
 	int rc = plan_sites(sites, n, plan);
 	if (!rc) {
-		em_poke_watch_forks();
+		pthread_once(&fork_once, watch_forks);
 		pthread_mutex_lock(&poke_lock);
 		rc = apply(plan, n, read_old(plan, n));
 		pthread_mutex_unlock(&poke_lock);

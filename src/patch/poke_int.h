@@ -69,16 +69,11 @@ void em_traps_end(void);
 /* Whether thread tid waits in the trap handler now. */
 bool em_trap_parked(pid_t tid);
 
-/* poke.c: fork() waits for the batch and the census under way (once
- * called, for the rest of the process). */
-void em_poke_watch_forks(void);
-
 /* census.c: the census signal also serves as the fallback of
  * em_os_sync_core(), for its handler serialises each thread it interrupts. */
 int em_census_sync(void);
-/* The census's lock, held across fork() (poke.c). */
-void em_census_lock(void);
-void em_census_unlock(void);
+/* fork() waits for the census under way from the first call on. */
+void em_census_watch_forks(void);
 
 /* Hands a signal execmem does not recognise to the action installed before
  * its own handler.  A trap (synchronous) with the default action restores

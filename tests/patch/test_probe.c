@@ -158,6 +158,14 @@ static bool unchanged(int rc)
 	return rc == -EBUSY || rc == -ETIMEDOUT;
 }
 
+/* The handler of many threads at once: it shares nothing but a count. */
+static void count(void *ctx, struct execmem_regs *regs)
+{
+	(void)ctx;
+	(void)regs;
+	handler_calls++;
+}
+
 /* Probes come and go while 4 threads run the probed function. */
 static void test_threads(void)
 {
@@ -169,7 +177,7 @@ static void test_threads(void)
 	for (unsigned i = 0; i < n && failed < 5; i++) {
 		int rc, tries = 0;
 		do
-			rc = execmem_probe((void *)arith, record, NULL);
+			rc = execmem_probe((void *)arith, count, NULL);
 		while (unchanged(rc) && ++tries < 100);
 		while (rc == 0 && unchanged(rc = execmem_unprobe((void *)arith)) && ++tries < 200)
 			;
