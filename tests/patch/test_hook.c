@@ -342,7 +342,9 @@ static int hook_what_hooking_uses(void)
 		{ (void *)readdir, (void *)readdir_replacement, (void **)&readdir_original },
 		{ (void *)mmap, (void *)mmap_replacement, (void **)&mmap_original },
 	};
-	for (size_t i = 0; i < sizeof uses / sizeof uses[0]; i++) {
+	/* valgrind runs its own malloc and free in their place: calls never
+	 * reach the bytes a hook would change */
+	for (size_t i = rt_under_valgrind() ? 2 : 0; i < sizeof uses / sizeof uses[0]; i++) {
 		long before = uses_calls;
 		if (execmem_hook(uses[i].target, uses[i].replacement, uses[i].original) != 0)
 			return 1 + (int)i;
@@ -363,6 +365,8 @@ static int hook_what_hooking_uses(void)
 
 static void test_functions_hooking_uses(void)
 {
+	if (rt_under_valgrind())
+		printf("NOTE: malloc and free are not hooked under valgrind, which replaces them\n");
 	fflush(NULL);
 	pid_t child = fork();
 	if (child == 0)
