@@ -884,7 +884,7 @@ static void sync_cores(void)
 
 struct runner {
 	void *fn;
-	atomic_bool stop;
+	atomic_bool started, stop;
 	long calls, wrong;
 };
 
@@ -894,6 +894,7 @@ static void *run_until_stopped(void *arg)
 	while (!atomic_load(&r->stop)) {
 		r->wrong += ((int (*)(void))r->fn)() != 1234;
 		r->calls++;
+		atomic_store(&r->started, true);
 	}
 	return NULL;
 }
@@ -906,6 +907,10 @@ static void guard_lets_runners_through(void)
 	CHECK(r.fn && neighbour && ((uintptr_t)r.fn >> 12) == ((uintptr_t)neighbour >> 12));
 	pthread_t t;
 	pthread_create(&t, NULL, run_until_stopped, &r);
+	/* a scheduler that runs one thread at a time (valgrind's) could
+	 * otherwise let the writes end before the runner ever ran */
+	while (!atomic_load(&r.started))
+		sched_yield();
 	uint8_t code[16];
 	int failed = 0;
 	for (int i = 0; i < 3000; i++)
