@@ -112,11 +112,13 @@ static struct fn_code direct_code(int which, size_t *offset)
 	*offset = 2;
 	return (struct fn_code){ { 0x31, 0xc0, which ? 0xb9 : 0xb8, 1, 0, 0, 0, 0xc3 }, 8, 5 };
 }
-/* A trap of the program's own before `mov eax, 7; ret`: INT1 (icebp),
- * which raises SIGTRAP as INT3 does, and leaves the PC after itself. */
+/* A trap of the program's own before `mov eax, 7; ret`: an INT3 that
+ * stays in place, which leaves the PC after itself.  Not INT1 (icebp):
+ * some hypervisors report it with the PC still on it, so that the program
+ * would meet it again for ever. */
 static struct fn_code foreign_trap_code(void)
 {
-	return (struct fn_code){ { 0xf1, 0xb8, 7, 0, 0, 0, 0xc3 }, 7, 1 };
+	return (struct fn_code){ { 0xcc, 0xb8, 7, 0, 0, 0, 0xc3 }, 7, 1 };
 }
 static void skip_foreign_trap(ucontext_t *uc)
 {
