@@ -41,12 +41,24 @@ static void remember_newest(struct em_chunk *c, uintptr_t addr, size_t size)
 				  atomic_load_explicit(&descriptors_freed, memory_order_relaxed) };
 }
 
-static bool newest_holds(const struct em_chunk *c, uintptr_t addr, size_t len)
+static bool newest_unchanged(const struct em_chunk *c)
 {
-	return c == newest.chunk && addr - newest.lo < newest.hi - newest.lo &&
-	       len <= newest.hi - addr &&
+	return c == newest.chunk &&
 	       atomic_load_explicit(&c->epoch, memory_order_acquire) == newest.epoch &&
 	       atomic_load_explicit(&descriptors_freed, memory_order_acquire) == newest.descriptors_freed;
+}
+
+static bool newest_holds(const struct em_chunk *c, uintptr_t addr, size_t len)
+{
+	return addr - newest.lo < newest.hi - newest.lo && len <= newest.hi - addr &&
+	       newest_unchanged(c);
+}
+
+/* Whether the allocation starting at addr is this thread's newest, still
+ * live with no flag set (setting one opens a new epoch). */
+static bool newest_starts_at(const struct em_chunk *c, uintptr_t addr)
+{
+	return addr == newest.lo && newest_unchanged(c);
 }
 
 /* Under the shard lock, after the tracker changed: cached validations of
@@ -649,6 +661,14 @@ static int hold(struct em_chunk *c, uintptr_t addr, struct held *h)
 	if (!(h->shard = lock_owner(c)))
 		return -EINVAL;
 	uintptr_t off = addr - c->base;
+	if (newest_starts_at(c, addr)) {
+		/* A JIT often frees what it allocated last: no tracker lookup. */
+		h->index = (uint32_t)(off >> c->unit_shift);
+		h->size = newest.hi - newest.lo;
+		h->granules = c->large ? 1 : (uint32_t)(h->size >> c->unit_shift);
+		h->flags = 0;
+		return 0;
+	}
 	bool aligned = c->large ? off == 0 : (off & ((1ul << c->unit_shift) - 1)) == 0;
 	if (addr >= c->base && off < c->size && aligned) {
 		h->index = (uint32_t)(off >> c->unit_shift);

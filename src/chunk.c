@@ -551,9 +551,11 @@ void *em_chunk_writable(struct em_chunk *c, uintptr_t addr)
  * chunk is the memory the alias shows at another address: it is read at
  * its alias address, so that memmove() sees the overlap.  The part of a
  * source outside the view cannot overlap the destination and is copied
- * afterwards.
+ * afterwards.  Inlined, as put_bytes() is: every write and every free's
+ * refill runs through here, and a call costs them a frame of saved registers.
  */
-static void move_bytes(struct em_chunk *c, uint8_t *to, const uint8_t *src, size_t len)
+static inline __attribute__((always_inline)) void move_bytes(struct em_chunk *c, uint8_t *to,
+							      const uint8_t *src, size_t len)
 {
 	uintptr_t from = (uintptr_t)src, view_end = c->base + c->size;
 	if (len == sizeof(uint32_t) && (uintptr_t)to % sizeof(uint32_t) == 0) {
@@ -578,7 +580,8 @@ static void move_bytes(struct em_chunk *c, uint8_t *to, const uint8_t *src, size
 	memcpy(to + before + inside, src + before + inside, len - before - inside);
 }
 
-static void put_bytes(struct em_chunk *c, uintptr_t dst, const void *src, size_t len)
+static inline __attribute__((always_inline)) void put_bytes(struct em_chunk *c, uintptr_t dst,
+							     const void *src, size_t len)
 {
 	uint8_t *to = em_chunk_writable(c, dst);
 	if (src)

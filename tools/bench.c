@@ -52,6 +52,7 @@ void usage_bench(FILE *out)
 		"Compares execmem with what JIT compilers use today, on this machine, each\n"
 		"allocator and workload in a fresh process, every workload repeated %d times:\n"
 		"  W1 churn    allocate + write + free 10,000 programs of the demo's size mix\n"
+		"              in steady state (after one untimed round)\n"
 		"  W2 cycle    allocate + write 64 B + free, one at a time\n"
 		"  W3 memory   Pss of the code of 10,000 and 100,000 programs / their size;\n"
 		"              after 100,000 random frees and loads; after the demo's refill\n"

@@ -4,7 +4,9 @@
  * makes such a write invalid must still make it fail: a free by this
  * thread or another, a reuse of the place by a smaller allocation, a seal,
  * an open write window, the end of the allocation, and the destruction of
- * its arena (whose chunk descriptor may then be reused).
+ * its arena (whose chunk descriptor may then be reused).  A free of that
+ * allocation (and its usable size) is found the same way, and must refuse
+ * what a free found in the tracker refuses.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -77,6 +79,35 @@ static void window_open(void)
 	RT_CHECK(w && execmem_write_end(p) == 0, "close the window");
 	RT_CHECK(execmem_write(p, payload, 8) == 0, "write after the window closed");
 	execmem_free(p);
+}
+
+static void newest_freed(void)
+{
+	void *p = execmem_alloc(EXECMEM_CODE, 100);
+	RT_CHECK(p && execmem_usable_size(p) == 128, "usable size of the newest");
+	RT_CHECK(execmem_free((uint8_t *)p + 64) == -EINVAL, "free inside it");
+	RT_CHECK(execmem_free(p) == 0, "free");
+	RT_CHECK(execmem_free(p) == -EINVAL, "second free");
+	RT_CHECK(execmem_usable_size(p) == 0, "usable size after the free");
+
+	p = execmem_alloc(EXECMEM_CODE, 128);
+	void *w = p ? execmem_write_begin(p) : NULL;
+	RT_CHECK(w, "open a window: errno %d", errno);
+	RT_CHECK(execmem_free(p) == -EBUSY, "free while the window is open");
+	RT_CHECK(w && execmem_write_end(p) == 0, "close the window");
+	RT_CHECK(execmem_free(p) == 0, "free after the window closed");
+
+	p = execmem_alloc(EXECMEM_RO_AFTER_INIT, 64);
+	RT_CHECK(p && execmem_seal(p) == 0, "seal");
+	RT_CHECK(execmem_free(p) == 0, "free of the sealed one");
+	void *q = execmem_alloc(EXECMEM_RO_AFTER_INIT, 64);
+	RT_CHECK(q && execmem_write(q, payload, 64) == 0, "write to its place");
+	execmem_free(q);
+
+	size_t large = EXECMEM_CHUNK_SIZE;
+	p = execmem_alloc(EXECMEM_CODE, large);
+	RT_CHECK(p && execmem_usable_size(p) == large, "usable size of a large newest");
+	RT_CHECK(execmem_free(p) == 0, "free of a large newest");
 }
 
 /* Arenas come and go; a stale address is refused whoever holds it now. */
@@ -166,6 +197,7 @@ int main(void)
 	place_reused_by_smaller();
 	sealed();
 	window_open();
+	newest_freed();
 	arena_destroyed();
 	arena_replaced_in_place();
 	return rt_finish("newest");
