@@ -206,7 +206,10 @@ static bool fill_aliased(struct em_chunk *c, const struct em_fd *fd, uint8_t *al
 /*
  * Give the aliased chunk a fresh memfd: an RW alias at a random address,
  * filled, then the executable view at c->base.  The view is mapped only
- * once its bytes are final.
+ * once its bytes are final.  Once the alias collapsed, the memfd holds one
+ * huge page, which the view (2 MiB-aligned) maps whole at its first fault:
+ * collapsing the view too would only make the kernel drain the page lists
+ * of every CPU (lru_add_drain_all()), waiting for each, for nothing.
  */
 static int map_aliased(struct em_chunk *c)
 {
@@ -224,8 +227,6 @@ static int map_aliased(struct em_chunk *c)
 		c->huge = fill_aliased(c, &fd, alias);
 		rc = map_view(c, &fd);
 	}
-	if (!rc && c->huge)
-		c->huge = make_huge((void *)c->base, c->size);
 	em_os_close(&fd);
 	if (rc) {
 		if (alias)
@@ -365,7 +366,7 @@ static int copy_to_new_memfd(struct em_chunk *c)
 		rc = map_view(c, &fd);
 	em_os_close(&fd);
 	if (!rc && c->huge)
-		c->huge = make_huge(c->alias, c->size) && make_huge((void *)c->base, c->size);
+		c->huge = make_huge(c->alias, c->size); /* the view follows (see map_aliased()) */
 	return rc;
 }
 
