@@ -41,9 +41,11 @@ void em_fill(struct em_pool *pool, void *dst, size_t len)
 
 /*
  * Traps repeated, for filling a memfd before it is mapped.  Its phase is
- * that of an address aligned as a chunk, as file offset 0 is.
+ * that of an address aligned as a chunk, as file offset 0 is.  One page:
+ * the first chunk of a process touches it whole (every page of it a fault),
+ * and the kernel repeats it (em_os_fill_file()).
  */
-static uint8_t trap_pattern[64 << 10] __attribute__((aligned(64)));
+static uint8_t trap_pattern[4096] __attribute__((aligned(64)));
 static pthread_once_t trap_pattern_once = PTHREAD_ONCE_INIT;
 
 static void make_trap_pattern(void)

@@ -166,9 +166,9 @@ int em_os_write_file(const struct em_fd *f, const void *buf, size_t len)
 static ssize_t write_pattern_from(int fd, const uint8_t *pattern, size_t pattern_len, size_t at,
 				  size_t len)
 {
-	struct iovec iov[64];
+	struct iovec iov[256];
 	int n = 0;
-	for (size_t pos = at; pos < len && n < 64; n++) {
+	for (size_t pos = at; pos < len && n < (int)(sizeof iov / sizeof iov[0]); n++) {
 		size_t phase = pos % pattern_len;
 		size_t take = pattern_len - phase < len - pos ? pattern_len - phase : len - pos;
 		iov[n] = (struct iovec){ (void *)(pattern + phase), take };
