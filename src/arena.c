@@ -246,8 +246,8 @@ static void pool_init(struct em_arena *a, struct em_pool *pool, enum execmem_typ
 
 static unsigned shard_mask_for_cpus(void)
 {
-	unsigned n = 1;
-	while (n < (unsigned)em_os_cpu_count() && n < EM_MAX_SHARDS)
+	unsigned cpus = (unsigned)em_os_cpu_count(), n = 1; /* a file read each time */
+	while (n < cpus && n < EM_MAX_SHARDS)
 		n <<= 1;
 	return n - 1;
 }

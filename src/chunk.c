@@ -41,9 +41,11 @@ void em_fill(struct em_pool *pool, void *dst, size_t len)
 
 /*
  * Traps repeated, for filling a memfd before it is mapped.  Its phase is
- * that of an address aligned as a chunk, as file offset 0 is.
+ * that of an address aligned as a chunk, as file offset 0 is.  One page:
+ * the first chunk of a process touches it whole (every page of it a fault),
+ * and the kernel repeats it (em_os_fill_file()).
  */
-static uint8_t trap_pattern[64 << 10] __attribute__((aligned(64)));
+static uint8_t trap_pattern[4096] __attribute__((aligned(64)));
 static pthread_once_t trap_pattern_once = PTHREAD_ONCE_INIT;
 
 static void make_trap_pattern(void)
@@ -206,7 +208,10 @@ static bool fill_aliased(struct em_chunk *c, const struct em_fd *fd, uint8_t *al
 /*
  * Give the aliased chunk a fresh memfd: an RW alias at a random address,
  * filled, then the executable view at c->base.  The view is mapped only
- * once its bytes are final.
+ * once its bytes are final.  Once the alias collapsed, the memfd holds one
+ * huge page, which the view (2 MiB-aligned) maps whole at its first fault:
+ * collapsing the view too would only make the kernel drain the page lists
+ * of every CPU (lru_add_drain_all()), waiting for each, for nothing.
  */
 static int map_aliased(struct em_chunk *c)
 {
@@ -224,8 +229,6 @@ static int map_aliased(struct em_chunk *c)
 		c->huge = fill_aliased(c, &fd, alias);
 		rc = map_view(c, &fd);
 	}
-	if (!rc && c->huge)
-		c->huge = make_huge((void *)c->base, c->size);
 	em_os_close(&fd);
 	if (rc) {
 		if (alias)
@@ -365,7 +368,7 @@ static int copy_to_new_memfd(struct em_chunk *c)
 		rc = map_view(c, &fd);
 	em_os_close(&fd);
 	if (!rc && c->huge)
-		c->huge = make_huge(c->alias, c->size) && make_huge((void *)c->base, c->size);
+		c->huge = make_huge(c->alias, c->size); /* the view follows (see map_aliased()) */
 	return rc;
 }
 

@@ -166,9 +166,9 @@ int em_os_write_file(const struct em_fd *f, const void *buf, size_t len)
 static ssize_t write_pattern_from(int fd, const uint8_t *pattern, size_t pattern_len, size_t at,
 				  size_t len)
 {
-	struct iovec iov[64];
+	struct iovec iov[256];
 	int n = 0;
-	for (size_t pos = at; pos < len && n < 64; n++) {
+	for (size_t pos = at; pos < len && n < (int)(sizeof iov / sizeof iov[0]); n++) {
 		size_t phase = pos % pattern_len;
 		size_t take = pattern_len - phase < len - pos ? pattern_len - phase : len - pos;
 		iov[n] = (struct iovec){ (void *)(pattern + phase), take };
@@ -430,9 +430,16 @@ int em_os_tracer_pid(void)
 	if (err)
 		return err;
 	text[n] = '\0';
-	const char *field = strstr(text, "\nTracerPid:");
-	int pid = 0;
-	return field && sscanf(field, "\nTracerPid: %d", &pid) == 1 ? pid : -ENOENT;
+	static const char key[] = "\nTracerPid:";
+	const char *field = strstr(text, key);
+	if (!field)
+		return -ENOENT;
+	/* strtol(), not sscanf(): the first sscanf() of a process costs more
+	 * than reading the file (15 us against 14). */
+	const char *digits = field + sizeof key - 1;
+	char *end;
+	long pid = strtol(digits, &end, 10);
+	return end > digits && pid >= 0 && pid <= INT_MAX ? (int)pid : -ENOENT;
 }
 
 long em_os_page_size(void)

@@ -79,12 +79,41 @@ static int reserve_inside(uintptr_t lo, uintptr_t hi, size_t span, size_t slot, 
 	return -ENOMEM;
 }
 
-/* Reserve anywhere the kernel likes, trimmed to slot alignment. */
+/*
+ * Linux 6.7 and later put an anonymous mapping of whole 2 MiB pages at a
+ * 2 MiB boundary by themselves: one call, where trimming a larger one
+ * takes three.  A kernel that did not align a chunk is not asked again.
+ */
+static atomic_bool kernel_aligns_chunks = true;
+
+/* 1 with *out chunk-aligned, 0 with nothing reserved, or a negative errno. */
+static int reserve_kernel_aligned(size_t span, void **out)
+{
+	if (!atomic_load_explicit(&kernel_aligns_chunks, memory_order_relaxed))
+		return 0;
+	void *raw;
+	int rc = em_os_map(&raw, NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			   NULL);
+	if (rc)
+		return rc;
+	if ((uintptr_t)raw % EM_CHUNK == 0) {
+		*out = raw;
+		return 1;
+	}
+	atomic_store_explicit(&kernel_aligns_chunks, false, memory_order_relaxed);
+	rc = em_unreserve(raw, span);
+	return rc ? rc : 0;
+}
+
+/* Reserve anywhere the kernel likes, slot-aligned. */
 static int reserve_anywhere(size_t span, size_t slot, void **out)
 {
+	int rc = slot == EM_CHUNK ? reserve_kernel_aligned(span, out) : 0;
+	if (rc)
+		return rc < 0 ? rc : 0;
 	void *raw;
-	int rc = em_os_map(&raw, NULL, span + slot, PROT_NONE,
-			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, NULL);
+	rc = em_os_map(&raw, NULL, span + slot, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		       NULL);
 	if (rc)
 		return rc;
 	uintptr_t start = (uintptr_t)raw, aligned = align_up(start, slot);
