@@ -66,8 +66,7 @@ struct load {
 	struct mod_object *objects;     /* what select.c picked, in link order */
 	uint32_t nobjects;
 	size_t objects_capacity;
-	char **object_names;            /* "archive(member)" names made for them */
-	size_t nobject_names, object_names_capacity;
+	struct mod_pool pool;           /* the objects' arrays, "archive(member)" names */
 	struct mod_symtab globals;      /* every global name defined or referenced */
 	uint32_t open_block[REGION_COUNT];  /* block being filled: index + 1, 0 none */
 	size_t blocks_capacity;

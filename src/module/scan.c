@@ -36,7 +36,7 @@ static int need_got(struct load *ld, uint32_t o, uint32_t i)
 	struct mod_object *obj = &ld->objects[o];
 
 	if (!obj->got_slot) {
-		obj->got_slot = malloc(obj->nsymbols * sizeof(*obj->got_slot));
+		obj->got_slot = mod_pool_alloc(&ld->pool, obj->nsymbols * sizeof(*obj->got_slot));
 		if (!obj->got_slot)
 			return -ENOMEM;
 		memset(obj->got_slot, 0xff, obj->nsymbols * sizeof(*obj->got_slot));
@@ -101,9 +101,9 @@ static int unusable_symbol_error(const struct mod_object *obj, const struct mod_
 #define SYMBOL_UNUSABLE 0x01   /* symbol_unusable() */
 #define SYMBOL_IMPORT   0x02   /* a global the module does not define */
 
-static uint8_t *classify_symbols(const struct load *ld, const struct mod_object *obj)
+static uint8_t *classify_symbols(struct load *ld, const struct mod_object *obj)
 {
-	uint8_t *kinds = malloc(obj->nsymbols ? obj->nsymbols : 1);
+	uint8_t *kinds = mod_pool_alloc(&ld->pool, obj->nsymbols);
 	if (!kinds) {
 		mod_error(ENOMEM, "%s: out of memory", ld->name);
 		return NULL;
@@ -235,7 +235,6 @@ int load_scan_relocations(struct load *ld)
 			if (target)
 				err = scan_section(ld, o, rel, &obj->sections[target], kinds);
 		}
-		free(kinds);
 		if (err)
 			return err;
 	}

@@ -64,7 +64,7 @@ static int is_global_name(const struct mod_symbol *sym)
 static int note_symbols(struct selection *sel, uint32_t o)
 {
 	struct mod_object *obj = &sel->ld->objects[o];
-	obj->entry = malloc((obj->nsymbols ? obj->nsymbols : 1) * sizeof(*obj->entry));
+	obj->entry = mod_pool_alloc(&sel->ld->pool, obj->nsymbols * sizeof(*obj->entry));
 	if (!obj->entry)
 		return mod_error(ENOMEM, "%s: out of memory for symbols", sel->ld->name);
 	obj->entry[0] = -1;
@@ -112,11 +112,8 @@ static int link_object(struct selection *sel, const struct mod_object *obj)
 				MOD_MAX_MEMBERS);
 	else if (!(n = mod_grow(ld->objects, ld->nobjects, &ld->objects_capacity, sizeof(*n), 8)))
 		err = mod_error(ENOMEM, "%s: out of memory", ld->name);
-	if (err) {
-		struct mod_object copy = *obj;
-		mod_object_release(&copy);
+	if (err)
 		return err;
-	}
 	ld->objects = n;
 	ld->objects[ld->nobjects] = *obj;
 	return note_symbols(sel, ld->nobjects++);
@@ -126,7 +123,7 @@ static int timed_parse(struct selection *sel, struct mod_object *obj, const uint
 		       size_t size, const char *name)
 {
 	uint64_t start = mod_now_ns();
-	int err = mod_object_parse(obj, image, size, name);
+	int err = mod_object_parse(obj, image, size, name, &sel->ld->pool);
 	sel->ld->stage_ns[EXECMEM_MODULE_STAGE_PARSE] += mod_now_ns() - start;
 	return err;
 }
@@ -142,23 +139,17 @@ static int parse_and_link(struct selection *sel, const uint8_t *image, size_t si
 /* "archive(member)", kept with the load: objects and messages point to it. */
 static const char *member_name(struct selection *sel, const struct archive *a, uint32_t m)
 {
-	struct load *ld = sel->ld;
-	char **n = mod_grow(ld->object_names, ld->nobject_names, &ld->object_names_capacity,
-			    sizeof(*n), 8);
-	if (!n)
-		return NULL;
-	ld->object_names = n;
 	/* Put together by hand: printf's machinery cost more than the rest of
 	 * taking a small member. */
 	size_t archive = strlen(a->name), member = strlen(a->members[m].name);
-	char *name = malloc(archive + member + 3);
+	char *name = mod_pool_alloc(&sel->ld->pool, archive + member + 3);
 	if (!name)
 		return NULL;
 	memcpy(name, a->name, archive);
 	name[archive] = '(';
 	memcpy(name + archive + 1, a->members[m].name, member);
 	memcpy(name + archive + 1 + member, ")", 2);
-	return n[ld->nobject_names++] = name;
+	return name;
 }
 
 static int take_member(struct selection *sel, struct archive *a, uint32_t m)
@@ -274,9 +265,6 @@ static int add_archive(struct selection *sel, const struct mod_input *in, struct
 
 static void release_archive(struct archive *a)
 {
-	for (size_t m = 0; a->parsed && m < a->nmembers; m++)
-		if (!a->taken[m])
-			mod_object_release(&a->parsed[m]);
 	free(a->parsed);
 	free(a->offers);
 	free(a->taken);
