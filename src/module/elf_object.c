@@ -202,6 +202,7 @@ static int name_sections(struct mod_object *obj, uint32_t strndx, uint64_t shoff
 		if (sh.sh_name >= names->size)
 			return bad(obj->name, "section name index out of range");
 		obj->sections[i].name = (const char *)names->data + sh.sh_name;
+		obj->sections[i].eh_frame = strcmp(obj->sections[i].name, ".eh_frame") == 0;
 	}
 	return 0;
 }

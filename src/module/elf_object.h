@@ -15,6 +15,7 @@ struct mod_section {
 	uint32_t block;               /* index of its block */
 	int discarded;                /* in a COMDAT group another copy of which is used */
 	int copied;                   /* its bytes are in the block (stage 7) */
+	int eh_frame;                 /* named .eh_frame: the loader asks often */
 	uint64_t block_offset;        /* where it lies inside the block */
 };
 

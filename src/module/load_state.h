@@ -99,7 +99,7 @@ static inline int starts_with(const char *s, const char *prefix)
 
 static inline int is_eh_frame(const struct mod_section *sec)
 {
-	return strcmp(sec->name, ".eh_frame") == 0;
+	return sec->eh_frame;
 }
 
 static inline uintptr_t section_address(const struct load *ld, const struct mod_section *sec)
