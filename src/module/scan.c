@@ -31,7 +31,7 @@ static int add_slot(struct slot_list *list, int32_t entry, uint32_t object, uint
  * each symbol's slot as well, so that applying relocations reads one small
  * array instead of the large table of global entries.
  */
-static int need_got(struct load *ld, uint32_t o, uint32_t i)
+static int add_got_slot(struct load *ld, uint32_t o, uint32_t i)
 {
 	struct mod_object *obj = &ld->objects[o];
 
@@ -41,14 +41,19 @@ static int need_got(struct load *ld, uint32_t o, uint32_t i)
 			return -ENOMEM;
 		memset(obj->got_slot, 0xff, obj->nsymbols * sizeof(*obj->got_slot));
 	}
-	if (obj->got_slot[i] >= 0)
-		return 0;
 	int32_t entry = obj->entry[i];
 	int32_t *slot = entry >= 0 ? &ld->globals.entries[entry].got_slot : &obj->got_slot[i];
 	if (*slot < 0 && add_slot(&ld->got, entry, o, i, slot))
 		return -ENOMEM;
 	obj->got_slot[i] = *slot;
 	return 0;
+}
+
+/* Inline: most GOT relocations name a symbol that has its slot already. */
+static inline int need_got(struct load *ld, uint32_t o, uint32_t i)
+{
+	const int32_t *slots = ld->objects[o].got_slot;
+	return slots && slots[i] >= 0 ? 0 : add_got_slot(ld, o, i);
 }
 
 /* Imports may lie anywhere: give them a PLT stub in case they are far. */
