@@ -93,13 +93,6 @@ static int note_symbols(struct selection *sel, uint32_t o)
 	return 0;
 }
 
-static int wanted(const struct selection *sel, const struct offer *o)
-{
-	int32_t i = mod_symtab_find_hashed(&sel->names, o->name, o->hash);
-	return i >= 0 && sel->names.entries[i].state == ENTRY_UNDEFINED &&
-	       !sel->names.entries[i].weak;
-}
-
 /* Append a parsed object to the load (it takes over obj's arrays). */
 static int link_object(struct selection *sel, const struct mod_object *obj)
 {
@@ -271,37 +264,49 @@ static void release_archive(struct archive *a)
 	free(a->members);
 }
 
-/* Drop the offers that no later pass can take: their member is linked,
- * or their symbol is defined (a definition stays). */
-static void drop_spent_offers(const struct selection *sel, struct archive *a)
+/* What a pass does with an offer, by one lookup of its name. */
+enum offer_use { OFFER_KEEP, OFFER_TAKE, OFFER_SPENT };
+
+/* Spent: no later pass can take it, as its member is linked or its symbol
+ * defined (a definition stays).  Taken: its symbol is undefined and
+ * referenced strongly. */
+static enum offer_use use_of(const struct selection *sel, const struct archive *a,
+			     const struct offer *o)
 {
-	size_t kept = 0;
-	for (size_t k = 0; k < a->noffers; k++) {
-		const struct offer *o = &a->offers[k];
-		int32_t i = a->taken[o->member] ? -1
-			  : mod_symtab_find_hashed(&sel->names, o->name, o->hash);
-		if (a->taken[o->member] || (i >= 0 && sel->names.entries[i].state != ENTRY_UNDEFINED))
-			continue;
-		a->offers[kept++] = *o;
-	}
-	a->noffers = kept;
+	if (a->taken[o->member])
+		return OFFER_SPENT;
+	int32_t i = mod_symtab_find_hashed(&sel->names, o->name, o->hash);
+	if (i < 0)
+		return OFFER_KEEP;
+	const struct mod_entry *e = &sel->names.entries[i];
+	if (e->state != ENTRY_UNDEFINED)
+		return OFFER_SPENT;
+	return e->weak ? OFFER_KEEP : OFFER_TAKE;
 }
 
-/* One pass over every archive; *added counts the members taken. */
+/*
+ * One pass over every archive; *added counts the members taken.  The
+ * offers no later pass can take are dropped on the way (one that is spent
+ * only by a member taken later in the pass goes in the next).
+ */
 static int search_archives(struct selection *sel, size_t *added)
 {
 	for (size_t i = 0; i < sel->narchives; i++) {
 		struct archive *a = &sel->archives[i];
+		size_t kept = 0;
 		for (size_t k = 0; k < a->noffers; k++) {
-			const struct offer *o = &a->offers[k];
-			if (a->taken[o->member] || !wanted(sel, o))
+			const struct offer o = a->offers[k];
+			enum offer_use use = use_of(sel, a, &o);
+			if (use == OFFER_KEEP)
+				a->offers[kept++] = o;
+			if (use != OFFER_TAKE)
 				continue;
-			int err = take_member(sel, a, o->member);
+			int err = take_member(sel, a, o.member);
 			if (err)
 				return err;
 			++*added;
 		}
-		drop_spent_offers(sel, a);
+		a->noffers = kept;
 	}
 	return 0;
 }
