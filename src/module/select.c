@@ -16,7 +16,6 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "load_state.h"
@@ -134,13 +133,13 @@ static const char *member_name(struct selection *sel, const struct archive *a, u
 {
 	/* Put together by hand: printf's machinery cost more than the rest of
 	 * taking a small member. */
-	size_t archive = strlen(a->name), member = strlen(a->members[m].name);
+	size_t archive = strlen(a->name), member = a->members[m].name_len;
 	char *name = mod_pool_alloc(&sel->ld->pool, archive + member + 3);
 	if (!name)
 		return NULL;
 	memcpy(name, a->name, archive);
 	name[archive] = '(';
-	memcpy(name + archive + 1, a->members[m].name, member);
+	mod_member_name(name + archive + 1, &a->members[m]);
 	memcpy(name + archive + 1 + member, ")", 2);
 	return name;
 }
@@ -329,7 +328,8 @@ static int add_crt_archive(struct selection *sel, struct archive *a)
 	a->nmembers = 1;
 	a->members[0].data = image;
 	a->members[0].size = size;
-	snprintf(a->members[0].name, sizeof(a->members[0].name), "nonshared.o");
+	a->members[0].name = "nonshared.o";
+	a->members[0].name_len = strlen("nonshared.o");
 	sel->narchives++;
 	return offers_from_members(sel, a);
 }
