@@ -364,7 +364,8 @@ EXECMEM_API int execmem_module_stats(const struct execmem_module *module,
  * execmem_module_stage (a count above EXECMEM_MODULE_STAGES is cut to it;
  * the stages of a later version beyond count are left out).  Measured with
  * one clock read at the end of each stage and two around the parsing of each
- * object and the copying of each section.  Returns the number of stages filled, or -EINVAL (NULL module, or
+ * object and the copying of each run of sections (about 128 KiB).  Returns
+ * the number of stages filled, or -EINVAL (NULL module, or
  * NULL ns with a non-zero count).
  * Thread-safety: safe while the module is loaded.
  */

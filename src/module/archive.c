@@ -49,14 +49,17 @@ static int64_t parse_decimal(const char *field, size_t len)
 	return value;
 }
 
-static void copy_name(char *dst, size_t dstlen, const char *src, size_t len)
+void mod_member_name(char *dst, const struct mod_member *m)
 {
-	size_t n = len < dstlen - 1 ? len : dstlen - 1;
-	size_t out = 0;
+	for (size_t i = 0; i < m->name_len; i++)
+		dst[i] = (m->name[i] >= 0x20 && m->name[i] < 0x7f) ? m->name[i] : '?';
+	dst[m->name_len] = '\0';
+}
 
-	for (size_t i = 0; i < n; i++)     /* keep messages printable */
-		dst[out++] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
-	dst[out] = '\0';
+static void set_name(struct mod_member *m, const char *name, size_t len)
+{
+	m->name = name;
+	m->name_len = len < MOD_MEMBER_NAME_MAX ? len : MOD_MEMBER_NAME_MAX;
 }
 
 /* A GNU long name "/123": the name at offset 123 of "//", ended by "/\n". */
@@ -70,16 +73,17 @@ static int long_name(const uint8_t *table, size_t table_size, const char *field,
 	size_t len = 0;
 	while ((size_t)offset + len < table_size && start[len] != '/' && start[len] != '\n')
 		len++;
-	copy_name(m->name, sizeof(m->name), start, len);
+	set_name(m, start, len);
 	return 0;
 }
 
-static void short_name(const struct ar_header *h, struct mod_member *m)
+/* field: the name field of the header in the image, which the name points into. */
+static void short_name(const char *field, struct mod_member *m)
 {
 	size_t len = 0;
-	while (len < sizeof(h->name) && h->name[len] != '/' && h->name[len] != ' ')
+	while (len < sizeof(((struct ar_header *)0)->name) && field[len] != '/' && field[len] != ' ')
 		len++;
-	copy_name(m->name, sizeof(m->name), h->name, len);
+	set_name(m, field, len);
 }
 
 static int add_member(struct mod_member **members, size_t *count, size_t *cap,
@@ -127,12 +131,12 @@ static int parse_member(const uint8_t *image, size_t size, size_t pos, const cha
 		int64_t nlen = parse_decimal(h.name + 3, sizeof(h.name) - 3);
 		if (nlen < 0 || (uint64_t)nlen > m->size)
 			return mod_error(ENOEXEC, "%s: malformed archive: bad BSD member name", archive);
-		copy_name(m->name, sizeof(m->name), (const char *)m->data, (size_t)nlen);
+		set_name(m, (const char *)m->data, (size_t)nlen);
 		m->data += nlen;
 		m->size -= (size_t)nlen;
 		return 0;
 	}
-	short_name(&h, m);
+	short_name((const char *)image + pos, m);
 	return 0;
 }
 

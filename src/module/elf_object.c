@@ -202,6 +202,7 @@ static int name_sections(struct mod_object *obj, uint32_t strndx, uint64_t shoff
 		if (sh.sh_name >= names->size)
 			return bad(obj->name, "section name index out of range");
 		obj->sections[i].name = (const char *)names->data + sh.sh_name;
+		obj->sections[i].eh_frame = strcmp(obj->sections[i].name, ".eh_frame") == 0;
 	}
 	return 0;
 }
@@ -252,7 +253,7 @@ static int load_symbol(struct mod_object *obj, uint32_t index, const Elf64_Sym *
 	return 0;
 }
 
-static int load_symbols(struct mod_object *obj)
+static int load_symbols(struct mod_object *obj, struct mod_pool *pool)
 {
 	uint32_t found = 0;
 
@@ -281,7 +282,7 @@ static int load_symbols(struct mod_object *obj)
 		return bad(obj->name, "too many symbols");
 	obj->nsymbols = (uint32_t)count;
 	/* Not zeroed: load_symbol() sets every field of every symbol. */
-	obj->symbols = malloc((count ? count : 1) * sizeof(*obj->symbols));
+	obj->symbols = mod_pool_alloc(pool, count * sizeof(*obj->symbols));
 	if (!obj->symbols)
 		return mod_error(ENOMEM, "%s: out of memory for %llu symbols", obj->name,
 				 (unsigned long long)count);
@@ -314,7 +315,8 @@ static int check_relocation_sections(const struct mod_object *obj)
 	return 0;
 }
 
-int mod_object_parse(struct mod_object *obj, const uint8_t *image, size_t size, const char *name)
+int mod_object_parse(struct mod_object *obj, const uint8_t *image, size_t size, const char *name,
+		     struct mod_pool *pool)
 {
 	Elf64_Ehdr eh;
 	uint32_t strndx = 0;
@@ -333,7 +335,7 @@ int mod_object_parse(struct mod_object *obj, const uint8_t *image, size_t size, 
 	if (err)
 		return err;
 	obj->machine = eh.e_machine;
-	obj->sections = malloc(obj->nsections * sizeof(*obj->sections));   /* load_section() */
+	obj->sections = mod_pool_alloc(pool, obj->nsections * sizeof(*obj->sections)); /* load_section() */
 	if (!obj->sections)
 		return mod_error(ENOMEM, "%s: out of memory", name);
 	for (uint32_t i = 0; i < obj->nsections && !err; i++) {
@@ -346,24 +348,8 @@ int mod_object_parse(struct mod_object *obj, const uint8_t *image, size_t size, 
 	if (!err)
 		err = check_overlaps(obj);
 	if (!err)
-		err = load_symbols(obj);
+		err = load_symbols(obj, pool);
 	if (!err)
 		err = check_relocation_sections(obj);
-	if (err)
-		mod_object_release(obj);
 	return err;
-}
-
-void mod_object_release(struct mod_object *obj)
-{
-	free(obj->sections);
-	free(obj->symbols);
-	free(obj->entry);
-	free(obj->got_slot);
-	free(obj->address);
-	obj->sections = NULL;
-	obj->symbols = NULL;
-	obj->entry = NULL;
-	obj->got_slot = NULL;
-	obj->address = NULL;
 }

@@ -15,6 +15,7 @@ struct mod_section {
 	uint32_t block;               /* index of its block */
 	int discarded;                /* in a COMDAT group another copy of which is used */
 	int copied;                   /* its bytes are in the block (stage 7) */
+	int eh_frame;                 /* named .eh_frame: the loader asks often */
 	uint64_t block_offset;        /* where it lies inside the block */
 };
 
@@ -36,7 +37,7 @@ struct mod_object {
 	uint32_t nsymbols;
 	struct mod_symbol *symbols;
 	uint32_t symtab_index;        /* 0 when the object has no symbol table */
-	/* filled by the loader: */
+	/* filled by the loader, from the load's pool: */
 	int32_t *entry;               /* per symbol: global table entry or -1 for locals */
 	int32_t *got_slot;            /* per symbol: its GOT slot, or -1; lazily made */
 	uintptr_t *address;           /* per symbol: final address */
@@ -44,11 +45,10 @@ struct mod_object {
 
 /*
  * Parse and validate the object image[0..size).  The image must stay alive
- * as long as obj is used (names and data point into it).  Returns 0 or
- * -ENOEXEC with a message.
+ * as long as obj is used (names and data point into it), and the pool its
+ * arrays come from.  Returns 0, -ENOEXEC or -ENOMEM with a message.
  */
 MOD_HIDDEN int mod_object_parse(struct mod_object *obj, const uint8_t *image, size_t size,
-				const char *name);
-MOD_HIDDEN void mod_object_release(struct mod_object *obj);
+				const char *name, struct mod_pool *pool);
 
 #endif

@@ -71,7 +71,7 @@ static int map_descriptor(int fd, struct mod_input *in)
 		return read_stream(fd, in);
 	if (st.st_size == 0)
 		return mod_error(ENOEXEC, "%s: empty file", in->name);
-	void *image = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+	void *image = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	if (image == MAP_FAILED)
 		return mod_error(errno, "%s: cannot map: %s", in->name, strerror(errno));
 	in->mapping = image;

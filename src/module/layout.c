@@ -251,9 +251,10 @@ int load_build_symbols(struct load *ld)
 {
 	for (uint32_t o = 0; o < ld->nobjects; o++) {
 		struct mod_object *obj = &ld->objects[o];
-		obj->address = calloc(obj->nsymbols ? obj->nsymbols : 1, sizeof(*obj->address));
+		obj->address = mod_pool_alloc(&ld->pool, obj->nsymbols * sizeof(*obj->address));
 		if (!obj->address)
 			return mod_error(ENOMEM, "%s: out of memory for symbols", ld->name);
+		memset(obj->address, 0, obj->nsymbols * sizeof(*obj->address));
 		for (uint32_t i = 1; i < obj->nsymbols; i++) {
 			int err = merge_symbol(ld, o, i);
 			if (err)

@@ -30,12 +30,8 @@
 
 static void free_load(struct load *ld)
 {
-	for (uint32_t o = 0; o < ld->nobjects; o++)
-		mod_object_release(&ld->objects[o]);
-	for (size_t i = 0; i < ld->nobject_names; i++)
-		free(ld->object_names[i]);
-	free(ld->object_names);
 	free(ld->objects);
+	mod_pool_release(&ld->pool);
 	mod_symtab_release(&ld->globals);
 	free(ld->plt.items);
 	free(ld->got.items);

@@ -66,8 +66,7 @@ struct load {
 	struct mod_object *objects;     /* what select.c picked, in link order */
 	uint32_t nobjects;
 	size_t objects_capacity;
-	char **object_names;            /* "archive(member)" names made for them */
-	size_t nobject_names, object_names_capacity;
+	struct mod_pool pool;           /* the objects' arrays, "archive(member)" names */
 	struct mod_symtab globals;      /* every global name defined or referenced */
 	uint32_t open_block[REGION_COUNT];  /* block being filled: index + 1, 0 none */
 	size_t blocks_capacity;
@@ -100,7 +99,7 @@ static inline int starts_with(const char *s, const char *prefix)
 
 static inline int is_eh_frame(const struct mod_section *sec)
 {
-	return strcmp(sec->name, ".eh_frame") == 0;
+	return sec->eh_frame;
 }
 
 static inline uintptr_t section_address(const struct load *ld, const struct mod_section *sec)

@@ -341,36 +341,78 @@ static int apply_section(struct load *ld, struct mod_object *obj, const struct m
 	return 0;
 }
 
-/* Copy a loaded section's bytes into its block, once (timed on its own:
- * the copy stage of execmem_module_load_times()). */
 static void copy_section(struct load *ld, struct mod_section *sec)
 {
 	if (sec->copied || sec->region == REGION_NONE || !sec->data || !sec->size)
 		return;
-	uint64_t start = mod_now_ns();
 	memcpy(section_image(ld, sec), sec->data, sec->size);
 	sec->copied = 1;
+}
+
+/* Sections are copied in runs of about this many bytes, each run relocated
+ * right after: small enough to stay in the cache, large enough that the
+ * two clock reads timing a run's copy cost nothing beside it (one pair per
+ * section cost 8% of a load of a thousand small sections). */
+#define COPY_RUN_BYTES ((uint64_t)128 << 10)
+
+/* A section of a load: section `section` of object `object`. */
+struct section_at {
+	uint32_t object, section;
+};
+
+static int before(struct section_at a, struct section_at b)
+{
+	return a.object < b.object || (a.object == b.object && a.section < b.section);
+}
+
+static struct section_at next_section(const struct load *ld, struct section_at at)
+{
+	if (++at.section < ld->objects[at.object].nsections)
+		return at;
+	return (struct section_at){ at.object + 1, 1 };
+}
+
+/* Copy the sections from `from` on, and the sections their relocations
+ * patch, until a run's worth of bytes is copied; where the run ends. */
+static struct section_at copy_run(struct load *ld, struct section_at from)
+{
+	uint64_t start = mod_now_ns(), bytes = 0;
+	struct section_at at = from;
+	for (; at.object < ld->nobjects && bytes < COPY_RUN_BYTES; at = next_section(ld, at)) {
+		struct mod_object *obj = &ld->objects[at.object];
+		if (at.section >= obj->nsections)
+			continue;
+		struct mod_section *sec = &obj->sections[at.section];
+		uint32_t target = patched_section(obj, sec);
+		copy_section(ld, sec);
+		if (target)
+			copy_section(ld, &obj->sections[target]);
+		bytes += sec->size;
+	}
 	ld->stage_ns[EXECMEM_MODULE_STAGE_COPY] += mod_now_ns() - start;
+	return at;
 }
 
 /*
- * Copy every loaded section in and apply its relocations right after, while
- * its bytes are still in the cache: a module's code is larger than the
- * cache, so copying all of it first and relocating it afterwards read it
- * back from memory.  A relocation section may come before the section it
- * patches; that section is then copied first.
+ * Copy every loaded section in and apply the relocations of each run of
+ * sections right after, while its bytes are still in the cache: a module's
+ * code is larger than the cache, so copying all of it first and relocating
+ * it afterwards read it back from memory.  A relocation section may come
+ * before the section it patches; the run copies that section with it.
  */
 int load_apply_relocations(struct load *ld)
 {
-	for (uint32_t o = 0; o < ld->nobjects; o++) {
-		struct mod_object *obj = &ld->objects[o];
-		for (uint32_t s = 1; s < obj->nsections; s++) {
-			struct mod_section *sec = &obj->sections[s];
+	struct section_at at = { 0, 1 };
+	while (at.object < ld->nobjects) {
+		struct section_at end = copy_run(ld, at);
+		for (; before(at, end); at = next_section(ld, at)) {
+			struct mod_object *obj = &ld->objects[at.object];
+			if (at.section >= obj->nsections)
+				continue;
+			struct mod_section *sec = &obj->sections[at.section];
 			uint32_t target = patched_section(obj, sec);
-			copy_section(ld, sec);
 			if (!target)
 				continue;
-			copy_section(ld, &obj->sections[target]);
 			int err = apply_section(ld, obj, sec, &obj->sections[target]);
 			if (err)
 				return err;

@@ -31,24 +31,29 @@ static int add_slot(struct slot_list *list, int32_t entry, uint32_t object, uint
  * each symbol's slot as well, so that applying relocations reads one small
  * array instead of the large table of global entries.
  */
-static int need_got(struct load *ld, uint32_t o, uint32_t i)
+static int add_got_slot(struct load *ld, uint32_t o, uint32_t i)
 {
 	struct mod_object *obj = &ld->objects[o];
 
 	if (!obj->got_slot) {
-		obj->got_slot = malloc(obj->nsymbols * sizeof(*obj->got_slot));
+		obj->got_slot = mod_pool_alloc(&ld->pool, obj->nsymbols * sizeof(*obj->got_slot));
 		if (!obj->got_slot)
 			return -ENOMEM;
 		memset(obj->got_slot, 0xff, obj->nsymbols * sizeof(*obj->got_slot));
 	}
-	if (obj->got_slot[i] >= 0)
-		return 0;
 	int32_t entry = obj->entry[i];
 	int32_t *slot = entry >= 0 ? &ld->globals.entries[entry].got_slot : &obj->got_slot[i];
 	if (*slot < 0 && add_slot(&ld->got, entry, o, i, slot))
 		return -ENOMEM;
 	obj->got_slot[i] = *slot;
 	return 0;
+}
+
+/* Inline: most GOT relocations name a symbol that has its slot already. */
+static inline int need_got(struct load *ld, uint32_t o, uint32_t i)
+{
+	const int32_t *slots = ld->objects[o].got_slot;
+	return slots && slots[i] >= 0 ? 0 : add_got_slot(ld, o, i);
 }
 
 /* Imports may lie anywhere: give them a PLT stub in case they are far. */
@@ -101,9 +106,9 @@ static int unusable_symbol_error(const struct mod_object *obj, const struct mod_
 #define SYMBOL_UNUSABLE 0x01   /* symbol_unusable() */
 #define SYMBOL_IMPORT   0x02   /* a global the module does not define */
 
-static uint8_t *classify_symbols(const struct load *ld, const struct mod_object *obj)
+static uint8_t *classify_symbols(struct load *ld, const struct mod_object *obj)
 {
-	uint8_t *kinds = malloc(obj->nsymbols ? obj->nsymbols : 1);
+	uint8_t *kinds = mod_pool_alloc(&ld->pool, obj->nsymbols);
 	if (!kinds) {
 		mod_error(ENOMEM, "%s: out of memory", ld->name);
 		return NULL;
@@ -235,7 +240,6 @@ int load_scan_relocations(struct load *ld)
 			if (target)
 				err = scan_section(ld, o, rel, &obj->sections[target], kinds);
 		}
-		free(kinds);
 		if (err)
 			return err;
 	}

@@ -16,7 +16,6 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "load_state.h"
@@ -64,7 +63,7 @@ static int is_global_name(const struct mod_symbol *sym)
 static int note_symbols(struct selection *sel, uint32_t o)
 {
 	struct mod_object *obj = &sel->ld->objects[o];
-	obj->entry = malloc((obj->nsymbols ? obj->nsymbols : 1) * sizeof(*obj->entry));
+	obj->entry = mod_pool_alloc(&sel->ld->pool, obj->nsymbols * sizeof(*obj->entry));
 	if (!obj->entry)
 		return mod_error(ENOMEM, "%s: out of memory for symbols", sel->ld->name);
 	obj->entry[0] = -1;
@@ -93,13 +92,6 @@ static int note_symbols(struct selection *sel, uint32_t o)
 	return 0;
 }
 
-static int wanted(const struct selection *sel, const struct offer *o)
-{
-	int32_t i = mod_symtab_find_hashed(&sel->names, o->name, o->hash);
-	return i >= 0 && sel->names.entries[i].state == ENTRY_UNDEFINED &&
-	       !sel->names.entries[i].weak;
-}
-
 /* Append a parsed object to the load (it takes over obj's arrays). */
 static int link_object(struct selection *sel, const struct mod_object *obj)
 {
@@ -112,11 +104,8 @@ static int link_object(struct selection *sel, const struct mod_object *obj)
 				MOD_MAX_MEMBERS);
 	else if (!(n = mod_grow(ld->objects, ld->nobjects, &ld->objects_capacity, sizeof(*n), 8)))
 		err = mod_error(ENOMEM, "%s: out of memory", ld->name);
-	if (err) {
-		struct mod_object copy = *obj;
-		mod_object_release(&copy);
+	if (err)
 		return err;
-	}
 	ld->objects = n;
 	ld->objects[ld->nobjects] = *obj;
 	return note_symbols(sel, ld->nobjects++);
@@ -126,7 +115,7 @@ static int timed_parse(struct selection *sel, struct mod_object *obj, const uint
 		       size_t size, const char *name)
 {
 	uint64_t start = mod_now_ns();
-	int err = mod_object_parse(obj, image, size, name);
+	int err = mod_object_parse(obj, image, size, name, &sel->ld->pool);
 	sel->ld->stage_ns[EXECMEM_MODULE_STAGE_PARSE] += mod_now_ns() - start;
 	return err;
 }
@@ -142,23 +131,17 @@ static int parse_and_link(struct selection *sel, const uint8_t *image, size_t si
 /* "archive(member)", kept with the load: objects and messages point to it. */
 static const char *member_name(struct selection *sel, const struct archive *a, uint32_t m)
 {
-	struct load *ld = sel->ld;
-	char **n = mod_grow(ld->object_names, ld->nobject_names, &ld->object_names_capacity,
-			    sizeof(*n), 8);
-	if (!n)
-		return NULL;
-	ld->object_names = n;
 	/* Put together by hand: printf's machinery cost more than the rest of
 	 * taking a small member. */
-	size_t archive = strlen(a->name), member = strlen(a->members[m].name);
-	char *name = malloc(archive + member + 3);
+	size_t archive = strlen(a->name), member = a->members[m].name_len;
+	char *name = mod_pool_alloc(&sel->ld->pool, archive + member + 3);
 	if (!name)
 		return NULL;
 	memcpy(name, a->name, archive);
 	name[archive] = '(';
-	memcpy(name + archive + 1, a->members[m].name, member);
+	mod_member_name(name + archive + 1, &a->members[m]);
 	memcpy(name + archive + 1 + member, ")", 2);
-	return n[ld->nobject_names++] = name;
+	return name;
 }
 
 static int take_member(struct selection *sel, struct archive *a, uint32_t m)
@@ -274,46 +257,55 @@ static int add_archive(struct selection *sel, const struct mod_input *in, struct
 
 static void release_archive(struct archive *a)
 {
-	for (size_t m = 0; a->parsed && m < a->nmembers; m++)
-		if (!a->taken[m])
-			mod_object_release(&a->parsed[m]);
 	free(a->parsed);
 	free(a->offers);
 	free(a->taken);
 	free(a->members);
 }
 
-/* Drop the offers that no later pass can take: their member is linked,
- * or their symbol is defined (a definition stays). */
-static void drop_spent_offers(const struct selection *sel, struct archive *a)
+/* What a pass does with an offer, by one lookup of its name. */
+enum offer_use { OFFER_KEEP, OFFER_TAKE, OFFER_SPENT };
+
+/* Spent: no later pass can take it, as its member is linked or its symbol
+ * defined (a definition stays).  Taken: its symbol is undefined and
+ * referenced strongly. */
+static enum offer_use use_of(const struct selection *sel, const struct archive *a,
+			     const struct offer *o)
 {
-	size_t kept = 0;
-	for (size_t k = 0; k < a->noffers; k++) {
-		const struct offer *o = &a->offers[k];
-		int32_t i = a->taken[o->member] ? -1
-			  : mod_symtab_find_hashed(&sel->names, o->name, o->hash);
-		if (a->taken[o->member] || (i >= 0 && sel->names.entries[i].state != ENTRY_UNDEFINED))
-			continue;
-		a->offers[kept++] = *o;
-	}
-	a->noffers = kept;
+	if (a->taken[o->member])
+		return OFFER_SPENT;
+	int32_t i = mod_symtab_find_hashed(&sel->names, o->name, o->hash);
+	if (i < 0)
+		return OFFER_KEEP;
+	const struct mod_entry *e = &sel->names.entries[i];
+	if (e->state != ENTRY_UNDEFINED)
+		return OFFER_SPENT;
+	return e->weak ? OFFER_KEEP : OFFER_TAKE;
 }
 
-/* One pass over every archive; *added counts the members taken. */
+/*
+ * One pass over every archive; *added counts the members taken.  The
+ * offers no later pass can take are dropped on the way (one that is spent
+ * only by a member taken later in the pass goes in the next).
+ */
 static int search_archives(struct selection *sel, size_t *added)
 {
 	for (size_t i = 0; i < sel->narchives; i++) {
 		struct archive *a = &sel->archives[i];
+		size_t kept = 0;
 		for (size_t k = 0; k < a->noffers; k++) {
-			const struct offer *o = &a->offers[k];
-			if (a->taken[o->member] || !wanted(sel, o))
+			const struct offer o = a->offers[k];
+			enum offer_use use = use_of(sel, a, &o);
+			if (use == OFFER_KEEP)
+				a->offers[kept++] = o;
+			if (use != OFFER_TAKE)
 				continue;
-			int err = take_member(sel, a, o->member);
+			int err = take_member(sel, a, o.member);
 			if (err)
 				return err;
 			++*added;
 		}
-		drop_spent_offers(sel, a);
+		a->noffers = kept;
 	}
 	return 0;
 }
@@ -336,7 +328,8 @@ static int add_crt_archive(struct selection *sel, struct archive *a)
 	a->nmembers = 1;
 	a->members[0].data = image;
 	a->members[0].size = size;
-	snprintf(a->members[0].name, sizeof(a->members[0].name), "nonshared.o");
+	a->members[0].name = "nonshared.o";
+	a->members[0].name_len = strlen("nonshared.o");
 	sel->narchives++;
 	return offers_from_members(sel, a);
 }

@@ -136,6 +136,27 @@ static void test_unwind_api()
 	CHECK(execmem_unwind_unregister(nullptr) == -EINVAL, "unregister NULL");
 }
 
+// Many tables at once, as a module of hundreds of objects registers, given
+// back in another order: each stays known until it goes, and only it.
+static void test_unwind_many()
+{
+	enum { TABLES = 1500 };
+	static uint32_t empty[TABLES];       // each a table of its terminator
+	for (int i = 0; i < TABLES; i++)
+		CHECK(execmem_unwind_register(&empty[i], 4) == 0, "register table %d", i);
+	for (int i = 0; i < TABLES; i++)
+		CHECK(execmem_unwind_register(&empty[i], 4) == -EEXIST, "table %d known", i);
+	for (int k = 0; k < TABLES; k++) {
+		int i = (int)((k * 7919L) % TABLES);   // a prime stride: every table once
+		CHECK(execmem_unwind_unregister(&empty[i]) == 0, "unregister table %d", i);
+		CHECK(execmem_unwind_unregister(&empty[i]) == -ENOENT, "table %d gone", i);
+		int next = (int)(((k + 1) * 7919L) % TABLES);
+		if (k + 1 < TABLES)
+			CHECK(execmem_unwind_register(&empty[next], 4) == -EEXIST,
+			      "table %d still known after %d went", next, i);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 5) {
@@ -149,6 +170,7 @@ int main(int argc, char **argv)
 	if (run("mkdir -p %s", workdir) || compile("m_cxx") || compile("m_cxx_b"))
 		return 1;
 	test_unwind_api();
+	test_unwind_many();
 	std::string expected = native_output();
 	CHECK(!expected.empty(), "the native program printed nothing");
 	execmem_module *a = load("m_cxx.o");
