@@ -25,9 +25,13 @@ enum em_fs_flag { EM_FS_WINDOW, EM_FS_SEALED, EM_FS_FLAGS };
 struct em_freespace {
 	uint32_t granules;
 	uint32_t free;      /* granules not in use */
-	uint32_t cursor;    /* where the next search starts (next fit) */
+	uint32_t cursor;    /* where the next allocation is tried first */
+	uint32_t top;       /* no granule from here on was used since the tracker was last empty */
 	uint32_t max_run;   /* no free run is longer (exact after a failed search) */
 	uint64_t *groups;   /* EM_FS_LANES words per 64 granules */
+	/* A bit per group with a free granule, for searches to skip the
+	 * others; read and written under the owner's lock only. */
+	uint64_t *groups_with_free;
 };
 
 /* Words of a group: the three bitmaps, then the flags; padded to 64 bytes. */
@@ -42,11 +46,36 @@ void em_fs_init(struct em_freespace *fs, uint32_t granules, void *storage);
 
 /*
  * Allocate n granules whose first index is a multiple of align (a power of
- * two) and which lie inside [lo, hi).  Returns the first index, or -1.
- * The free granules an alignment skips stay free, and are where the next
- * search starts.
+ * two) and which lie inside [lo, hi): at the cursor when they fit there,
+ * else in the best fit (em_fs_best_fit()).  Returns the first index, or -1.
+ * The free granules an alignment skips stay free, and are where the cursor
+ * stays.
  */
 long em_fs_alloc(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_t lo, uint32_t hi);
+
+/* em_fs_alloc() at the cursor only: -1 unless the n granules fit there. */
+long em_fs_alloc_at_cursor(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_t lo,
+			   uint32_t hi);
+
+/*
+ * Where em_fs_alloc() would place n granules when not at the cursor: an
+ * aligned start in the shortest free run of [lo, hi) that holds them, or
+ * in the first that fits closely (that run's length in *run), or -1.
+ * Changes nothing but the max_run bound.
+ */
+long em_fs_best_fit(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_t lo, uint32_t hi,
+		    uint32_t *run);
+
+/* A run that wastes at most 1/32 of the n granules it would hold is as good
+ * as the best: the search stops there (the same Pss after W3's churn and
+ * refill as an exact best fit, at two thirds of its extra cost). */
+static inline int em_fs_fits_closely(uint32_t run, uint32_t n)
+{
+	return run - n <= n / 32;
+}
+
+/* Take [first, first + n), a place em_fs_best_fit() returned. */
+void em_fs_alloc_at(struct em_freespace *fs, uint32_t first, uint32_t n, uint32_t align);
 
 /* Granules of the live allocation starting at index; 0 if none starts there. */
 uint32_t em_fs_size(const struct em_freespace *fs, uint32_t index);
