@@ -571,8 +571,7 @@ static void *alloc_at_cursor(struct em_shard *s, struct em_chunk *c, uint32_t n,
 
 /*
  * Best fit over all the shard's chunks: the shortest free run that holds
- * the allocation (or the first that fits closely), the oldest chunk's of
- * equals.  Filling the tightest hole
+ * the allocation, the oldest chunk's of equals.  Filling the tightest hole
  * anywhere keeps long runs for long programs, so that churn needs no more
  * chunks than the programs live fill (a fit per chunk, tried oldest first,
  * leaves a program without room in any of them much sooner).  Out of
@@ -585,8 +584,7 @@ static __attribute__((noinline)) void *alloc_best_fit(struct em_shard *s, uint32
 	struct em_chunk *best = NULL;
 	long best_at = -1;
 	uint32_t best_run = UINT32_MAX;
-	for (struct em_chunk *c = s->chunks; c && !(best && em_fs_fits_closely(best_run, n));
-	     c = c->next) {
+	for (struct em_chunk *c = s->chunks; c && best_run > n; c = c->next) {
 		uint32_t lo, hi, run;
 		if (!granules_in_window(c, n, w, &lo, &hi))
 			continue;

@@ -183,8 +183,7 @@ static uint32_t next_free(const struct em_freespace *fs, uint32_t from, uint32_t
 
 /*
  * Best fit: of the free runs in [lo, hi) that hold n granules at an
- * aligned start, the shortest (the lowest of equals), or the first that
- * fits closely (em_fs_fits_closely()).  Small allocations
+ * aligned start, the shortest (the lowest of equals).  Small allocations
  * then fill small holes and leave long runs for long ones: after churn a
  * program finds room in the chunks there are instead of in a new one.
  * A failed whole, unaligned scan has seen every run: max_run is then exact.
@@ -206,8 +205,8 @@ long em_fs_best_fit(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_
 		if (aligned < end && end - aligned >= n && end - pos < best_run) {
 			best = aligned;
 			best_run = end - pos;
-			if (em_fs_fits_closely(best_run, n))
-				break;
+			if (best_run == n)
+				break; /* nothing fits tighter */
 		}
 		pos = next_free(fs, end, hi);
 	}

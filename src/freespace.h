@@ -59,20 +59,11 @@ long em_fs_alloc_at_cursor(struct em_freespace *fs, uint32_t n, uint32_t align, 
 
 /*
  * Where em_fs_alloc() would place n granules when not at the cursor: an
- * aligned start in the shortest free run of [lo, hi) that holds them, or
- * in the first that fits closely (that run's length in *run), or -1.
- * Changes nothing but the max_run bound.
+ * aligned start in the shortest free run of [lo, hi) that holds them (that
+ * run's length in *run), or -1.  Changes nothing but the max_run bound.
  */
 long em_fs_best_fit(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_t lo, uint32_t hi,
 		    uint32_t *run);
-
-/* A run that wastes at most 1/32 of the n granules it would hold is as good
- * as the best: the search stops there (the same Pss after W3's churn and
- * refill as an exact best fit, at two thirds of its extra cost). */
-static inline int em_fs_fits_closely(uint32_t run, uint32_t n)
-{
-	return run - n <= n / 32;
-}
 
 /* Take [first, first + n), a place em_fs_best_fit() returned. */
 void em_fs_alloc_at(struct em_freespace *fs, uint32_t first, uint32_t n, uint32_t align);
