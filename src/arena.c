@@ -574,12 +574,10 @@ static void *alloc_at_cursor(struct em_shard *s, struct em_chunk *c, uint32_t n,
  * the allocation, the oldest chunk's of equals.  Filling the tightest hole
  * anywhere keeps long runs for long programs, so that churn needs no more
  * chunks than the programs live fill (a fit per chunk, tried oldest first,
- * leaves a program without room in any of them much sooner).  Out of
- * line: the allocation at the cursor, the usual case, then saves fewer
- * registers (11 instructions of W2's cycle).
+ * leaves a program without room in any of them much sooner).
  */
-static __attribute__((noinline)) void *alloc_best_fit(struct em_shard *s, uint32_t n,
-						       uint32_t align, const struct em_window *w)
+static void *alloc_best_fit(struct em_shard *s, uint32_t n, uint32_t align,
+			    const struct em_window *w)
 {
 	struct em_chunk *best = NULL;
 	long best_at = -1;

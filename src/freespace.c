@@ -32,7 +32,7 @@ static void store(uint64_t *w, uint64_t value)
 }
 
 /* Store word w of the used bitmap, keeping the summary bit of its group. */
-static inline void store_used(struct em_freespace *fs, uint32_t w, uint64_t value)
+static void store_used(struct em_freespace *fs, uint32_t w, uint64_t value)
 {
 	store(word(fs, EM_FS_USED, w), value);
 	uint64_t bit = 1ULL << (w % WORD_BITS);
@@ -145,7 +145,7 @@ void em_fs_init(struct em_freespace *fs, uint32_t granules, void *storage)
 	memset(storage, 0, em_fs_storage_size(granules));
 	fs->granules = granules;
 	fs->free = granules;
-	fs->cursor = fs->top = 0;
+	fs->cursor = 0;
 	fs->max_run = granules;
 	fs->groups = storage;
 	fs->groups_with_free = fs->groups + (size_t)words_for(granules) * EM_FS_LANES;
@@ -250,21 +250,16 @@ static void mark_allocation(struct em_freespace *fs, uint32_t first, uint32_t n)
 }
 
 /*
- * Whether n granules are free at the cursor: the usual case (an allocation
- * right after the previous one, or in the place of one just freed),
- * decided with one load inside a word.  Across words only in a chunk
- * filled from its start without a hole, where the rest is the one run a
- * best fit could find: a stream of long programs into a fresh chunk then
- * costs no scan of it.
+ * Whether n granules are free at the cursor, inside one word: the usual
+ * case (an allocation right after the previous one, or in the place of
+ * one just freed), decided with one load.
  */
 static int fits_at_cursor(const struct em_freespace *fs, uint32_t n, uint32_t align,
 			  uint32_t lo, uint32_t hi)
 {
 	uint32_t at = fs->cursor;
-	if (at < lo || at >= hi || hi - at < n || (at & (align - 1)))
+	if (at < lo || at >= hi || hi - at < n || (at & (align - 1)) || !in_one_word(at, n))
 		return 0;
-	if (!in_one_word(at, n))
-		return at == fs->top && fs->free == fs->granules - fs->top;
 	return !(load(word(fs, EM_FS_USED, at / WORD_BITS)) & run_mask(at % WORD_BITS, n));
 }
 
@@ -273,8 +268,6 @@ static void take(struct em_freespace *fs, uint32_t first, uint32_t n, uint32_t a
 	mark_allocation(fs, first, n);
 	fs->free -= n;
 	fs->cursor = cursor_after(fs, first, n, align);
-	if (first + n > fs->top)
-		fs->top = first + n;
 }
 
 void em_fs_alloc_at(struct em_freespace *fs, uint32_t first, uint32_t n, uint32_t align)
@@ -409,7 +402,7 @@ void em_fs_free(struct em_freespace *fs, uint32_t index, uint32_t n)
 	 * lands where the last one was instead of in lines not touched for
 	 * longest. */
 	if (fs->free == fs->granules)
-		fs->cursor = fs->top = 0;
+		fs->cursor = 0;
 	raise_max_run(fs, index, n);
 }
 

@@ -26,7 +26,6 @@ struct em_freespace {
 	uint32_t granules;
 	uint32_t free;      /* granules not in use */
 	uint32_t cursor;    /* where the next allocation is tried first */
-	uint32_t top;       /* no granule from here on was used since the tracker was last empty */
 	uint32_t max_run;   /* no free run is longer (exact after a failed search) */
 	uint64_t *groups;   /* EM_FS_LANES words per 64 granules */
 	/* A bit per group with a free granule, for searches to skip the
