@@ -31,13 +31,15 @@ static void store(uint64_t *w, uint64_t value)
 	__atomic_store_n(w, value, __ATOMIC_RELAXED);
 }
 
-/* Store word w of the used bitmap, keeping the summary bit of its group. */
+/* Store word w of the used bitmap, keeping the summaries of its group. */
 static void store_used(struct em_freespace *fs, uint32_t w, uint64_t value)
 {
 	store(word(fs, EM_FS_USED, w), value);
 	uint64_t bit = 1ULL << (w % WORD_BITS);
 	uint64_t *with_free = &fs->groups_with_free[w / WORD_BITS];
+	uint64_t *with_used = &fs->groups_with_used[w / WORD_BITS];
 	*with_free = (*with_free & ~bit) | (~value ? bit : 0);
+	*with_used = (*with_used & ~bit) | (value ? bit : 0);
 }
 
 /* Store word w of a lane's bitmap. */
@@ -129,7 +131,7 @@ static long prev_set_bit(const struct em_freespace *fs, unsigned lane, uint32_t 
 	}
 }
 
-/* Words of the summary: a bit per group. */
+/* Words of each summary: a bit per group. */
 static uint32_t summary_words(uint32_t granules)
 {
 	return words_for(words_for(granules));
@@ -137,7 +139,8 @@ static uint32_t summary_words(uint32_t granules)
 
 size_t em_fs_storage_size(uint32_t granules)
 {
-	return ((size_t)words_for(granules) * EM_FS_LANES + summary_words(granules)) * sizeof(uint64_t);
+	return ((size_t)words_for(granules) * EM_FS_LANES + 2 * (size_t)summary_words(granules)) *
+	       sizeof(uint64_t);
 }
 
 void em_fs_init(struct em_freespace *fs, uint32_t granules, void *storage)
@@ -149,33 +152,38 @@ void em_fs_init(struct em_freespace *fs, uint32_t granules, void *storage)
 	fs->max_run = granules;
 	fs->groups = storage;
 	fs->groups_with_free = fs->groups + (size_t)words_for(granules) * EM_FS_LANES;
+	fs->groups_with_used = fs->groups_with_free + summary_words(granules);
 	for (uint32_t w = 0; w < words_for(granules); w++)
 		fs->groups_with_free[w / WORD_BITS] |= 1ULL << (w % WORD_BITS);
 }
 
-/* First free granule in [from, limit), or limit: the summary skips the
- * groups wholly used. */
-static uint32_t next_free(const struct em_freespace *fs, uint32_t from, uint32_t limit)
+/*
+ * First granule in [from, limit) whose used bit equals `used`, or limit:
+ * the summary of groups with such a granule skips the others whole.
+ */
+static uint32_t next_granule(const struct em_freespace *fs, uint32_t from, uint32_t limit, int used)
 {
 	if (from >= limit)
 		return limit;
+	uint64_t flip = used ? 0 : ~0ULL;
 	uint32_t w = from / WORD_BITS;
-	uint64_t bits = ~load(word(fs, EM_FS_USED, w)) >> (from % WORD_BITS);
-	if (bits) {
-		uint32_t at = from + (uint32_t)__builtin_ctzll(bits);
-		return at < limit ? at : limit;
-	}
+	uint64_t bits = (load(word(fs, EM_FS_USED, w)) ^ flip) >> (from % WORD_BITS);
+	if (bits)
+		return from + (uint32_t)__builtin_ctzll(bits) < limit ? from + (uint32_t)__builtin_ctzll(bits)
+									: limit;
+	const uint64_t *summary = used ? fs->groups_with_used : fs->groups_with_free;
 	uint32_t last = (limit - 1) / WORD_BITS;
 	for (w++; w <= last;) {
-		uint64_t groups = fs->groups_with_free[w / WORD_BITS] & (~0ULL << (w % WORD_BITS));
+		uint64_t groups = summary[w / WORD_BITS] & (~0ULL << (w % WORD_BITS));
 		if (!groups) {
 			w = (w / WORD_BITS + 1) * WORD_BITS;
 			continue;
 		}
-		w = w / WORD_BITS * WORD_BITS + (uint32_t)__builtin_ctzll(groups);
+		w = (w / WORD_BITS) * WORD_BITS + (uint32_t)__builtin_ctzll(groups);
 		if (w > last)
 			break;
-		uint32_t at = w * WORD_BITS + (uint32_t)__builtin_ctzll(~load(word(fs, EM_FS_USED, w)));
+		uint32_t at = w * WORD_BITS +
+			      (uint32_t)__builtin_ctzll(load(word(fs, EM_FS_USED, w)) ^ flip);
 		return at < limit ? at : limit;
 	}
 	return limit;
@@ -197,8 +205,8 @@ long em_fs_best_fit(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_
 		return -1;
 	long best = -1;
 	uint32_t best_run = UINT32_MAX, longest = 0;
-	for (uint32_t pos = next_free(fs, lo, hi); pos < hi;) {
-		uint32_t end = next_bit(fs, EM_FS_USED, pos, hi, 1);
+	for (uint32_t pos = next_granule(fs, lo, hi, 0); pos < hi;) {
+		uint32_t end = next_granule(fs, pos, hi, 1);
 		uint32_t aligned = (pos + align - 1) & ~(align - 1);
 		if (end - pos > longest)
 			longest = end - pos;
@@ -208,7 +216,7 @@ long em_fs_best_fit(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_
 			if (best_run == n)
 				break; /* nothing fits tighter */
 		}
-		pos = next_free(fs, end, hi);
+		pos = next_granule(fs, end, hi, 0);
 	}
 	if (best < 0 && lo == 0 && hi == fs->granules && align == 1)
 		fs->max_run = longest;

@@ -28,9 +28,9 @@ struct em_freespace {
 	uint32_t cursor;    /* where the next allocation is tried first */
 	uint32_t max_run;   /* no free run is longer (exact after a failed search) */
 	uint64_t *groups;   /* EM_FS_LANES words per 64 granules */
-	/* A bit per group with a free granule, for searches to skip the
-	 * others; read and written under the owner's lock only. */
-	uint64_t *groups_with_free;
+	/* A bit per group, for searches to skip groups wholly used (or wholly
+	 * free); read and written under the owner's lock only. */
+	uint64_t *groups_with_free, *groups_with_used;
 };
 
 /* Words of a group: the three bitmaps, then the flags; padded to 64 bytes. */
