@@ -522,26 +522,20 @@ static bool moves_work(const struct em_shard *s, const struct em_chunk *c)
 	       cur->kind == EM_CHUNK_DETACHED;
 }
 
-/* The granules [*lo, *hi) of c inside the window, when c may take n of them. */
-static bool granules_in_window(const struct em_chunk *c, uint32_t n, const struct em_window *w,
-			       uint32_t *lo, uint32_t *hi)
+static void *alloc_in(struct em_shard *s, struct em_chunk *c, uint32_t n, uint32_t align,
+		      const struct em_window *w)
 {
 	if (c->fs.free < n || !overlaps(c, w) || c->kind == EM_CHUNK_DETACHED)
-		return false;
+		return NULL;
 	unsigned shift = c->unit_shift;
-	*lo = 0;
-	*hi = c->fs.granules;
+	uint32_t lo = 0, hi = c->fs.granules;
 	if (w->lo > c->base)
-		*lo = (uint32_t)((w->lo - c->base + (1u << shift) - 1) >> shift);
+		lo = (uint32_t)((w->lo - c->base + (1u << shift) - 1) >> shift);
 	if (w->hi < c->base + c->size)
-		*hi = (uint32_t)((w->hi - c->base) >> shift);
-	return true;
-}
-
-/* The allocation of n granules at `at` in c, just taken: account for it. */
-static void *placed(struct em_shard *s, struct em_chunk *c, long at, uint32_t n)
-{
-	unsigned shift = c->unit_shift;
+		hi = (uint32_t)((w->hi - c->base) >> shift);
+	long at = em_fs_alloc(&c->fs, n, align, lo, hi);
+	if (at < 0)
+		return NULL;
 	s->live++;
 	s->bytes_in_use += (size_t)n << shift;
 	if (moves_work(s, c))
@@ -549,54 +543,6 @@ static void *placed(struct em_shard *s, struct em_chunk *c, long at, uint32_t n)
 	uintptr_t p = c->base + ((uintptr_t)at << shift);
 	remember_newest(c, p, (size_t)n << shift);
 	return (void *)p;
-}
-
-static void *alloc_in(struct em_shard *s, struct em_chunk *c, uint32_t n, uint32_t align,
-		      const struct em_window *w)
-{
-	uint32_t lo, hi;
-	long at = granules_in_window(c, n, w, &lo, &hi) ? em_fs_alloc(&c->fs, n, align, lo, hi) : -1;
-	return at < 0 ? NULL : placed(s, c, at, n);
-}
-
-/* Where the shard's last allocation ended (or a freed one began). */
-static void *alloc_at_cursor(struct em_shard *s, struct em_chunk *c, uint32_t n, uint32_t align,
-			     const struct em_window *w)
-{
-	uint32_t lo, hi;
-	long at = granules_in_window(c, n, w, &lo, &hi) ? em_fs_alloc_at_cursor(&c->fs, n, align, lo, hi)
-						       : -1;
-	return at < 0 ? NULL : placed(s, c, at, n);
-}
-
-/*
- * Best fit over all the shard's chunks: the shortest free run that holds
- * the allocation, the oldest chunk's of equals.  Filling the tightest hole
- * anywhere keeps long runs for long programs, so that churn needs no more
- * chunks than the programs live fill (a fit per chunk, tried oldest first,
- * leaves a program without room in any of them much sooner).
- */
-static void *alloc_best_fit(struct em_shard *s, uint32_t n, uint32_t align,
-			    const struct em_window *w)
-{
-	struct em_chunk *best = NULL;
-	long best_at = -1;
-	uint32_t best_run = UINT32_MAX;
-	for (struct em_chunk *c = s->chunks; c && best_run > n; c = c->next) {
-		uint32_t lo, hi, run;
-		if (!granules_in_window(c, n, w, &lo, &hi))
-			continue;
-		long at = em_fs_best_fit(&c->fs, n, align, lo, hi, &run);
-		if (at >= 0 && run < best_run) {
-			best = c;
-			best_at = at;
-			best_run = run;
-		}
-	}
-	if (!best)
-		return NULL;
-	em_fs_alloc_at(&best->fs, (uint32_t)best_at, n, align);
-	return placed(s, best, best_at, n);
 }
 
 /* Widen the window so that a chunk overlapping it by `need` bytes fits. */
@@ -644,9 +590,10 @@ static void *alloc_small(struct em_pool *pool, size_t size, const struct em_wind
 	uint32_t align = (w->align > pool->align ? (uint32_t)w->align : pool->align) >> shift;
 	struct em_shard *s = my_shard(pool);
 	em_lock(&s->lock);
-	void *p = s->current ? alloc_at_cursor(s, s->current, n, align, w) : NULL;
-	if (!p)
-		p = alloc_best_fit(s, n, align, w);
+	void *p = s->current ? alloc_in(s, s->current, n, align, w) : NULL;
+	for (struct em_chunk *c = s->chunks; !p && c; c = c->next)
+		if (c != s->current)
+			p = alloc_in(s, c, n, align, w);
 	if (!p) {
 		struct em_window cw = chunk_window(w, (size_t)n << shift);
 		struct em_chunk *c = take_retained(pool, &cw);

@@ -31,26 +31,6 @@ static void store(uint64_t *w, uint64_t value)
 	__atomic_store_n(w, value, __ATOMIC_RELAXED);
 }
 
-/* Store word w of the used bitmap, keeping the summaries of its group. */
-static void store_used(struct em_freespace *fs, uint32_t w, uint64_t value)
-{
-	store(word(fs, EM_FS_USED, w), value);
-	uint64_t bit = 1ULL << (w % WORD_BITS);
-	uint64_t *with_free = &fs->groups_with_free[w / WORD_BITS];
-	uint64_t *with_used = &fs->groups_with_used[w / WORD_BITS];
-	*with_free = (*with_free & ~bit) | (~value ? bit : 0);
-	*with_used = (*with_used & ~bit) | (value ? bit : 0);
-}
-
-/* Store word w of a lane's bitmap. */
-static void store_lane(struct em_freespace *fs, unsigned lane, uint32_t w, uint64_t value)
-{
-	if (lane == EM_FS_USED)
-		store_used(fs, w, value);
-	else
-		store(word(fs, lane, w), value);
-}
-
 /* Bits [0, bit] of a word. */
 static uint64_t up_to(uint32_t bit)
 {
@@ -88,8 +68,8 @@ static void put_run(struct em_freespace *fs, unsigned lane, uint32_t from, uint3
 		uint32_t shift = from % WORD_BITS;
 		uint32_t take = WORD_BITS - shift < n ? WORD_BITS - shift : n;
 		uint64_t mask = run_mask(shift, take);
-		uint64_t old = load(word(fs, lane, from / WORD_BITS));
-		store_lane(fs, lane, from / WORD_BITS, on ? (old | mask) : (old & ~mask));
+		uint64_t *w = word(fs, lane, from / WORD_BITS);
+		store(w, on ? (load(w) | mask) : (load(w) & ~mask));
 		from += take;
 		n -= take;
 	}
@@ -131,16 +111,9 @@ static long prev_set_bit(const struct em_freespace *fs, unsigned lane, uint32_t 
 	}
 }
 
-/* Words of each summary: a bit per group. */
-static uint32_t summary_words(uint32_t granules)
-{
-	return words_for(words_for(granules));
-}
-
 size_t em_fs_storage_size(uint32_t granules)
 {
-	return ((size_t)words_for(granules) * EM_FS_LANES + 2 * (size_t)summary_words(granules)) *
-	       sizeof(uint64_t);
+	return (size_t)words_for(granules) * sizeof(uint64_t) * EM_FS_LANES;
 }
 
 void em_fs_init(struct em_freespace *fs, uint32_t granules, void *storage)
@@ -151,84 +124,40 @@ void em_fs_init(struct em_freespace *fs, uint32_t granules, void *storage)
 	fs->cursor = 0;
 	fs->max_run = granules;
 	fs->groups = storage;
-	fs->groups_with_free = fs->groups + (size_t)words_for(granules) * EM_FS_LANES;
-	fs->groups_with_used = fs->groups_with_free + summary_words(granules);
-	for (uint32_t w = 0; w < words_for(granules); w++)
-		fs->groups_with_free[w / WORD_BITS] |= 1ULL << (w % WORD_BITS);
 }
 
 /*
- * First granule in [from, limit) whose used bit equals `used`, or limit:
- * the summary of groups with such a granule skips the others whole.
+ * First fit of an aligned run of n free granules inside [lo, hi).  On
+ * failure *longest is the longest free run seen.
  */
-static uint32_t next_granule(const struct em_freespace *fs, uint32_t from, uint32_t limit, int used)
+static long search(const struct em_freespace *fs, uint32_t n, uint32_t align,
+		   uint32_t lo, uint32_t hi, uint32_t *longest)
 {
-	if (from >= limit)
-		return limit;
-	uint64_t flip = used ? 0 : ~0ULL;
-	uint32_t w = from / WORD_BITS;
-	uint64_t bits = (load(word(fs, EM_FS_USED, w)) ^ flip) >> (from % WORD_BITS);
-	if (bits)
-		return from + (uint32_t)__builtin_ctzll(bits) < limit ? from + (uint32_t)__builtin_ctzll(bits)
-									: limit;
-	const uint64_t *summary = used ? fs->groups_with_used : fs->groups_with_free;
-	uint32_t last = (limit - 1) / WORD_BITS;
-	for (w++; w <= last;) {
-		uint64_t groups = summary[w / WORD_BITS] & (~0ULL << (w % WORD_BITS));
-		if (!groups) {
-			w = (w / WORD_BITS + 1) * WORD_BITS;
-			continue;
-		}
-		w = (w / WORD_BITS) * WORD_BITS + (uint32_t)__builtin_ctzll(groups);
-		if (w > last)
-			break;
-		uint32_t at = w * WORD_BITS +
-			      (uint32_t)__builtin_ctzll(load(word(fs, EM_FS_USED, w)) ^ flip);
-		return at < limit ? at : limit;
-	}
-	return limit;
-}
-
-/*
- * Best fit: of the free runs in [lo, hi) that hold n granules at an
- * aligned start, the shortest (the lowest of equals).  Small allocations
- * then fill small holes and leave long runs for long ones: after churn a
- * program finds room in the chunks there are instead of in a new one.
- * A failed whole, unaligned scan has seen every run: max_run is then exact.
- */
-long em_fs_best_fit(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_t lo, uint32_t hi,
-		    uint32_t *run)
-{
-	if (hi > fs->granules)
-		hi = fs->granules;
-	if (n == 0 || n > fs->free || n > fs->max_run || lo >= hi || hi - lo < n)
-		return -1;
-	long best = -1;
-	uint32_t best_run = UINT32_MAX, longest = 0;
-	for (uint32_t pos = next_granule(fs, lo, hi, 0); pos < hi;) {
-		uint32_t end = next_granule(fs, pos, hi, 1);
+	uint32_t pos = lo;
+	while (pos < hi) {
+		pos = next_bit(fs, EM_FS_USED, pos, hi, 0);
 		uint32_t aligned = (pos + align - 1) & ~(align - 1);
-		if (end - pos > longest)
-			longest = end - pos;
-		if (aligned < end && end - aligned >= n && end - pos < best_run) {
-			best = aligned;
-			best_run = end - pos;
-			if (best_run == n)
-				break; /* nothing fits tighter */
+		if (aligned >= hi || hi - aligned < n) {
+			if (hi - pos > *longest)
+				*longest = hi - pos; /* the last run counts too */
+			return -1;
 		}
-		pos = next_granule(fs, end, hi, 0);
+		/* Look no further than the run needs: free space is usually vast. */
+		uint32_t taken = next_bit(fs, EM_FS_USED, pos, aligned + n, 1);
+		if (taken == aligned + n)
+			return aligned;
+		if (taken - pos > *longest)
+			*longest = taken - pos;
+		pos = taken;
 	}
-	if (best < 0 && lo == 0 && hi == fs->granules && align == 1)
-		fs->max_run = longest;
-	*run = best_run;
-	return best;
+	return -1;
 }
 
 /*
- * Where the next allocation is tried first after [first, first + n) was
- * taken: just past it (the rest of the run it took), unless the alignment
- * skipped free granules right before it.  The cursor then stays at that
- * gap, so that the next allocations fill it.
+ * Where the next search starts after [first, first + n) was taken: just
+ * past it, unless the alignment skipped free granules right before it.
+ * The cursor then stays at that gap, so that the next allocations fill it
+ * instead of leaving it for the wrap-around.
  */
 static uint32_t cursor_after(const struct em_freespace *fs, uint32_t first, uint32_t n,
 			     uint32_t align)
@@ -254,13 +183,13 @@ static void mark_allocation(struct em_freespace *fs, uint32_t first, uint32_t n)
 	uint32_t shift = first % WORD_BITS;
 	store(&group[EM_FS_START], load(&group[EM_FS_START]) | 1ULL << shift);
 	store(&group[EM_FS_END], load(&group[EM_FS_END]) | 1ULL << (shift + n - 1));
-	store_used(fs, first / WORD_BITS, load(&group[EM_FS_USED]) | run_mask(shift, n));
+	store(&group[EM_FS_USED], load(&group[EM_FS_USED]) | run_mask(shift, n));
 }
 
 /*
- * Whether n granules are free at the cursor, inside one word: the usual
- * case (an allocation right after the previous one, or in the place of
- * one just freed), decided with one load.
+ * Whether the run a search from the cursor would find first starts at the
+ * cursor itself, inside one word: the usual case of next fit, decided
+ * with one load.
  */
 static int fits_at_cursor(const struct em_freespace *fs, uint32_t n, uint32_t align,
 			  uint32_t lo, uint32_t hi)
@@ -271,36 +200,30 @@ static int fits_at_cursor(const struct em_freespace *fs, uint32_t n, uint32_t al
 	return !(load(word(fs, EM_FS_USED, at / WORD_BITS)) & run_mask(at % WORD_BITS, n));
 }
 
-static void take(struct em_freespace *fs, uint32_t first, uint32_t n, uint32_t align)
-{
-	mark_allocation(fs, first, n);
-	fs->free -= n;
-	fs->cursor = cursor_after(fs, first, n, align);
-}
-
-void em_fs_alloc_at(struct em_freespace *fs, uint32_t first, uint32_t n, uint32_t align)
-{
-	take(fs, first, n, align);
-}
-
-long em_fs_alloc_at_cursor(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_t lo,
-			   uint32_t hi)
+long em_fs_alloc(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_t lo, uint32_t hi)
 {
 	if (hi > fs->granules)
 		hi = fs->granules;
-	if (n == 0 || !fits_at_cursor(fs, n, align, lo, hi))
+	if (n == 0 || n > fs->free || n > fs->max_run || lo >= hi || hi - lo < n)
 		return -1;
-	long at = fs->cursor;
-	take(fs, (uint32_t)at, n, align);
-	return at;
-}
-
-long em_fs_alloc(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_t lo, uint32_t hi)
-{
-	long at = em_fs_alloc_at_cursor(fs, n, align, lo, hi);
-	uint32_t run;
-	if (at < 0 && (at = em_fs_best_fit(fs, n, align, lo, hi, &run)) >= 0)
-		take(fs, (uint32_t)at, n, align);
+	uint32_t longest = 0;
+	long at = fits_at_cursor(fs, n, align, lo, hi) ? (long)fs->cursor : -1;
+	if (at < 0 && fs->cursor > lo && fs->cursor < hi)
+		at = search(fs, n, align, fs->cursor, hi, &longest);
+	if (at < 0) {
+		longest = 0;
+		at = search(fs, n, align, lo, hi, &longest);
+	}
+	if (at < 0) {
+		/* A whole, unaligned scan saw every run: now the bound is exact. */
+		if (lo == 0 && hi == fs->granules && align == 1)
+			fs->max_run = longest;
+		return -1;
+	}
+	uint32_t first = (uint32_t)at;
+	mark_allocation(fs, first, n);
+	fs->free -= n;
+	fs->cursor = cursor_after(fs, first, n, align);
 	return at;
 }
 
@@ -386,7 +309,7 @@ static void clear_small_allocation(struct em_freespace *fs, uint32_t index, uint
 	uint64_t *group = word(fs, 0, index / WORD_BITS);
 	uint32_t shift = index % WORD_BITS;
 	uint64_t first = 1ULL << shift, last = 1ULL << (shift + n - 1);
-	store_used(fs, index / WORD_BITS, load(&group[EM_FS_USED]) & ~run_mask(shift, n));
+	store(&group[EM_FS_USED], load(&group[EM_FS_USED]) & ~run_mask(shift, n));
 	store(&group[EM_FS_START], load(&group[EM_FS_START]) & ~first);
 	store(&group[EM_FS_END], load(&group[EM_FS_END]) & ~last);
 	for (unsigned i = 0; i < EM_FS_FLAGS; i++)

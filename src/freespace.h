@@ -25,12 +25,9 @@ enum em_fs_flag { EM_FS_WINDOW, EM_FS_SEALED, EM_FS_FLAGS };
 struct em_freespace {
 	uint32_t granules;
 	uint32_t free;      /* granules not in use */
-	uint32_t cursor;    /* where the next allocation is tried first */
+	uint32_t cursor;    /* where the next search starts (next fit) */
 	uint32_t max_run;   /* no free run is longer (exact after a failed search) */
 	uint64_t *groups;   /* EM_FS_LANES words per 64 granules */
-	/* A bit per group, for searches to skip groups wholly used (or wholly
-	 * free); read and written under the owner's lock only. */
-	uint64_t *groups_with_free, *groups_with_used;
 };
 
 /* Words of a group: the three bitmaps, then the flags; padded to 64 bytes. */
@@ -45,27 +42,11 @@ void em_fs_init(struct em_freespace *fs, uint32_t granules, void *storage);
 
 /*
  * Allocate n granules whose first index is a multiple of align (a power of
- * two) and which lie inside [lo, hi): at the cursor when they fit there,
- * else in the best fit (em_fs_best_fit()).  Returns the first index, or -1.
- * The free granules an alignment skips stay free, and are where the cursor
- * stays.
+ * two) and which lie inside [lo, hi).  Returns the first index, or -1.
+ * The free granules an alignment skips stay free, and are where the next
+ * search starts.
  */
 long em_fs_alloc(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_t lo, uint32_t hi);
-
-/* em_fs_alloc() at the cursor only: -1 unless the n granules fit there. */
-long em_fs_alloc_at_cursor(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_t lo,
-			   uint32_t hi);
-
-/*
- * Where em_fs_alloc() would place n granules when not at the cursor: an
- * aligned start in the shortest free run of [lo, hi) that holds them (that
- * run's length in *run), or -1.  Changes nothing but the max_run bound.
- */
-long em_fs_best_fit(struct em_freespace *fs, uint32_t n, uint32_t align, uint32_t lo, uint32_t hi,
-		    uint32_t *run);
-
-/* Take [first, first + n), a place em_fs_best_fit() returned. */
-void em_fs_alloc_at(struct em_freespace *fs, uint32_t first, uint32_t n, uint32_t align);
 
 /* Granules of the live allocation starting at index; 0 if none starts there. */
 uint32_t em_fs_size(const struct em_freespace *fs, uint32_t index);

@@ -70,30 +70,6 @@ static void alignment_gap(void)
 	free(storage);
 }
 
-/* Away from the cursor, the shortest free run that holds an allocation
- * takes it, not the first: long runs stay for long allocations. */
-static void best_fit(void)
-{
-	struct em_freespace fs;
-	void *storage = malloc(em_fs_storage_size(GRANULES));
-	em_fs_init(&fs, GRANULES, storage);
-	CHECK_EQ(em_fs_alloc(&fs, 10, 1, 0, GRANULES), 0);
-	CHECK_EQ(em_fs_alloc(&fs, 1, 1, 0, GRANULES), 10);
-	CHECK_EQ(em_fs_alloc(&fs, 4, 1, 0, GRANULES), 11);
-	CHECK_EQ(em_fs_alloc(&fs, 1, 1, 0, GRANULES), 15);
-	CHECK_EQ(em_fs_alloc(&fs, GRANULES - 16, 1, 0, GRANULES), 16);
-	em_fs_free(&fs, 0, 10);
-	em_fs_free(&fs, 11, 4);
-	uint32_t run = 0;
-	CHECK_EQ(em_fs_best_fit(&fs, 3, 1, 0, GRANULES, &run), 11);
-	CHECK_EQ(run, 4);
-	CHECK_EQ(em_fs_alloc(&fs, 3, 1, 0, GRANULES), 11);
-	CHECK_EQ(em_fs_alloc(&fs, 5, 1, 0, GRANULES), 0);   /* the one run left that holds 5 */
-	CHECK_EQ(em_fs_best_fit(&fs, 6, 1, 0, GRANULES, &run), -1);
-	CHECK_EQ(fs.max_run, 5);                              /* exact after a failed whole scan */
-	free(storage);
-}
-
 /* Random alloc/free against a model that owns each granule by allocation id. */
 static void against_model(unsigned seed)
 {
@@ -148,7 +124,6 @@ int main(void)
 {
 	basics();
 	alignment_gap();
-	best_fit();
 	for (unsigned seed = 1; seed <= 5; seed++)
 		against_model(seed);
 	return tu_finish("test_freespace");
