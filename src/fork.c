@@ -237,8 +237,25 @@ static void in_parent(void)
 	after_fork(false);
 }
 
+/*
+ * The child has no thread but this one.  A writer of the parent that raised
+ * its flag after close_gate() had seen it down, and was about to lower it
+ * again on finding the gate closed, left it raised in the child's copy of
+ * its record: the child's next close_gate() would wait on it for ever.
+ * The records of threads the child does not have are free for its own.
+ */
+static void forget_parent_writers(void)
+{
+	for (struct writer *w = writers; w; w = w->next) {
+		atomic_store(&w->active, 0);
+		if (w != me)
+			atomic_store(&w->in_use, false);
+	}
+}
+
 static void in_child(void)
 {
+	forget_parent_writers(); /* writers_lock is held since before_fork() */
 	after_fork(true);
 }
 
