@@ -661,17 +661,16 @@ static int hold(struct em_chunk *c, uintptr_t addr, struct held *h)
 	if (!(h->shard = lock_owner(c)))
 		return -EINVAL;
 	uintptr_t off = addr - c->base;
+	h->index = (uint32_t)(off >> c->unit_shift);
 	if (newest_starts_at(c, addr)) {
 		/* A JIT often frees what it allocated last: no tracker lookup. */
-		h->index = (uint32_t)(off >> c->unit_shift);
-		h->size = newest.hi - newest.lo;
-		h->granules = c->large ? 1 : (uint32_t)(h->size >> c->unit_shift);
+		h->granules = c->large ? 1 : (uint32_t)((newest.hi - newest.lo) >> c->unit_shift);
+		h->size = alloc_bytes(c, h->granules);
 		h->flags = 0;
 		return 0;
 	}
 	bool aligned = c->large ? off == 0 : (off & ((1ul << c->unit_shift) - 1)) == 0;
 	if (addr >= c->base && off < c->size && aligned) {
-		h->index = (uint32_t)(off >> c->unit_shift);
 		h->granules = em_fs_size(&c->fs, h->index);
 		h->size = alloc_bytes(c, h->granules);
 		h->flags = em_fs_flags(&c->fs, h->index);
