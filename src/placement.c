@@ -47,9 +47,10 @@ int em_unreserve(void *addr, size_t len)
 	return rc ? em_os_unmap(addr, len) : 0;
 }
 
-static int reserve_at(uintptr_t addr, size_t span, void **out)
+/* Address space, inaccessible, near hint (0: wherever the kernel likes). */
+static int reserve(uintptr_t hint, size_t span, void **out)
 {
-	return em_os_map(out, (void *)addr, span, PROT_NONE,
+	return em_os_map(out, (void *)hint, span, PROT_NONE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, NULL);
 }
 
@@ -72,7 +73,7 @@ static int reserve_inside(uintptr_t lo, uintptr_t hi, size_t span, size_t slot, 
 	uintptr_t probes = slots < MAX_PROBES ? slots : MAX_PROBES;
 	for (uintptr_t i = 0; i < probes; i++) {
 		uintptr_t addr = lo + ((first + i) % slots) * slot;
-		int rc = reserve_at(addr, span, out);
+		int rc = reserve(addr, span, out);
 		if (rc != -EEXIST && rc != -ENOMEM && rc != -EPERM)
 			return rc;
 	}
@@ -92,8 +93,7 @@ static int reserve_kernel_aligned(size_t span, void **out)
 	if (!atomic_load_explicit(&kernel_aligns_chunks, memory_order_relaxed))
 		return 0;
 	void *raw;
-	int rc = em_os_map(&raw, NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-			   NULL);
+	int rc = reserve(0, span, &raw);
 	if (rc)
 		return rc;
 	if ((uintptr_t)raw % EM_CHUNK == 0) {
@@ -112,8 +112,7 @@ static int reserve_anywhere(size_t span, size_t slot, void **out)
 	if (rc)
 		return rc < 0 ? rc : 0;
 	void *raw;
-	rc = em_os_map(&raw, NULL, span + slot, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-		       NULL);
+	rc = reserve(0, span + slot, &raw);
 	if (rc)
 		return rc;
 	uintptr_t start = (uintptr_t)raw, aligned = align_up(start, slot);
@@ -168,7 +167,7 @@ int em_place_random(size_t span, uintptr_t avoid, void **out)
 		uintptr_t addr = lo + (em_os_random() % ((hi - lo - span) / EM_CHUNK)) * EM_CHUNK;
 		if (addr + span + EM_CHUNK > avoid && avoid + span + EM_CHUNK > addr)
 			continue; /* would touch the executable view */
-		int rc = reserve_at(addr, span, out);
+		int rc = reserve(addr, span, out);
 		if (rc != -EEXIST && rc != -ENOMEM && rc != -EPERM)
 			return rc;
 	}
