@@ -77,13 +77,13 @@ static int long_name(const uint8_t *table, size_t table_size, const char *field,
 	return 0;
 }
 
-/* field: the name field of the header in the image, which the name points into. */
-static void short_name(const char *field, struct mod_member *m)
+/* h: the header in the archive's image, which the name then points into. */
+static void short_name(const struct ar_header *h, struct mod_member *m)
 {
 	size_t len = 0;
-	while (len < sizeof(((struct ar_header *)0)->name) && field[len] != '/' && field[len] != ' ')
+	while (len < sizeof(h->name) && h->name[len] != '/' && h->name[len] != ' ')
 		len++;
-	set_name(m, field, len);
+	set_name(m, h->name, len);
 }
 
 static int add_member(struct mod_member **members, size_t *count, size_t *cap,
@@ -136,7 +136,7 @@ static int parse_member(const uint8_t *image, size_t size, size_t pos, const cha
 		m->size -= (size_t)nlen;
 		return 0;
 	}
-	short_name((const char *)image + pos, m);
+	short_name((const struct ar_header *)(image + pos), m);
 	return 0;
 }
 
