@@ -365,11 +365,19 @@ static int before(struct section_at a, struct section_at b)
 	return a.object < b.object || (a.object == b.object && a.section < b.section);
 }
 
+/* at, or the first section after it when the object has no more (section
+ * 0 is the null one); at.object == nobjects past the last. */
+static struct section_at existing(const struct load *ld, struct section_at at)
+{
+	while (at.object < ld->nobjects && at.section >= ld->objects[at.object].nsections)
+		at = (struct section_at){ at.object + 1, 1 };
+	return at;
+}
+
 static struct section_at next_section(const struct load *ld, struct section_at at)
 {
-	if (++at.section < ld->objects[at.object].nsections)
-		return at;
-	return (struct section_at){ at.object + 1, 1 };
+	at.section++;
+	return existing(ld, at);
 }
 
 /* Copy the sections from `from` on, and the sections their relocations
@@ -380,8 +388,6 @@ static struct section_at copy_run(struct load *ld, struct section_at from)
 	struct section_at at = from;
 	for (; at.object < ld->nobjects && bytes < COPY_RUN_BYTES; at = next_section(ld, at)) {
 		struct mod_object *obj = &ld->objects[at.object];
-		if (at.section >= obj->nsections)
-			continue;
 		struct mod_section *sec = &obj->sections[at.section];
 		uint32_t target = patched_section(obj, sec);
 		copy_section(ld, sec);
@@ -402,13 +408,11 @@ static struct section_at copy_run(struct load *ld, struct section_at from)
  */
 int load_apply_relocations(struct load *ld)
 {
-	struct section_at at = { 0, 1 };
+	struct section_at at = existing(ld, (struct section_at){ 0, 1 });
 	while (at.object < ld->nobjects) {
 		struct section_at end = copy_run(ld, at);
 		for (; before(at, end); at = next_section(ld, at)) {
 			struct mod_object *obj = &ld->objects[at.object];
-			if (at.section >= obj->nsections)
-				continue;
 			struct mod_section *sec = &obj->sections[at.section];
 			uint32_t target = patched_section(obj, sec);
 			if (!target)
