@@ -119,6 +119,8 @@ EM_HIDDEN int em_os_tracer_pid(void);
 EM_HIDDEN long em_os_page_size(void);
 EM_HIDDEN int em_os_cpu_count(void);
 EM_HIDDEN uint64_t em_os_random(void);
+/* The program break: where the C library's heap ends and would grow. */
+EM_HIDDEN uintptr_t em_os_heap_end(void);
 
 /* Process-wide counters of the calls above, by kind. */
 EM_HIDDEN void em_os_counts(uint64_t out[EXECMEM_OS_CALL_MAX]);

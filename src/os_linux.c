@@ -465,6 +465,12 @@ uint64_t em_os_random(void)
 	return value * 0x9e3779b97f4a7c15ULL;
 }
 
+uintptr_t em_os_heap_end(void)
+{
+	void *brk = sbrk(0); /* the C library's cached value after its first call */
+	return brk == (void *)-1 ? 0 : (uintptr_t)brk;
+}
+
 void em_os_counts(uint64_t out[EXECMEM_OS_CALL_MAX])
 {
 	for (int i = 0; i < EXECMEM_OS_CALL_MAX; i++)

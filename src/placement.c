@@ -3,7 +3,8 @@
  * (PROT_NONE) inside it at 2 MiB-aligned slots; the first probe is random
  * so that placement differs between processes, later probes walk every
  * slot so that a free slot is found whenever one exists.  RW aliases go to
- * random addresses away from their executable view.
+ * random addresses away from their executable view.  The room above the
+ * program break is used last (see heap_room()).
  */
 #include "internal.h"
 
@@ -54,14 +55,41 @@ static int reserve(uintptr_t hint, size_t span, void **out)
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, NULL);
 }
 
+/*
+ * The C library's heap grows up from the program break, which lies just
+ * above the program, inside the windows of code and data that must reach
+ * it.  A mapping there stops the heap's growth: malloc then takes its
+ * memory in separate mappings for the rest of the process, even once the
+ * mapping is gone.  So the HEAP_ROOM above the break is placed in only
+ * when the rest of a window is full.
+ */
+#define HEAP_ROOM ((uintptr_t)256 << 20)
+
+struct room {
+	uintptr_t lo, hi;
+};
+
+static struct room heap_room(void)
+{
+	uintptr_t end = em_os_heap_end();
+	return (struct room){ end, end > UINTPTR_MAX - HEAP_ROOM ? UINTPTR_MAX : end + HEAP_ROOM };
+}
+
+static bool in_room(uintptr_t addr, size_t span, struct room r)
+{
+	return addr < r.hi && addr + span > r.lo;
+}
+
 /* Slots are chunk-aligned, or aligned more when the window asks. */
 static size_t slot_of(const struct em_window *w)
 {
 	return w->align > EM_CHUNK ? w->align : EM_CHUNK;
 }
 
-/* Reserve span bytes, slot-aligned, wholly inside [lo, hi). */
-static int reserve_inside(uintptr_t lo, uintptr_t hi, size_t span, size_t slot, void **out)
+/* Reserve span bytes, slot-aligned, wholly inside [lo, hi) and outside
+ * `skip`; the slots in skip cost no probe. */
+static int reserve_in_slots(uintptr_t lo, uintptr_t hi, size_t span, size_t slot, struct room skip,
+			    void **out)
 {
 	if (lo > UINTPTR_MAX - slot)
 		return -ENOMEM; /* no aligned slot starts this high */
@@ -70,14 +98,30 @@ static int reserve_inside(uintptr_t lo, uintptr_t hi, size_t span, size_t slot, 
 		return -ENOMEM;
 	uintptr_t slots = (hi - lo - span) / slot + 1;
 	uintptr_t first = em_os_random() % slots;
-	uintptr_t probes = slots < MAX_PROBES ? slots : MAX_PROBES;
-	for (uintptr_t i = 0; i < probes; i++) {
+	uintptr_t probes = 0;
+	for (uintptr_t i = 0; i < slots && probes < MAX_PROBES; i++) {
 		uintptr_t addr = lo + ((first + i) % slots) * slot;
+		if (in_room(addr, span, skip))
+			continue;
+		probes++;
 		int rc = reserve(addr, span, out);
 		if (rc != -EEXIST && rc != -ENOMEM && rc != -EPERM)
 			return rc;
 	}
 	return -ENOMEM;
+}
+
+static int reserve_inside(uintptr_t lo, uintptr_t hi, size_t span, size_t slot, void **out)
+{
+	struct room heap = heap_room();
+	int rc = reserve_in_slots(lo, hi, span, slot, heap, out);
+	if (rc != -ENOMEM || hi <= lo || !in_room(lo, hi - lo, heap))
+		return rc;
+	/* Then the slots skipped: those overlapping the room. */
+	uintptr_t room_lo = heap.lo > span ? heap.lo - span : 0;
+	uintptr_t room_hi = heap.hi > UINTPTR_MAX - span ? UINTPTR_MAX : heap.hi + span;
+	return reserve_in_slots(lo > room_lo ? lo : room_lo, hi < room_hi ? hi : room_hi, span, slot,
+				(struct room){ 0, 0 }, out);
 }
 
 /*
@@ -163,10 +207,13 @@ int em_place_random(size_t span, uintptr_t avoid, void **out)
 	/* Stay off the lowest 4 GiB and the top eighth (stack, vdso). */
 	uintptr_t top = em_user_va_top();
 	uintptr_t lo = (uintptr_t)1 << 32, hi = top - top / 8;
+	struct room heap = heap_room();
 	for (int i = 0; RANDOM_ALIASES && hi > lo + span && i < ALIAS_TRIES; i++) {
 		uintptr_t addr = lo + (em_os_random() % ((hi - lo - span) / EM_CHUNK)) * EM_CHUNK;
 		if (addr + span + EM_CHUNK > avoid && avoid + span + EM_CHUNK > addr)
 			continue; /* would touch the executable view */
+		if (in_room(addr, span, heap))
+			continue;
 		int rc = reserve(addr, span, out);
 		if (rc != -EEXIST && rc != -ENOMEM && rc != -EPERM)
 			return rc;

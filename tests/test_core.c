@@ -863,6 +863,41 @@ static void custom_ranges(void)
 	CHECK_EQ(execmem_arena_destroy(a), 0);
 }
 
+/*
+ * The 256 MiB above the program break are the C library's heap's to grow
+ * in: a range that has space elsewhere is placed there, and one with space
+ * only in that room still gets memory.
+ */
+static void heap_room_left_alone(void)
+{
+	uintptr_t room = (uintptr_t)256 << 20, chunk = EXECMEM_CHUNK_SIZE;
+	uintptr_t brk = ((uintptr_t)sbrk(0) + chunk - 1) & ~(chunk - 1);
+	struct execmem_range r[EXECMEM_TYPE_MAX] = { 0 };
+	r[EXECMEM_CODE].flags = EXECMEM_RANGE_SET;
+	r[EXECMEM_CODE].start = brk;
+	r[EXECMEM_CODE].end = brk + room + (32u << 20);
+	struct execmem_params p;
+	execmem_params_init(&p);
+	p.ranges = r;
+	enum { ARENAS = 12 };
+	struct execmem_arena *arenas[ARENAS];
+	int above_room = 0;
+	for (int i = 0; i < ARENAS; i++) {
+		arenas[i] = execmem_arena_create(&p);
+		uintptr_t code = arenas[i] ? (uintptr_t)execmem_arena_alloc(arenas[i], EXECMEM_CODE, 64) : 0;
+		above_room += code >= brk + room && code < r[EXECMEM_CODE].end;
+	}
+	CHECK_EQ(above_room, ARENAS);
+	for (int i = 0; i < ARENAS; i++)
+		CHECK(arenas[i] && execmem_arena_destroy(arenas[i]) == 0);
+	r[EXECMEM_CODE].start = brk + (64u << 20);
+	r[EXECMEM_CODE].end = brk + (72u << 20);
+	struct execmem_arena *inside = execmem_arena_create(&p);
+	uintptr_t code = inside ? (uintptr_t)execmem_arena_alloc(inside, EXECMEM_CODE, 64) : 0;
+	CHECK(code >= r[EXECMEM_CODE].start && code < r[EXECMEM_CODE].end);
+	CHECK(inside && execmem_arena_destroy(inside) == 0);
+}
+
 static void sync_cores(void)
 {
 	struct execmem_stats before, after;
@@ -947,6 +982,7 @@ int main(void)
 	packing_and_retention();
 	emptied_chunk_not_left_behind();
 	custom_ranges();
+	heap_room_left_alone();
 	sync_cores();
 	usable_sizes();
 	in_place_writing();
