@@ -31,6 +31,7 @@ static int forks(int n)
 }
 static atomic_bool stop;
 static atomic_ulong churn_errors, churn_operations;
+static atomic_int churners_running;
 
 /* Allocates, writes, runs and frees programs; counts what goes wrong. */
 static void churn_once(uint64_t *seed)
@@ -51,9 +52,24 @@ static void churn_once(uint64_t *seed)
 static void *churn_until_stopped(void *arg)
 {
 	uint64_t seed = (uintptr_t)arg;
+	churn_once(&seed);
+	atomic_fetch_add(&churners_running, 1);
 	while (!atomic_load(&stop))
 		churn_once(&seed);
 	return NULL;
+}
+
+/*
+ * The forks start once every churning thread is past its start-up.  A
+ * thread starting is inside the C library's allocator, and sanitizer
+ * runtimes before LLVM 18's (GCC 12's among them) do not lock theirs
+ * across fork: a child forked then hangs in its threads' first malloc,
+ * which says nothing of execmem.  Churning itself allocates no heap.
+ */
+static void wait_for_churners(void)
+{
+	for (int ms = 0; atomic_load(&churners_running) < CHURN_THREADS && ms < 10000; ms++)
+		usleep(1000);
 }
 
 static void *churn_a_while(void *arg)
@@ -368,6 +384,7 @@ int main(void)
 	pthread_t threads[CHURN_THREADS];
 	for (uintptr_t i = 0; i < CHURN_THREADS; i++)
 		RT_CHECK(pthread_create(&threads[i], NULL, churn_until_stopped, (void *)(i + 1)) == 0, "thread");
+	wait_for_churners();
 	for (int round = 0; round < forks(ROUNDS); round++)
 		fork_round(&programs, round);
 	atomic_store(&stop, true);
