@@ -79,7 +79,7 @@ void usage_bench(FILE *out)
 		"Allocators: execmem (default mode), execmem-mprotect, page (a mapping per\n"
 		"program), mprotect-pool, rwx-bitmap (unsafe reference), asmjit-rwx,\n"
 		"asmjit-dual-fill (when built with libasmjit-dev), and floor (W1's copy +\n"
-		"trap fill alone, no allocator).\n"
+		"trap fill alone, no allocator; W1 and W5 in two threads).\n"
 		"\n"
 		"  --quick          smaller counts (W1 2,000 programs, W3 10,000 and 2,000\n"
 		"                   for churn and refill, W4 16,384, W7 2,000, W8 up to\n"
@@ -420,7 +420,7 @@ static bool workload_applies(const struct bench_allocator *a, const char *worklo
 	bool threaded = !strncmp(workload, "W5", 2) || !strcmp(workload, "S2");
 
 	if (a->caps & BENCH_FLOOR_ONLY)
-		return !strcmp(workload, "W1");
+		return !strcmp(workload, "W1") || !strcmp(workload, "W5-threads");
 	if (quick && workload[0] == 'S')
 		return false;
 	/* --quick is for checking the report: the slowest peers get the old workloads only. */

@@ -12,6 +12,9 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -378,35 +381,82 @@ static const struct bench_allocator pool_alloc_desc = {
 
 /* ---- the copy floor ------------------------------------------------------ */
 
-enum { FLOOR_BUFFER = 64 << 20 };
+enum { FLOOR_BUFFER = 64 << 20, FLOOR_THREADS = 3 }; /* W5: the thread of the lone run and two */
 
 /* A bump pointer into a buffer faulted in beforehand, reset whenever
  * everything has been released: W1 frees each batch whole. */
 struct floor_buffer {
-	uint8_t *base, *next;
+	alignas(64) uint8_t *base; /* a line of its own: threads must not share one */
+	uint8_t *next;
 	size_t live;
+	atomic_bool taken;
 };
+
+/* A buffer per thread, so that W5 in two threads shows what the machine
+ * gives two threads copying and filling; a thread takes one at its first
+ * allocation and gives it back when it exits. */
+struct floor {
+	struct floor_buffer buffers[FLOOR_THREADS];
+	pthread_key_t mine;
+};
+
+static void floor_give_back(void *buffer)
+{
+	atomic_store(&((struct floor_buffer *)buffer)->taken, false);
+}
+
+static void floor_close(void *self)
+{
+	struct floor *f = self;
+	for (int i = 0; i < FLOOR_THREADS; i++)
+		if (f->buffers[i].base)
+			munmap(f->buffers[i].base, FLOOR_BUFFER);
+	pthread_key_delete(f->mine);
+	free(f);
+}
 
 static int floor_open(void **self, char *why, size_t whylen)
 {
-	struct floor_buffer *f = calloc(1, sizeof(*f));
-	void *base = mmap(NULL, FLOOR_BUFFER, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (!f || base == MAP_FAILED) {
-		snprintf(why, whylen, "cannot map the floor's buffer: %s", strerror(errno));
+	struct floor *f = calloc(1, sizeof(*f));
+	if (!f || pthread_key_create(&f->mine, floor_give_back) != 0) {
+		snprintf(why, whylen, "out of memory");
 		free(f);
 		return -ENOMEM;
 	}
-	f->base = f->next = base;
+	for (int i = 0; i < FLOOR_THREADS; i++) {
+		void *base = mmap(NULL, FLOOR_BUFFER, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+		if (base == MAP_FAILED) {
+			snprintf(why, whylen, "cannot map the floor's buffer: %s", strerror(errno));
+			floor_close(f);
+			return -ENOMEM;
+		}
+		f->buffers[i].base = f->buffers[i].next = base;
+	}
 	*self = f;
 	return 0;
 }
 
+static struct floor_buffer *floor_buffer_of_thread(struct floor *f)
+{
+	struct floor_buffer *b = pthread_getspecific(f->mine);
+	for (int i = 0; !b && i < FLOOR_THREADS; i++) {
+		bool free_one = false;
+		if (atomic_compare_exchange_strong(&f->buffers[i].taken, &free_one, true)) {
+			b = &f->buffers[i];
+			b->next = b->base;
+			b->live = 0;
+			pthread_setspecific(f->mine, b);
+		}
+	}
+	return b;
+}
+
 static int floor_alloc(void *self, size_t size, struct bench_block *out)
 {
-	struct floor_buffer *f = self;
+	struct floor_buffer *f = floor_buffer_of_thread(self);
 	size = round_up(size, 64);
-	if ((size_t)(f->base + FLOOR_BUFFER - f->next) < size)
+	if (!f || (size_t)(f->base + FLOOR_BUFFER - f->next) < size)
 		return -ENOMEM;
 	out->code = out->writable = f->next;
 	f->next += size;
@@ -423,7 +473,7 @@ static int floor_write(void *self, const struct bench_block *block, const void *
 
 static int floor_release(void *self, const struct bench_block *block, size_t size)
 {
-	struct floor_buffer *f = self;
+	struct floor_buffer *f = floor_buffer_of_thread(self);
 	bench_trap_fill(block->writable, size);
 	if (--f->live == 0)
 		f->next = f->base;
@@ -439,19 +489,12 @@ static uint64_t floor_os_calls(void *self)
 static const char *floor_mode(void *self)
 {
 	(void)self;
-	return "no allocator: copy and trap fill in faulted-in RW memory";
-}
-
-static void floor_close(void *self)
-{
-	struct floor_buffer *f = self;
-	munmap(f->base, FLOOR_BUFFER);
-	free(f);
+	return "no allocator: copy and trap fill in faulted-in RW memory, a buffer per thread";
 }
 
 static const struct bench_allocator floor_alloc_desc = {
 	.name = "floor",
-	.caps = BENCH_FLOOR_ONLY,
+	.caps = BENCH_FLOOR_ONLY | BENCH_THREAD_SAFE,
 	.open = floor_open,
 	.alloc = floor_alloc,
 	.write = floor_write,
