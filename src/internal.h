@@ -91,6 +91,7 @@ struct em_chunk {
 	uint64_t age;              /* creation rank: older chunks are filled first */
 	struct em_pool *pool;
 	_Atomic(struct em_shard *) shard; /* owner while in use; NULL when retained */
+	const struct em_shard *last_shard; /* the owner it had, while retained */
 	struct em_freespace fs;    /* small-allocation chunks only */
 	void *fs_storage;
 	atomic_uint *rw_refs;      /* TOGGLED: open writes per page */

@@ -7,6 +7,7 @@
 #include "test_util.h"
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -838,6 +839,85 @@ static void emptied_chunk_not_left_behind(void)
 	CHECK_EQ(execmem_arena_destroy(a), 0);
 }
 
+/*
+ * A thread's wholly free chunk goes back to the thread's shard: a thread
+ * that needs a chunk again takes its own retained one, whose memory its
+ * CPU's caches hold, before another thread's, even one retained later.
+ */
+enum { TURN_PIECES = 40, TURN_PIECE = 64 << 10 }; /* 2.5 MiB: two chunks */
+
+struct turn_taker {
+	struct execmem_arena *arena;
+	sem_t go, done;
+	uintptr_t chunks[2 * TURN_PIECES]; /* chunk of each piece, both turns */
+};
+
+static uintptr_t chunk_of(const void *p)
+{
+	return (uintptr_t)p & ~(uintptr_t)(EXECMEM_CHUNK_SIZE - 1);
+}
+
+/* Two turns of: allocate TURN_PIECES pieces (one step), free them (another). */
+static void *take_turns(void *arg)
+{
+	struct turn_taker *t = arg;
+	void *pieces[TURN_PIECES];
+	for (int step = 0; step < 4; step++) {
+		sem_wait(&t->go);
+		for (int i = 0; i < TURN_PIECES; i++) {
+			if (step % 2)
+				execmem_free(pieces[i]);
+			else
+				pieces[i] = execmem_arena_alloc(t->arena, EXECMEM_CODE, TURN_PIECE);
+			if (!(step % 2))
+				t->chunks[step / 2 * TURN_PIECES + i] = chunk_of(pieces[i]);
+		}
+		sem_post(&t->done);
+	}
+	return NULL;
+}
+
+static void step(struct turn_taker *t)
+{
+	sem_post(&t->go);
+	sem_wait(&t->done);
+}
+
+static bool used_by(const struct turn_taker *t, int from, int to, uintptr_t chunk)
+{
+	for (int i = from; i < to; i++)
+		if (t->chunks[i] == chunk)
+			return true;
+	return false;
+}
+
+static void retained_chunks_go_back_to_their_shard(void)
+{
+	if (em_os_cpu_count() < 2) {
+		printf("note: one CPU, so one shard: no other shard's chunk to take\n");
+		return;
+	}
+	struct execmem_arena *arena = execmem_arena_create(NULL);
+	struct turn_taker a = { .arena = arena }, b = { .arena = arena };
+	pthread_t ta, tb;
+	sem_init(&a.go, 0, 0), sem_init(&a.done, 0, 0), sem_init(&b.go, 0, 0), sem_init(&b.done, 0, 0);
+	CHECK(arena && pthread_create(&ta, NULL, take_turns, &a) == 0 &&
+	      pthread_create(&tb, NULL, take_turns, &b) == 0);
+	step(&a), step(&b); /* each fills two chunks of its own */
+	step(&a), step(&b); /* a retains one, then b does */
+	step(&a), step(&b); /* a needs one again */
+	step(&a), step(&b);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	int b_chunks_taken_by_a = 0;
+	for (int i = TURN_PIECES; i < 2 * TURN_PIECES; i++)
+		b_chunks_taken_by_a += used_by(&b, 0, TURN_PIECES, a.chunks[i]) &&
+				       !used_by(&a, 0, TURN_PIECES, a.chunks[i]);
+	CHECK(!used_by(&b, 0, TURN_PIECES, a.chunks[0])); /* two shards */
+	CHECK_EQ(b_chunks_taken_by_a, 0);
+	CHECK(arena && execmem_arena_destroy(arena) == 0);
+}
+
 /* An arena honours a range table of its own; unset entries inherit CODE's. */
 static void custom_ranges(void)
 {
@@ -981,6 +1061,7 @@ int main(void)
 	guard_lets_runners_through();
 	packing_and_retention();
 	emptied_chunk_not_left_behind();
+	retained_chunks_go_back_to_their_shard();
 	custom_ranges();
 	heap_room_left_alone();
 	sync_cores();
