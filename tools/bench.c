@@ -26,7 +26,7 @@
 #include "bench_llvm.h"
 #endif
 
-enum { REPEATS = 5 };
+enum { REPEATS = 5, ROUNDS = 3 /* of W1 and W2: see run_rounds() */ };
 
 #define MODLOAD_CHILD "modload" /* pseudo-allocator of the child that runs M1 and M2 */
 #define LLVM_CHILD "llvm"       /* pseudo-allocator of the child that runs L1 */
@@ -50,7 +50,8 @@ void usage_bench(FILE *out)
 		"usage: execmem bench [--quick] [--json] [--only NAME[,NAME...]] [--workload W[,W...]]\n"
 		"\n"
 		"Compares execmem with what JIT compilers use today, on this machine, each\n"
-		"allocator and workload in a fresh process, every workload repeated %d times:\n"
+		"allocator and workload in a fresh process, every workload repeated %d times;\n"
+		"without --quick, W1 and W2 run in %d rounds of a process per allocator:\n"
 		"  W1 churn    allocate + write + free 10,000 programs of the demo's size mix\n"
 		"              in steady state (after one untimed round)\n"
 		"  W2 cycle    allocate + write 64 B + free, one at a time\n"
@@ -89,7 +90,7 @@ void usage_bench(FILE *out)
 		"  --only LIST      run only these allocators (comma-separated names)\n"
 		"  --workload LIST  run only these workloads (W1 ... W8, S1, S2; W3 and W5\n"
 		"                   include their parts, W3-churn names one part)\n",
-		REPEATS);
+		REPEATS, ROUNDS);
 }
 
 /* ---- results ------------------------------------------------------------ */
@@ -456,17 +457,61 @@ static bool workload_known(const char *name)
 	return false;
 }
 
-static void run_allocator(struct results *res, struct alloc_info *ai, const struct bench_allocator *a,
+/*
+ * W1 and W2, whose ratios between allocators are goals, run in ROUNDS: in
+ * each, every allocator runs once in a process of its own.  This machine
+ * has slow phases that last seconds and span processes (W2 of asmjit RWX
+ * read 27 ns in some processes and 46 in others, runs of one in a row, with
+ * address randomisation off too), and one process per allocator put a
+ * phase on one allocator's figure alone.
+ */
+static bool in_rounds(const char *workload, bool quick)
+{
+	return !quick && (!strcmp(workload, "W1") || !strcmp(workload, "W2"));
+}
+
+static bool runs(const struct bench_allocator *a, const char *workloads, const char *workload, bool quick)
+{
+	return workload_applies(a, workload, quick) && workload_selected(workloads, workload);
+}
+
+/* The audit, then every workload not run in rounds; false when the audit failed. */
+static bool run_allocator(struct results *res, struct alloc_info *ai, const struct bench_allocator *a,
 			  const char *workloads, bool quick)
 {
 	show_running(ai->name, "audit");
 	if (!run_child(res, ai, "audit", 1, quick))
-		return;
+		return false;
 	if (ai->wrong || (ai->wx && !ai->peer))
 		res->check_failed = true;
 	for (size_t w = 0; w < sizeof(all_workloads) / sizeof(all_workloads[0]); w++)
-		if (workload_applies(a, all_workloads[w], quick) && workload_selected(workloads, all_workloads[w]))
+		if (!in_rounds(all_workloads[w], quick) && runs(a, workloads, all_workloads[w], quick))
 			run_workload(res, ai, all_workloads[w], quick);
+	return true;
+}
+
+/* ready[i]: allocator i passed its audit and runs in the rounds. */
+static void run_rounds(struct results *res, const struct bench_allocator *const *allocators, const bool *ready,
+		       const char *workloads, bool quick)
+{
+	for (size_t w = 0; w < sizeof(all_workloads) / sizeof(all_workloads[0]); w++) {
+		const char *workload = all_workloads[w];
+		if (!in_rounds(workload, quick))
+			continue;
+		bool *going = calloc(res->nallocs + 1, sizeof(*going));
+		for (size_t i = 0; going && i < res->nallocs; i++)
+			going[i] = ready[i] && runs(allocators[i], workloads, workload, quick);
+		for (int round = 0; going && round < ROUNDS; round++)
+			for (size_t i = 0; i < res->nallocs; i++) {
+				if (!going[i])
+					continue;
+				show_running(res->allocs[i].name, workload);
+				going[i] = run_child(res, &res->allocs[i], workload, REPEATS, quick);
+			}
+		if (!going)
+			res->system_failed = true;
+		free(going);
+	}
 }
 
 /* Does the --only list name a peer of the pair that runs workload? */
@@ -494,17 +539,26 @@ static int plan_and_run(struct results *res, const char *only, const char *workl
 		n++;
 	/* Besides the allocators: the M1 child, and each pair's child and its two peers. */
 	res->allocs = calloc(n + 1 + 3 * NPAIRS, sizeof(*res->allocs));
-	if (!res->allocs)
+	const struct bench_allocator **allocators = calloc(n + 1, sizeof(*allocators));
+	bool *ready = calloc(n + 1, sizeof(*ready));
+	if (!res->allocs || !allocators || !ready) {
+		free(allocators);
+		free(ready);
 		return -ENOMEM;
+	}
 	for (size_t i = 0; i < n; i++) {
 		const struct bench_allocator *a = bench_allocator_list[i];
 		if (!selected(only, a->name))
 			continue;
+		allocators[res->nallocs] = a;
 		struct alloc_info *ai = &res->allocs[res->nallocs++];
 		ai->name = a->name;
 		ai->peer = (a->caps & BENCH_PEER) != 0;
-		run_allocator(res, ai, a, workloads, quick);
+		ready[res->nallocs - 1] = run_allocator(res, ai, a, workloads, quick);
 	}
+	run_rounds(res, allocators, ready, workloads, quick);
+	free(allocators);
+	free(ready);
 #ifdef EXECMEM_HAVE_MODLOAD
 	if ((!only || selected(only, "execmem-module") || selected(only, "dlopen")) &&
 	    (!workloads || selected(workloads, "M1"))) {
