@@ -86,8 +86,23 @@ static size_t slot_of(const struct em_window *w)
 	return w->align > EM_CHUNK ? w->align : EM_CHUNK;
 }
 
+/* The slots k < n whose span at lo + k * slot overlaps r: [*from, *to). */
+static void slots_in(struct room r, uintptr_t lo, size_t span, size_t slot, uintptr_t n, uintptr_t *from,
+		     uintptr_t *to)
+{
+	*from = *to = 0;
+	if (r.hi <= r.lo || r.hi <= lo)
+		return;
+	uintptr_t below = (r.hi - lo - 1) / slot + 1; /* k < below: the slot starts below r.hi */
+	uintptr_t past = r.lo >= lo + span ? (r.lo - lo - span) / slot + 1 : 0; /* k >= past: ends above r.lo */
+	*to = below < n ? below : n;
+	*from = past < *to ? past : *to;
+}
+
 /* Reserve span bytes, slot-aligned, wholly inside [lo, hi) and outside
- * `skip`; the slots in skip cost no probe. */
+ * `skip`.  The first probe is drawn among the slots outside skip alone:
+ * drawn among all and moved past skip, it would fall on the slot just
+ * after skip once in every few placements. */
 static int reserve_in_slots(uintptr_t lo, uintptr_t hi, size_t span, size_t slot, struct room skip,
 			    void **out)
 {
@@ -96,15 +111,20 @@ static int reserve_in_slots(uintptr_t lo, uintptr_t hi, size_t span, size_t slot
 	lo = align_up(lo < slot ? slot : lo, slot);
 	if (hi <= lo || hi - lo < span)
 		return -ENOMEM;
-	uintptr_t slots = (hi - lo - span) / slot + 1;
-	uintptr_t first = em_os_random() % slots;
+	uintptr_t slots = (hi - lo - span) / slot + 1, from, to;
+	slots_in(skip, lo, span, slot, slots, &from, &to);
+	uintptr_t outside = slots - (to - from);
+	if (!outside)
+		return -ENOMEM;
+	uintptr_t first = em_os_random() % outside;
+	first += first < from ? 0 : to - from;
 	uintptr_t probes = 0;
 	for (uintptr_t i = 0; i < slots && probes < MAX_PROBES; i++) {
-		uintptr_t addr = lo + ((first + i) % slots) * slot;
-		if (in_room(addr, span, skip))
+		uintptr_t k = (first + i) % slots;
+		if (k >= from && k < to)
 			continue;
 		probes++;
-		int rc = reserve(addr, span, out);
+		int rc = reserve(lo + k * slot, span, out);
 		if (rc != -EEXIST && rc != -ENOMEM && rc != -EPERM)
 			return rc;
 	}

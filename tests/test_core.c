@@ -970,6 +970,18 @@ static void heap_room_left_alone(void)
 	CHECK_EQ(above_room, ARENAS);
 	for (int i = 0; i < ARENAS; i++)
 		CHECK(arenas[i] && execmem_arena_destroy(arenas[i]) == 0);
+	/* Placement stays random: the slot just past the room is one of 128,
+	 * not where the probes that fall in the room land. */
+	r[EXECMEM_CODE].end = brk + room + (256u << 20);
+	int at_room_end = 0;
+	for (int i = 0; i < 40; i++) {
+		struct execmem_arena *a = execmem_arena_create(&p);
+		uintptr_t code = a ? (uintptr_t)execmem_arena_alloc(a, EXECMEM_CODE, 64) : 0;
+		uintptr_t room_end = ((uintptr_t)sbrk(0) + room + chunk - 1) & ~(chunk - 1);
+		at_room_end += (code & ~(chunk - 1)) == room_end;
+		CHECK(code && execmem_arena_destroy(a) == 0);
+	}
+	CHECK(at_room_end <= 5);
 	r[EXECMEM_CODE].start = brk + (64u << 20);
 	r[EXECMEM_CODE].end = brk + (72u << 20);
 	struct execmem_arena *inside = execmem_arena_create(&p);
