@@ -100,6 +100,7 @@ struct row {
 	double *samples;
 	size_t n, cap;
 	bool summarized;        /* median/min/max given by the child (M1, M2) */
+	size_t summarized_from; /* the repetitions the child took them over */
 	double median, min, max;
 };
 
@@ -245,7 +246,7 @@ static void take_peer(struct results *res, char **f)
 	}
 }
 
-static void take_record(struct results *res, struct alloc_info *ai, char *line)
+static void take_record(struct results *res, struct alloc_info *ai, char *line, int repeats)
 {
 	char *f[8];
 	size_t n = split_tabs(line, f, 8);
@@ -258,6 +259,7 @@ static void take_record(struct results *res, struct alloc_info *ai, char *line)
 		r->min = strtod(f[6], NULL);
 		r->max = strtod(f[7], NULL);
 		r->summarized = true;
+		r->summarized_from = (size_t)repeats;
 	} else if (n == 5 && !strcmp(f[0], "A")) {
 		snprintf(ai->mode, sizeof(ai->mode), "%s", f[1]);
 		ai->wx = atoi(f[2]);
@@ -343,7 +345,7 @@ static bool run_child(struct results *res, struct alloc_info *ai, const char *wo
 	}
 	FILE *f = fdopen(fd, "r");
 	while (f && getline(&line, &cap, f) > 0)
-		take_record(res, ai, line);
+		take_record(res, ai, line, repeats);
 	free(line);
 	if (f)
 		fclose(f);
@@ -635,8 +637,8 @@ static void json_row(FILE *out, const struct row *r)
 	json_string(out, r->allocator);
 	fprintf(out, ", \"metric\": ");
 	json_string(out, r->metric);
-	fprintf(out, ", \"median\": %.6g, \"min\": %.6g, \"max\": %.6g, \"unit\": ", r->median, r->min,
-		r->max);
+	fprintf(out, ", \"median\": %.6g, \"min\": %.6g, \"max\": %.6g, \"samples\": %zu, \"unit\": ",
+		r->median, r->min, r->max, r->n ? r->n : r->summarized_from);
 	json_string(out, r->unit);
 	fprintf(out, "}\n");
 }

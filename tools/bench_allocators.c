@@ -400,6 +400,10 @@ struct floor {
 	pthread_key_t mine;
 };
 
+/* The calling thread's buffer, without a lookup per call in the floor's
+ * W1; the key gives it back when the thread exits. */
+static _Thread_local struct floor_buffer *thread_buffer;
+
 static void floor_give_back(void *buffer)
 {
 	atomic_store(&((struct floor_buffer *)buffer)->taken, false);
@@ -408,6 +412,7 @@ static void floor_give_back(void *buffer)
 static void floor_close(void *self)
 {
 	struct floor *f = self;
+	thread_buffer = NULL;
 	for (int i = 0; i < FLOOR_THREADS; i++)
 		if (f->buffers[i].base)
 			munmap(f->buffers[i].base, FLOOR_BUFFER);
@@ -417,7 +422,9 @@ static void floor_close(void *self)
 
 static int floor_open(void **self, char *why, size_t whylen)
 {
-	struct floor *f = calloc(1, sizeof(*f));
+	struct floor *f = aligned_alloc(alignof(struct floor), round_up(sizeof(*f), alignof(struct floor)));
+	if (f)
+		memset(f, 0, sizeof(*f));
 	if (!f || pthread_key_create(&f->mine, floor_give_back) != 0) {
 		snprintf(why, whylen, "out of memory");
 		free(f);
@@ -439,7 +446,7 @@ static int floor_open(void **self, char *why, size_t whylen)
 
 static struct floor_buffer *floor_buffer_of_thread(struct floor *f)
 {
-	struct floor_buffer *b = pthread_getspecific(f->mine);
+	struct floor_buffer *b = thread_buffer;
 	for (int i = 0; !b && i < FLOOR_THREADS; i++) {
 		bool free_one = false;
 		if (atomic_compare_exchange_strong(&f->buffers[i].taken, &free_one, true)) {
@@ -447,6 +454,7 @@ static struct floor_buffer *floor_buffer_of_thread(struct floor *f)
 			b->next = b->base;
 			b->live = 0;
 			pthread_setspecific(f->mine, b);
+			thread_buffer = b;
 		}
 	}
 	return b;
