@@ -119,7 +119,8 @@ EM_HIDDEN int em_os_tracer_pid(void);
 EM_HIDDEN long em_os_page_size(void);
 EM_HIDDEN int em_os_cpu_count(void);
 EM_HIDDEN uint64_t em_os_random(void);
-/* The program break: where the C library's heap ends and would grow. */
+/* The program break: where the C library's heap ends and would grow.
+ * Counted as OTHER, never made to fail. */
 EM_HIDDEN uintptr_t em_os_heap_end(void);
 
 /* Process-wide counters of the calls above, by kind. */

@@ -467,8 +467,13 @@ uint64_t em_os_random(void)
 
 uintptr_t em_os_heap_end(void)
 {
-	void *brk = sbrk(0); /* the C library's cached value after its first call */
-	return brk == (void *)-1 ? 0 : (uintptr_t)brk;
+	/* The kernel's answer, not sbrk(0): while glibc has not learnt the
+	 * break yet, sbrk() stores what it reads without a lock, and racing
+	 * malloc's first sbrk() in another thread it can store a stale break,
+	 * below the heap malloc then extends. */
+	atomic_fetch_add_explicit(&call_counts[EXECMEM_OS_OTHER], 1, memory_order_relaxed);
+	long brk = syscall(SYS_brk, 0);
+	return brk < 0 ? 0 : (uintptr_t)brk;
 }
 
 void em_os_counts(uint64_t out[EXECMEM_OS_CALL_MAX])

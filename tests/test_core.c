@@ -6,6 +6,7 @@
 #include "internal.h"
 #include "test_util.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <setjmp.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -951,6 +953,30 @@ static void custom_ranges(void)
 	CHECK_EQ(execmem_arena_destroy(a), 0);
 }
 
+/* The break, as the kernel has it. */
+static uintptr_t program_break(void)
+{
+	return (uintptr_t)syscall(SYS_brk, 0);
+}
+
+/*
+ * glibc's sbrk() is not safe to call while another thread may make the
+ * process's first malloc(): execmem must not call it.  This one, which
+ * the library's calls bind to in this program, counts them.
+ */
+static atomic_int sbrk_calls;
+
+void *sbrk(intptr_t increment)
+{
+	atomic_fetch_add(&sbrk_calls, 1);
+	uintptr_t old = program_break();
+	if (increment && (uintptr_t)syscall(SYS_brk, old + (uintptr_t)increment) != old + (uintptr_t)increment) {
+		errno = ENOMEM;
+		return (void *)-1;
+	}
+	return (void *)old;
+}
+
 /*
  * The 256 MiB above the program break are the C library's heap's to grow
  * in: a range that has space elsewhere is placed there, and one with space
@@ -959,7 +985,7 @@ static void custom_ranges(void)
 static void heap_room_left_alone(void)
 {
 	uintptr_t room = (uintptr_t)256 << 20, chunk = EXECMEM_CHUNK_SIZE;
-	uintptr_t brk = ((uintptr_t)sbrk(0) + chunk - 1) & ~(chunk - 1);
+	uintptr_t brk = (program_break() + chunk - 1) & ~(chunk - 1);
 	struct execmem_range r[EXECMEM_TYPE_MAX] = { 0 };
 	r[EXECMEM_CODE].flags = EXECMEM_RANGE_SET;
 	r[EXECMEM_CODE].start = brk;
@@ -985,11 +1011,12 @@ static void heap_room_left_alone(void)
 	for (int i = 0; i < 40; i++) {
 		struct execmem_arena *a = execmem_arena_create(&p);
 		uintptr_t code = a ? (uintptr_t)execmem_arena_alloc(a, EXECMEM_CODE, 64) : 0;
-		uintptr_t room_end = ((uintptr_t)sbrk(0) + room + chunk - 1) & ~(chunk - 1);
+		uintptr_t room_end = (program_break() + room + chunk - 1) & ~(chunk - 1);
 		at_room_end += (code & ~(chunk - 1)) == room_end;
 		CHECK(code && execmem_arena_destroy(a) == 0);
 	}
 	CHECK(at_room_end <= 5);
+	CHECK_EQ(atomic_load(&sbrk_calls), 0);
 	r[EXECMEM_CODE].start = brk + (64u << 20);
 	r[EXECMEM_CODE].end = brk + (72u << 20);
 	struct execmem_arena *inside = execmem_arena_create(&p);
