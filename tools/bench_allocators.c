@@ -14,7 +14,6 @@
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -389,7 +388,7 @@ struct floor_buffer {
 	alignas(64) uint8_t *base; /* a line of its own: threads must not share one */
 	uint8_t *next;
 	size_t live;
-	atomic_bool taken;
+	atomic_int taken; /* an int: riscv64 has no one-byte compare-and-swap without libatomic */
 };
 
 /* A buffer per thread, so that W5 in two threads shows what the machine
@@ -406,7 +405,7 @@ static _Thread_local struct floor_buffer *thread_buffer;
 
 static void floor_give_back(void *buffer)
 {
-	atomic_store(&((struct floor_buffer *)buffer)->taken, false);
+	atomic_store(&((struct floor_buffer *)buffer)->taken, 0);
 }
 
 static void floor_close(void *self)
@@ -448,8 +447,8 @@ static struct floor_buffer *floor_buffer_of_thread(struct floor *f)
 {
 	struct floor_buffer *b = thread_buffer;
 	for (int i = 0; !b && i < FLOOR_THREADS; i++) {
-		bool free_one = false;
-		if (atomic_compare_exchange_strong(&f->buffers[i].taken, &free_one, true)) {
+		int free_one = 0;
+		if (atomic_compare_exchange_strong(&f->buffers[i].taken, &free_one, 1)) {
 			b = &f->buffers[i];
 			b->next = b->base;
 			b->live = 0;
