@@ -99,29 +99,24 @@ static void slots_in(struct room r, uintptr_t lo, size_t span, size_t slot, uint
 	*from = past < *to ? past : *to;
 }
 
-/* Reserve span bytes, slot-aligned, wholly inside [lo, hi) and outside
- * `skip`.  The first probe is drawn among the slots outside skip alone:
- * drawn among all and moved past skip, it would fall on the slot just
- * after skip once in every few placements. */
-static int reserve_in_slots(uintptr_t lo, uintptr_t hi, size_t span, size_t slot, struct room skip,
-			    void **out)
+/*
+ * Reserve span bytes at one of the slots k < n at lo + k * slot, k outside
+ * [skip_from, skip_to).  The first probe is drawn among those slots alone:
+ * drawn among all and moved past the skipped ones, it would fall on the
+ * slot just after them once in every few placements.
+ */
+static int reserve_in_slots(uintptr_t lo, uintptr_t n, size_t span, size_t slot, uintptr_t skip_from,
+			    uintptr_t skip_to, void **out)
 {
-	if (lo > UINTPTR_MAX - slot)
-		return -ENOMEM; /* no aligned slot starts this high */
-	lo = align_up(lo < slot ? slot : lo, slot);
-	if (hi <= lo || hi - lo < span)
-		return -ENOMEM;
-	uintptr_t slots = (hi - lo - span) / slot + 1, from, to;
-	slots_in(skip, lo, span, slot, slots, &from, &to);
-	uintptr_t outside = slots - (to - from);
+	uintptr_t outside = n - (skip_to - skip_from);
 	if (!outside)
 		return -ENOMEM;
 	uintptr_t first = em_os_random() % outside;
-	first += first < from ? 0 : to - from;
+	first += first < skip_from ? 0 : skip_to - skip_from;
 	uintptr_t probes = 0;
-	for (uintptr_t i = 0; i < slots && probes < MAX_PROBES; i++) {
-		uintptr_t k = (first + i) % slots;
-		if (k >= from && k < to)
+	for (uintptr_t i = 0; i < n && probes < MAX_PROBES; i++) {
+		uintptr_t k = (first + i) % n;
+		if (k >= skip_from && k < skip_to)
 			continue;
 		probes++;
 		int rc = reserve(lo + k * slot, span, out);
@@ -131,17 +126,21 @@ static int reserve_in_slots(uintptr_t lo, uintptr_t hi, size_t span, size_t slot
 	return -ENOMEM;
 }
 
+/* Reserve span bytes, slot-aligned, wholly inside [lo, hi): first outside
+ * the heap's room, then in the slots that overlap it. */
 static int reserve_inside(uintptr_t lo, uintptr_t hi, size_t span, size_t slot, void **out)
 {
-	struct room heap = heap_room();
-	int rc = reserve_in_slots(lo, hi, span, slot, heap, out);
-	if (rc != -ENOMEM || hi <= lo || !in_room(lo, hi - lo, heap))
+	if (lo > UINTPTR_MAX - slot)
+		return -ENOMEM; /* no aligned slot starts this high */
+	lo = align_up(lo < slot ? slot : lo, slot);
+	if (hi <= lo || hi - lo < span)
+		return -ENOMEM;
+	uintptr_t n = (hi - lo - span) / slot + 1, from, to;
+	slots_in(heap_room(), lo, span, slot, n, &from, &to);
+	int rc = reserve_in_slots(lo, n, span, slot, from, to, out);
+	if (rc != -ENOMEM || from == to)
 		return rc;
-	/* Then the slots skipped: those overlapping the room. */
-	uintptr_t room_lo = heap.lo > span ? heap.lo - span : 0;
-	uintptr_t room_hi = heap.hi > UINTPTR_MAX - span ? UINTPTR_MAX : heap.hi + span;
-	return reserve_in_slots(lo > room_lo ? lo : room_lo, hi < room_hi ? hi : room_hi, span, slot,
-				(struct room){ 0, 0 }, out);
+	return reserve_in_slots(lo + from * slot, to - from, span, slot, 0, 0, out);
 }
 
 /*
