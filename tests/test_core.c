@@ -867,12 +867,12 @@ static void *take_turns(void *arg)
 	for (int step = 0; step < 4; step++) {
 		sem_wait(&t->go);
 		for (int i = 0; i < TURN_PIECES; i++) {
-			if (step % 2)
+			if (step % 2) {
 				execmem_free(pieces[i]);
-			else
+			} else {
 				pieces[i] = execmem_arena_alloc(t->arena, EXECMEM_CODE, TURN_PIECE);
-			if (!(step % 2))
 				t->chunks[step / 2 * TURN_PIECES + i] = chunk_of(pieces[i]);
+			}
 		}
 		sem_post(&t->done);
 	}

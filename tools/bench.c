@@ -108,6 +108,8 @@ enum alloc_status { ALLOC_OK, ALLOC_UNAVAILABLE, ALLOC_FAILED };
 
 struct alloc_info {
 	const char *name;
+	const struct bench_allocator *desc; /* NULL for the pairs' and the module loader's children */
+	bool audit_passed;      /* and so runs in the rounds */
 	bool peer;              /* a peer's failure is a finding, not an error of the run */
 	enum alloc_status status;
 	char mode[200], config[256], first_wx[256], reason[256];
@@ -492,17 +494,17 @@ static bool run_allocator(struct results *res, struct alloc_info *ai, const stru
 	return true;
 }
 
-/* ready[i]: allocator i passed its audit and runs in the rounds. */
-static void run_rounds(struct results *res, const struct bench_allocator *const *allocators, const bool *ready,
-		       const char *workloads, bool quick)
+static void run_rounds(struct results *res, const char *workloads, bool quick)
 {
 	for (size_t w = 0; w < sizeof(all_workloads) / sizeof(all_workloads[0]); w++) {
 		const char *workload = all_workloads[w];
 		if (!in_rounds(workload, quick))
 			continue;
 		bool *going = calloc(res->nallocs + 1, sizeof(*going));
-		for (size_t i = 0; going && i < res->nallocs; i++)
-			going[i] = ready[i] && runs(allocators[i], workloads, workload, quick);
+		for (size_t i = 0; going && i < res->nallocs; i++) {
+			const struct alloc_info *ai = &res->allocs[i];
+			going[i] = ai->audit_passed && runs(ai->desc, workloads, workload, quick);
+		}
 		for (int round = 0; going && round < ROUNDS; round++)
 			for (size_t i = 0; i < res->nallocs; i++) {
 				if (!going[i])
@@ -541,26 +543,19 @@ static int plan_and_run(struct results *res, const char *only, const char *workl
 		n++;
 	/* Besides the allocators: the M1 child, and each pair's child and its two peers. */
 	res->allocs = calloc(n + 1 + 3 * NPAIRS, sizeof(*res->allocs));
-	const struct bench_allocator **allocators = calloc(n + 1, sizeof(*allocators));
-	bool *ready = calloc(n + 1, sizeof(*ready));
-	if (!res->allocs || !allocators || !ready) {
-		free(allocators);
-		free(ready);
+	if (!res->allocs)
 		return -ENOMEM;
-	}
 	for (size_t i = 0; i < n; i++) {
 		const struct bench_allocator *a = bench_allocator_list[i];
 		if (!selected(only, a->name))
 			continue;
-		allocators[res->nallocs] = a;
 		struct alloc_info *ai = &res->allocs[res->nallocs++];
 		ai->name = a->name;
+		ai->desc = a;
 		ai->peer = (a->caps & BENCH_PEER) != 0;
-		ready[res->nallocs - 1] = run_allocator(res, ai, a, workloads, quick);
+		ai->audit_passed = run_allocator(res, ai, a, workloads, quick);
 	}
-	run_rounds(res, allocators, ready, workloads, quick);
-	free(allocators);
-	free(ready);
+	run_rounds(res, workloads, quick);
 #ifdef EXECMEM_HAVE_MODLOAD
 	if ((!only || selected(only, "execmem-module") || selected(only, "dlopen")) &&
 	    (!workloads || selected(workloads, "M1"))) {
